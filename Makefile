@@ -1,0 +1,56 @@
+# cl_toolkit — the README's two commands are `make demo` and `make test`.
+# Every target honours CLT_HOME (the workspace): `make demo CLT_HOME=/tmp/ws`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CLT_HOME ?= $(CURDIR)/workspace
+export CLT_HOME
+export HF_HUB_OFFLINE := 1
+export HF_DATASETS_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export AXOLOTL_DO_NOT_TRACK := 1
+export DO_NOT_TRACK := 1
+export WANDB_MODE := disabled
+# Pin torch to the local CPU build everywhere pip runs, isolated builds included.
+export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
+PYTEST_ARGS ?=
+
+.PHONY: setup demo test test-fast lint bench clean help
+
+help:
+	@echo "make demo       build the tiny model, train firefighter 1.0.0 then 1.1.0 (sets up .venv first)"
+	@echo "make test       the whole test suite, slow end-to-end training tests included (what CI runs)"
+	@echo "make test-fast  the suite without tests marked slow"
+	@echo "make lint       ruff"
+	@echo "make bench      every benchmarks/bench_*.py, printed as tables"
+	@echo "make setup      create .venv with everything installed (idempotent)"
+	@echo "workspace: CLT_HOME=$(CLT_HOME)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@$(BIN)/python -c "import torch; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	@touch $@
+
+demo: $(STAMP)
+	@$(BIN)/python scripts/demo.py
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check cl_toolkit tests scripts benchmarks
+
+bench: $(STAMP)
+	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(CLT_HOME)

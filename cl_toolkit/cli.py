@@ -1,0 +1,108 @@
+"""The `clt` command: one click group whose subcommands are imported only when used,
+so `clt --help` answers fast (torch and Axolotl load lazily)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import click
+
+from . import __version__
+from .errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput, CltError
+
+# name -> "module:attribute" of a click command or group. Adding a verb is one line here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tiny-model": ("cl_toolkit.commands.tiny_model:cli", "Build a tiny Llama and its tokenizer locally."),
+    "recipe": ("cl_toolkit.commands.recipe:cli", "Validate, render and scaffold versioned recipes."),
+    "data": ("cl_toolkit.commands.data:cli", "Build the training mix of a recipe (new + rehearsal)."),
+    "train": ("cl_toolkit.commands.train:cli", "Render a recipe and train it through Axolotl."),
+    "registry": ("cl_toolkit.commands.registry:cli", "Versions, lineage, champion/challenger, rollback."),
+    "feedback": ("cl_toolkit.feedback.cli:cli", "Production feedback in, training examples out."),
+    "eval": ("cl_toolkit.evaluation.cli:eval_cli", "Run a regression suite against a version."),
+    "gate": ("cl_toolkit.evaluation.cli:gate_cli", "Compare a candidate with its baseline; block regressions."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand runs."""
+
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            target, _ = self.lazy[name]
+            module, attr = target.split(":")
+            try:
+                return getattr(importlib.import_module(module), attr)
+            except ModuleNotFoundError as e:
+                if e.name and e.name.startswith("cl_toolkit"):
+                    return None  # a verb that is not built yet is simply not offered
+                raise
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, self.lazy[name][1]) for name in sorted(self.lazy)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="clt")
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Workspace folder for generated things (default: $CLT_HOME, else ./workspace).",
+)
+def cli(workspace):
+    """cl_toolkit: keep a domain LLM current, quarter after quarter, on Axolotl.
+
+    Exit codes: 0 ok, 1 unexpected failure, 2 bad input, 3 gate blocked or decision "no".
+    """
+    if workspace:
+        os.environ["CLT_HOME"] = os.path.abspath(workspace)
+
+
+def _print_error(text: str) -> None:
+    for line in str(text).splitlines() or [""]:
+        click.echo(f"error: {line}", err=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and turn every error into a message and an exit code."""
+    try:
+        rv = cli.main(args=argv, prog_name="clt", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return EXIT_BAD_INPUT
+    except click.Abort:
+        click.echo("interrupted", err=True)
+        return 130
+    except CltError as e:
+        _print_error(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except Exception as e:  # the last line of defence: a message, not a traceback
+        if os.environ.get("CLT_DEBUG"):
+            raise
+        _print_error(f"unexpected failure: {type(e).__name__}: {e} (set CLT_DEBUG=1 for a traceback)")
+        return EXIT_FAILURE
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+__all__ = ["cli", "main", "run", "BadInput"]

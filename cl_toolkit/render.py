@@ -1,0 +1,131 @@
+"""Render a recipe into a run folder: the Axolotl config, the materialised training mix,
+and a manifest with the SHA-256 of every input and output. Pure composition first
+(`compose_config`), then validation, then one atomic publish of the whole folder."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from . import __version__
+from .axolotl_check import validate_with_axolotl
+from .databuild import Mix, build_mix
+from .errors import BadInput, Problem
+from .fsutil import dump_json, jsonl_bytes, publish_dir, sha256_bytes, sha256_file
+from .profile import Profile, load_profile
+from .recipe.model import LoadedRecipe, thaw
+from .registry import RegistryStore
+from .secrets import refuse_secrets
+from .tiny_model import ensure_tiny_model
+from .workspace import resolve_path
+from .yamlio import display
+
+FILES = ("axolotl.yml", "manifest.json", "recipe.yml", "data/train.jsonl", "data/new.jsonl")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    run_dir: Path
+    config: dict
+    profile: Profile
+    manifest: dict
+
+
+def _initial_lora(lr: LoadedRecipe, registry: RegistryStore, profile: Profile) -> dict:
+    return {"base_model": profile.base_model}
+
+
+def _continued_lora(lr: LoadedRecipe, registry: RegistryStore, profile: Profile) -> dict:
+    """Start from the parent's adapter, trainable; rank and alpha come from its config."""
+    parent = registry.require(lr.recipe.model, lr.recipe.parent)
+    if not parent.adapter_dir or not (Path(parent.adapter_dir) / "adapter_config.json").is_file():
+        raise BadInput(f"{lr.recipe.model} {parent.version} has no LoRA adapter to continue from")
+    adapter_cfg = json.loads((Path(parent.adapter_dir) / "adapter_config.json").read_text())
+    keys = {"base_model": parent.base_model, "lora_model_dir": parent.adapter_dir,
+            "lora_r": adapter_cfg["r"], "lora_alpha": adapter_cfg["lora_alpha"]}
+    if adapter_cfg.get("modules_to_save"):
+        keys["lora_modules_to_save"] = list(adapter_cfg["modules_to_save"])
+    return keys
+
+
+# strategy name -> the Axolotl keys it contributes (habit: name -> implementation dicts)
+STRATEGIES = {"initial_lora": _initial_lora, "continued_lora": _continued_lora}
+
+
+def compose_config(lr: LoadedRecipe, profile: Profile, strategy_keys: dict, run_dir: Path) -> dict:
+    """The Axolotl config: profile < strategy < recipe.train < recipe.axolotl < fixed paths."""
+    recipe = lr.recipe
+    cfg = {**profile.axolotl, **strategy_keys, **thaw(recipe.train), **thaw(recipe.axolotl)}
+    cfg.setdefault("seed", recipe.data.seed)
+    cfg["datasets"] = [{
+        "path": str(run_dir / "data" / "train.jsonl"), "ds_type": "json", "type": "chat_template",
+        "field_messages": "messages", "roles_to_train": ["assistant"],
+    }]
+    cfg["dataset_prepared_path"] = str(run_dir / "prepared")
+    cfg["output_dir"] = str(run_dir / "adapter")
+    return dict(sorted(cfg.items()))
+
+
+def _manifest(lr: LoadedRecipe, profile: Profile, mix: Mix, outputs: dict) -> dict:
+    r = lr.recipe
+    return {
+        "toolkit_version": __version__, "model": r.model, "version": r.version, "parent": r.parent,
+        "strategy": r.strategy, "seed": r.data.seed,
+        "recipe": {"path": display(lr.source), "sha256": lr.sha256},
+        "profile": {"name": profile.name, "path": display(profile.path), "sha256": sha256_file(profile.path),
+                    "base_model": profile.base_model},
+        "inputs": mix.inputs, "mix": mix.counts, "outputs": outputs,
+    }
+
+
+def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate: bool = True) -> Rendered:
+    """Render `lr` into `out_dir` (replaced atomically); nothing is written on error."""
+    recipe = lr.recipe
+    profile = load_profile(resolve_path(recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
+    refuse_secrets(profile.axolotl, display(profile.path))
+    refuse_secrets(thaw(recipe.axolotl), display(lr.source))
+    if recipe.strategy not in STRATEGIES:
+        raise BadInput([Problem(display(lr.source), f"strategy {recipe.strategy} is not available in this "
+                                f"version of cl_toolkit (available: {', '.join(STRATEGIES)})", key="strategy")])
+    if profile.tiny_model and profile.base_is_local:
+        ensure_tiny_model(Path(profile.base_model), profile.tiny_model, lr.root)
+    out_dir = Path(out_dir).resolve()
+    mix = build_mix(lr, registry)
+    cfg = compose_config(lr, profile, STRATEGIES[recipe.strategy](lr, registry, profile), out_dir)
+    refuse_secrets(cfg, "axolotl.yml (rendered)")
+    if validate:
+        validate_with_axolotl(cfg, cpu=bool(profile.launcher.get("cpu")),
+                              num_processes=int(profile.launcher.get("num_processes", 1)),
+                              offline_model_config=profile.offline_model_config)
+    return _write(lr, profile, mix, cfg, out_dir)
+
+
+def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Path) -> Rendered:
+    blobs = {
+        "axolotl.yml": yaml.safe_dump(cfg, sort_keys=True, allow_unicode=True).encode(),
+        "recipe.yml": lr.text.encode(),
+        "data/train.jsonl": jsonl_bytes(mix.rows),
+        "data/new.jsonl": jsonl_bytes(mix.new_rows),
+    }
+    outputs = {name: {"sha256": sha256_bytes(b)} for name, b in blobs.items()}
+    outputs["data/train.jsonl"]["rows"] = len(mix.rows)
+    outputs["data/new.jsonl"]["rows"] = len(mix.new_rows)
+    manifest = _manifest(lr, profile, mix, outputs)
+    blobs["manifest.json"] = dump_json(manifest).encode()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.render.", dir=out_dir.parent))
+    try:
+        for name, data in blobs.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(data)
+        staging.chmod(0o755)
+        publish_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Rendered(run_dir=out_dir, config=cfg, profile=profile, manifest=manifest)
