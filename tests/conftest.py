@@ -1,0 +1,66 @@
+"""Shared fixtures. No network: every model is built locally from a config."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+for _k, _v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+               "AXOLOTL_DO_NOT_TRACK": "1", "DO_NOT_TRACK": "1", "WANDB_MODE": "disabled",
+               "TOKENIZERS_PARALLELISM": "false"}.items():
+    os.environ[_k] = _v
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    """The tiny-cpu profile's base model, built once per session from the bundled text."""
+    from cl_toolkit.tiny_model import TinySpec, build_tiny_model, bundled_corpus
+
+    out = tmp_path_factory.mktemp("tiny") / "tiny-llama"
+    build_tiny_model(out, TinySpec(), bundled_corpus(REPO))
+    return out
+
+
+@pytest.fixture
+def workspace(tmp_path, monkeypatch, tiny_model_dir) -> Path:
+    """A fresh workspace (CLT_HOME) that already holds the tiny base model."""
+    ws = tmp_path / "ws"
+    shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")
+    monkeypatch.setenv("CLT_HOME", str(ws))
+    monkeypatch.chdir(REPO)
+    return ws
+
+
+@pytest.fixture
+def empty_workspace(tmp_path, monkeypatch) -> Path:
+    ws = tmp_path / "ws"
+    monkeypatch.setenv("CLT_HOME", str(ws))
+    monkeypatch.chdir(REPO)
+    return ws
+
+
+@pytest.fixture
+def clt(capsys):
+    """Run `clt ARGS...` in-process the way a user does: returns (exit code, stdout, stderr)."""
+    from cl_toolkit.cli import main
+
+    def run(*args: str) -> tuple[int, str, str]:
+        code = main([str(a) for a in args])
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return run
+
+
+def files_under(path: Path) -> set[str]:
+    return {str(p.relative_to(path)) for p in path.rglob("*")} if path.exists() else set()
