@@ -15,6 +15,7 @@ from pathlib import Path
 from .errors import BadInput, Problem
 from .fsutil import jsonl_bytes, sha256_bytes, sha256_file
 from .recipe.model import LoadedRecipe, thaw
+from .registry import artifact_file
 from .workspace import WORKSPACE_PREFIX, resolve_path
 from .yamlio import display
 
@@ -77,8 +78,8 @@ def _ancestor_rows(lr: LoadedRecipe, registry) -> tuple[list[dict], list[dict]]:
     version = lr.recipe.parent
     while version:
         rec = registry.require(lr.recipe.model, version)
-        new_file = Path(rec.run_dir) / "data" / "new.jsonl"
-        manifest = json.loads((Path(rec.run_dir) / "manifest.json").read_text())
+        new_file = artifact_file(rec, "data/new.jsonl")
+        manifest = json.loads(artifact_file(rec, "manifest.json").read_text())
         want = manifest["outputs"]["data/new.jsonl"]["sha256"]
         if not new_file.is_file() or sha256_file(new_file) != want:
             raise BadInput(f"the training data of {lr.recipe.model} {version} is missing or changed: {new_file}")
@@ -89,9 +90,20 @@ def _ancestor_rows(lr: LoadedRecipe, registry) -> tuple[list[dict], list[dict]]:
     return rows, inputs
 
 
-def _rehearsal_pools(lr: LoadedRecipe, registry) -> list[tuple[str, list[dict], list[dict]]]:
+def dedupe(rows: list[dict]) -> list[dict]:
+    """Drop exact repeats (canonical JSON), keeping the first occurrence's position."""
+    seen, out = set(), []
+    for r in rows:
+        key = json.dumps(r, sort_keys=True, ensure_ascii=False)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def _rehearsal_pools(lr: LoadedRecipe, registry, sources) -> list[tuple[str, list[dict], list[dict]]]:
     pools = []
-    for src in lr.recipe.data.rehearsal.sources:
+    for src in sources:
         if "path" in src:
             path = resolve_path(src["path"], lr.root, lr.workspace)
             rows = read_chat_jsonl(path, src.get("max_rows"))
@@ -132,11 +144,18 @@ def build_mix(lr: LoadedRecipe, registry) -> Mix:
         new_rows.extend(rows)
         inputs.append({"role": "train", "source": source_label(src["path"]), "sha256": sha256_file(path), "rows": len(rows)})
     rng = random.Random(recipe.data.seed)
+    mixed, history = list(new_rows), 0
+    if recipe.strategy == "merge_and_retrain":  # the complete dataset: every ancestor's data + new
+        past, past_inputs = _ancestor_rows(lr, registry)
+        inputs.extend({**i, "role": "history"} for i in past_inputs)
+        mixed = dedupe(new_rows + past)
+        history = len(mixed) - len(dedupe(new_rows))
     reh = recipe.data.rehearsal
-    n_reh = rehearsal_count(len(new_rows), reh.ratio) if reh and reh.sources else 0
-    per_source, mixed = {}, list(new_rows)
+    sources_left = [s for s in (reh.sources if reh else ()) if not (recipe.strategy == "merge_and_retrain" and "parent_data" in s)]
+    n_reh = rehearsal_count(len(mixed), reh.ratio) if sources_left else 0
+    per_source, n_base = {}, len(mixed)
     if n_reh:
-        pools = _rehearsal_pools(lr, registry)
+        pools = _rehearsal_pools(lr, registry, sources_left)
         shares = [n_reh // len(pools) + (1 if i < n_reh % len(pools) else 0) for i in range(len(pools))]
         for (label, rows, src_inputs), share in zip(pools, shares, strict=True):
             inputs.extend(src_inputs)
@@ -149,5 +168,7 @@ def build_mix(lr: LoadedRecipe, registry) -> Mix:
     total = len(mixed)
     counts = {"new": len(new_rows), "rehearsal": per_source, "total": total,
               "ratio_requested": reh.ratio if reh else 0.0,
-              "ratio_actual": round((total - len(new_rows)) / total, 6) if total else 0.0}
+              "ratio_actual": round((total - n_base) / total, 6) if total else 0.0}
+    if recipe.strategy == "merge_and_retrain":
+        counts["history"] = history
     return Mix(rows=[thaw(r) for r in mixed], new_rows=new_rows, inputs=inputs, counts=counts)

@@ -5,7 +5,6 @@ records nothing in the registry."""
 from __future__ import annotations
 
 import ast
-
 import re
 import signal
 import subprocess

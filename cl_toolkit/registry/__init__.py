@@ -1,5 +1,21 @@
-"""The model registry: every trained version, where it came from, and where its files are."""
+"""The model registry: every trained version, where it came from, and where its files are;
+aliases champion and challenger moved by promote and rollback; an append-only history."""
 
-from .store import RegistryStore, VersionRecord, open_registry
+from .check import CheckReport, check_registry
+from .lifecycle import (
+    ALIASES,
+    AliasMove,
+    archive,
+    previous_champion,
+    promote,
+    record_gate,
+    rollback,
+)
+from .report import artifact_file, export_model, lineage, read_artifact, summary
+from .store import Event, RegistryStore, VersionRecord, open_registry
 
-__all__ = ["RegistryStore", "VersionRecord", "open_registry"]
+__all__ = [
+    "ALIASES", "AliasMove", "CheckReport", "Event", "RegistryStore", "VersionRecord", "archive",
+    "artifact_file", "check_registry", "export_model", "lineage", "open_registry", "previous_champion",
+    "promote", "read_artifact", "record_gate", "rollback", "summary",
+]
