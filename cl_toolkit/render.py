@@ -4,6 +4,7 @@ and a manifest with the SHA-256 of every input and output. Pure composition firs
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import tempfile
@@ -15,7 +16,7 @@ import yaml
 from . import __version__
 from .axolotl_check import validate_with_axolotl
 from .databuild import Mix, build_mix
-from .errors import BadInput, Problem
+from .errors import BadInput
 from .fsutil import dump_json, jsonl_bytes, publish_dir, sha256_bytes, sha256_file
 from .profile import Profile, load_profile
 from .recipe.model import LoadedRecipe, thaw
@@ -36,11 +37,25 @@ class Rendered:
     manifest: dict
 
 
-def _initial_lora(lr: LoadedRecipe, registry: RegistryStore, profile: Profile) -> dict:
-    return {"base_model": profile.base_model}
+@dataclass(frozen=True)
+class Plan:
+    """What a strategy contributes: Axolotl keys, the dataset entry, and (for distillation)
+    the rows to train on instead of the plain mix."""
+
+    keys: dict
+    dataset: dict
+    rows: list[dict] | None = None
 
 
-def _continued_lora(lr: LoadedRecipe, registry: RegistryStore, profile: Profile) -> dict:
+CHAT_DATASET = {"ds_type": "json", "type": "chat_template", "field_messages": "messages",
+                "roles_to_train": ["assistant"]}
+
+
+def _initial_lora(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, mix: Mix) -> Plan:
+    return Plan({"base_model": profile.base_model}, CHAT_DATASET)
+
+
+def _continued_lora(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, mix: Mix) -> Plan:
     """Start from the parent's adapter, trainable; rank and alpha come from its config."""
     parent = registry.require(lr.recipe.model, lr.recipe.parent)
     if not parent.adapter_dir or not (Path(parent.adapter_dir) / "adapter_config.json").is_file():
@@ -50,22 +65,48 @@ def _continued_lora(lr: LoadedRecipe, registry: RegistryStore, profile: Profile)
             "lora_r": adapter_cfg["r"], "lora_alpha": adapter_cfg["lora_alpha"]}
     if adapter_cfg.get("modules_to_save"):
         keys["lora_modules_to_save"] = list(adapter_cfg["modules_to_save"])
-    return keys
+    return Plan(keys, CHAT_DATASET)
 
 
-# strategy name -> the Axolotl keys it contributes (habit: name -> implementation dicts)
-STRATEGIES = {"initial_lora": _initial_lora, "continued_lora": _continued_lora}
+def _merge_and_retrain(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, mix: Mix) -> Plan:
+    """Merge the parent into a new base (cached), then a fresh LoRA on the complete data."""
+    from .merge import merged_base
+
+    parent = registry.require(lr.recipe.model, lr.recipe.parent)
+    base, _built = merged_base(parent, lr.workspace)
+    return Plan({"base_model": str(base)}, CHAT_DATASET)
 
 
-def compose_config(lr: LoadedRecipe, profile: Profile, strategy_keys: dict, run_dir: Path) -> dict:
+def _distillation(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, mix: Mix) -> Plan:
+    """The teacher's top-K log-probs over the mix; a fresh LoRA student trained by the KD plugin."""
+    from transformers import AutoTokenizer
+
+    from .distill import cache_path, teacher_rows
+
+    d = lr.recipe.distillation
+    teacher = registry.require(lr.recipe.model, d["teacher"])
+    student_tok = AutoTokenizer.from_pretrained(profile.base_model) if profile.base_is_local else None
+    rows = teacher_rows(teacher, mix.rows, d["top_k"], cache_path(lr.workspace, teacher, mix.rows, d["top_k"]),
+                        student_tokenizer=student_tok)
+    keys = {"base_model": profile.base_model, "plugins": ["axolotl.integrations.kd.KDPlugin"],
+            "kd_trainer": True, "kd_ce_alpha": round(1.0 - d["alpha"], 6), "kd_alpha": d["alpha"],
+            "kd_temperature": d["temperature"]}
+    dataset = {"ds_type": "json", "type": "axolotl.integrations.kd.chat_template", "field_messages": "messages",
+               "logprobs_field": "logprobs", "temperature": 1.0, "roles_to_train": ["assistant"]}
+    return Plan(keys, dataset, rows)
+
+
+# strategy name -> its plan (habit: name -> implementation dicts, no class hierarchy)
+STRATEGIES = {"initial_lora": _initial_lora, "continued_lora": _continued_lora,
+              "merge_and_retrain": _merge_and_retrain, "distillation": _distillation}
+
+
+def compose_config(lr: LoadedRecipe, profile: Profile, plan: Plan, run_dir: Path) -> dict:
     """The Axolotl config: profile < strategy < recipe.train < recipe.axolotl < fixed paths."""
     recipe = lr.recipe
-    cfg = {**profile.axolotl, **strategy_keys, **thaw(recipe.train), **thaw(recipe.axolotl)}
+    cfg = {**profile.axolotl, **plan.keys, **thaw(recipe.train), **thaw(recipe.axolotl)}
     cfg.setdefault("seed", recipe.data.seed)
-    cfg["datasets"] = [{
-        "path": str(run_dir / "data" / "train.jsonl"), "ds_type": "json", "type": "chat_template",
-        "field_messages": "messages", "roles_to_train": ["assistant"],
-    }]
+    cfg["datasets"] = [{"path": str(run_dir / "data" / "train.jsonl"), **plan.dataset}]
     cfg["dataset_prepared_path"] = str(run_dir / "prepared")
     cfg["output_dir"] = str(run_dir / "adapter")
     return dict(sorted(cfg.items()))
@@ -89,14 +130,14 @@ def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate
     profile = load_profile(resolve_path(recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
     refuse_secrets(profile.axolotl, display(profile.path))
     refuse_secrets(thaw(recipe.axolotl), display(lr.source))
-    if recipe.strategy not in STRATEGIES:
-        raise BadInput([Problem(display(lr.source), f"strategy {recipe.strategy} is not available in this "
-                                f"version of cl_toolkit (available: {', '.join(STRATEGIES)})", key="strategy")])
     if profile.tiny_model and profile.base_is_local:
         ensure_tiny_model(Path(profile.base_model), profile.tiny_model, lr.root)
     out_dir = Path(out_dir).resolve()
     mix = build_mix(lr, registry)
-    cfg = compose_config(lr, profile, STRATEGIES[recipe.strategy](lr, registry, profile), out_dir)
+    plan = STRATEGIES[recipe.strategy](lr, registry, profile, mix)
+    if plan.rows is not None:
+        mix = dataclasses.replace(mix, rows=plan.rows)
+    cfg = compose_config(lr, profile, plan, out_dir)
     refuse_secrets(cfg, "axolotl.yml (rendered)")
     if validate:
         validate_with_axolotl(cfg, cpu=bool(profile.launcher.get("cpu")),

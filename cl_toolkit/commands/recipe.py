@@ -10,6 +10,7 @@ import click
 from ..errors import BadInput
 from ..fsutil import atomic_write_text
 from ..recipe.model import recipe_schema
+from ..recipe.scaffold import STRATEGY_DEFAULTS, new_recipe
 from ..recipe.validate import load_recipe
 from ..registry import open_registry
 from ..render import render
@@ -61,6 +62,23 @@ def render_cmd(recipe, out_dir, overrides):
     mix = result.manifest["mix"]
     click.echo(f"rendered {lr.recipe.run_name} -> {display(result.run_dir)}")
     click.echo(f"  data: {mix['total']} rows ({mix['new']} new, {mix['total'] - mix['new']} rehearsal)")
+
+
+@cli.command("new")
+@click.argument("model")
+@click.option("--from", "from_version", required=True, help="The version the new recipe continues from.")
+@click.option("--strategy", required=True, type=click.Choice(sorted(STRATEGY_DEFAULTS)), help="How to train it.")
+@click.option("--bump", required=True, type=click.Choice(["major", "minor", "patch"]), help="Which semver part to raise.")
+@click.option("--data", "data_paths", multiple=True, help="This quarter's training data (repeatable; default: the parent's).")
+@click.option("--recipes-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("recipes"), show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing recipe of that version.")
+def new_cmd(model, from_version, strategy, bump, data_paths, recipes_dir, force):
+    """Write the next recipe of MODEL from an existing one, with the strategy's defaults
+    (continued_lora: lr 1e-5, 1 epoch, dropout 0.1, rehearsal 0.2; merge_and_retrain: lr
+    2e-4, 3 epochs; distillation: alpha 0.3, temperature 2.0, top-K 20). It is validated
+    before it is written."""
+    path = new_recipe(recipes_dir / model, from_version, strategy, bump, list(data_paths), force)
+    click.echo(f"wrote {display(path)}")
 
 
 @cli.command("schema")
