@@ -18,10 +18,16 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "recipe": ("cl_toolkit.commands.recipe:cli", "Validate, render and scaffold versioned recipes."),
     "data": ("cl_toolkit.commands.data:cli", "Build the training mix of a recipe (new + rehearsal)."),
     "train": ("cl_toolkit.commands.train:cli", "Render a recipe and train it through Axolotl."),
+    "adapters": ("cl_toolkit.commands.adapters:cli", "Merge several LoRA adapters into one version."),
     "registry": ("cl_toolkit.commands.registry:cli", "Versions, lineage, champion/challenger, rollback."),
     "feedback": ("cl_toolkit.feedback.cli:cli", "Production feedback in, training examples out."),
     "eval": ("cl_toolkit.evaluation.cli:eval_cli", "Run a regression suite against a version."),
     "gate": ("cl_toolkit.evaluation.cli:gate_cli", "Compare a candidate with its baseline; block regressions."),
+    "trigger": ("cl_toolkit.monitoring.cli:trigger_cli", "Is a model update due? Check the trigger rules."),
+    "drift": ("cl_toolkit.monitoring.cli:drift_cli", "Data and concept drift between two windows (PSI, KS)."),
+    "ab": ("cl_toolkit.monitoring.cli:ab_cli", "Champion vs challenger: z-test, weighted score, verdict."),
+    "health": ("cl_toolkit.monitoring.cli:health_cli", "The champion against its release baseline; auto-rollback."),
+    "loop": ("cl_toolkit.monitoring.cli:loop_cli", "Trigger and health checks on a schedule, each decision logged."),
 }
 
 
