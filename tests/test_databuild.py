@@ -85,3 +85,15 @@ def test_bad_training_rows_are_reported_by_file_and_line(proj):
     text = str(e.value)
     assert "bad.jsonl:2" in text and "invalid JSON" in text
     assert "bad.jsonl:3" in text and "last message must be the assistant" in text
+
+
+def test_clt_data_build_writes_the_mix_and_its_hashes(proj, clt):
+    path = write_recipe(proj, copy.deepcopy(BASE_RECIPE))
+    outs = []
+    for name in ("a", "b"):
+        code, out, err = clt("data", "build", path, "-o", proj / name)
+        assert code == 0, err
+        outs.append(json.loads((proj / name / "mix.json").read_text()))
+    assert (proj / "a" / "train.jsonl").read_bytes() == (proj / "b" / "train.jsonl").read_bytes()
+    assert outs[0]["train.jsonl"]["sha256"] == sha256_bytes((proj / "a" / "train.jsonl").read_bytes())
+    assert outs[0]["mix"]["total"] == outs[0]["train.jsonl"]["rows"] == 60
