@@ -5,6 +5,7 @@ records nothing in the registry."""
 from __future__ import annotations
 
 import ast
+import json
 import re
 import signal
 import subprocess
@@ -12,6 +13,8 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import yaml
 
 from .errors import BadInput, CltError
 from .fsutil import atomic_write_json
@@ -128,21 +131,29 @@ def train(lr: LoadedRecipe, registry: RegistryStore, *, dry_run: bool = False,
     if dry_run:
         return TrainResult(None, rendered, argv)
     outcome = run_training(argv, run_dir, lr.workspace, on_progress)
-    adapter = run_dir / "adapter"
-    if not (adapter / "adapter_model.safetensors").is_file():
-        raise TrainingFailed(f"training exited 0 but left no adapter in {adapter}")
-    logged = [x for x in outcome["losses"] if "loss" in x]
-    summary = next((x for x in outcome["losses"] if "train_loss" in x), {})
-    metrics = {"train_loss": summary.get("train_loss"), "train_loss_last": logged[-1]["loss"] if logged else None,
-               "train_rows": rendered.manifest["mix"]["total"]}
-    atomic_write_json(run_dir / "metrics.json", {**metrics, "losses": outcome["losses"],
-                                                  "train_seconds": outcome["train_seconds"]})
-    record = registry.register(VersionRecord(
-        model=recipe.model, version=recipe.version, parent=recipe.parent, strategy=recipe.strategy,
-        base_model=rendered.config["base_model"], recipe_sha256=lr.sha256,
-        data_sha256=rendered.manifest["outputs"]["data/train.jsonl"]["sha256"], run_dir=str(run_dir),
-        adapter_dir=str(adapter), metrics=metrics, train_seconds=outcome["train_seconds"],
-    ))
+    record = register_run(lr, registry, run_dir, outcome)
     return TrainResult(record, rendered, argv)
 
 
+
+
+def register_run(lr: LoadedRecipe, registry: RegistryStore, run_dir: Path, outcome: dict) -> VersionRecord:
+    """Register a finished run: only when its adapter is really there."""
+    adapter = run_dir / "adapter"
+    if not (adapter / "adapter_model.safetensors").is_file():
+        raise TrainingFailed(f"training exited 0 but left no adapter in {adapter}")
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    config = yaml.safe_load((run_dir / "axolotl.yml").read_text())
+    logged = [x for x in outcome["losses"] if "loss" in x]
+    summary = next((x for x in outcome["losses"] if "train_loss" in x), {})
+    metrics = {"train_loss": summary.get("train_loss"), "train_loss_last": logged[-1]["loss"] if logged else None,
+               "train_rows": manifest["mix"]["total"]}
+    atomic_write_json(run_dir / "metrics.json", {**metrics, "losses": outcome["losses"],
+                                                  "train_seconds": outcome["train_seconds"]})
+    recipe = lr.recipe
+    return registry.register(VersionRecord(
+        model=recipe.model, version=recipe.version, parent=recipe.parent, strategy=recipe.strategy,
+        base_model=config["base_model"], recipe_sha256=lr.sha256,
+        data_sha256=manifest["outputs"]["data/train.jsonl"]["sha256"], run_dir=str(run_dir),
+        adapter_dir=str(adapter), metrics=metrics, train_seconds=outcome["train_seconds"],
+    ))
