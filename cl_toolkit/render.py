@@ -117,7 +117,7 @@ def _manifest(lr: LoadedRecipe, profile: Profile, mix: Mix, outputs: dict) -> di
     return {
         "toolkit_version": __version__, "model": r.model, "version": r.version, "parent": r.parent,
         "strategy": r.strategy, "seed": r.data.seed,
-        "recipe": {"path": display(lr.source), "sha256": lr.sha256},
+        "recipe": {"path": display(lr.source), "sha256": lr.sha256, "overrides": list(lr.overrides)},
         "profile": {"name": profile.name, "path": display(profile.path), "sha256": sha256_file(profile.path),
                     "base_model": profile.base_model},
         "inputs": mix.inputs, "mix": mix.counts, "outputs": outputs,

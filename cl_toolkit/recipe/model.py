@@ -101,6 +101,7 @@ class LoadedRecipe:
     text: str
     sha256: str
     raw: MappingProxyType  # the validated data, defaults filled, overrides applied
+    overrides: tuple[str, ...] = ()  # the --set KEY=VALUE pairs, kept for provenance
 
 
 def build_recipe(data: dict) -> Recipe:

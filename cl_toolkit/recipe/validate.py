@@ -154,4 +154,4 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), w
         data["distillation"]["teacher"] = data["parent"]
     text = raw_bytes.decode("utf-8")
     return LoadedRecipe(recipe=build_recipe(data), source=path.resolve(), root=root, workspace=ws,
-                        text=text, sha256=sha256_bytes(raw_bytes), raw=freeze(data))
+                        text=text, sha256=sha256_bytes(raw_bytes), raw=freeze(data), overrides=tuple(overrides))
