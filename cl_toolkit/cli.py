@@ -19,6 +19,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "data": ("cl_toolkit.commands.data:cli", "Build the training mix of a recipe (new + rehearsal)."),
     "train": ("cl_toolkit.commands.train:cli", "Render a recipe and train it through Axolotl."),
     "adapters": ("cl_toolkit.commands.adapters:cli", "Merge several LoRA adapters into one version."),
+    "cycle": ("cl_toolkit.commands.cycle:cycle_cli", "One quarter in one command: resumable, gated, reported."),
+    "report": ("cl_toolkit.commands.cycle:report_cli", "The quarterly report: Markdown + HTML with plots."),
     "registry": ("cl_toolkit.commands.registry:cli", "Versions, lineage, champion/challenger, rollback."),
     "feedback": ("cl_toolkit.feedback.cli:cli", "Production feedback in, training examples out."),
     "eval": ("cl_toolkit.evaluation.cli:eval_cli", "Run a regression suite against a version."),
