@@ -63,9 +63,10 @@ def test_recipe_new_refuses_to_overwrite_and_validates_before_writing(proj, clt)
 
 
 def test_distill_refuses_teacher_and_student_without_a_shared_vocabulary(tmp_path):
+    from transformers import AutoTokenizer
+
     from cl_toolkit.distill import check_shared_vocabulary
     from cl_toolkit.tiny_model import TinySpec, build_tiny_model, bundled_corpus
-    from transformers import AutoTokenizer
 
     build_tiny_model(tmp_path / "a", TinySpec(vocab_size=2048), bundled_corpus(REPO))
     build_tiny_model(tmp_path / "b", TinySpec(vocab_size=1024), bundled_corpus(REPO))
