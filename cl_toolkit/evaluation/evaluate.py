@@ -1,0 +1,137 @@
+"""Evaluate a version on a suite: generate, score every case, summarise by domain and
+criticality. Results are cached at `<workspace>/evals/<model>/<version>/<suite_sha256>.json`
+(a version is immutable, so the same suite and settings give the same answers: a gate
+evaluates its baseline once) and every fresh evaluation joins the model's history."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import __version__
+from ..errors import BadInput
+from ..fsutil import atomic_write_json
+from ..registry import VersionRecord
+from . import history
+from .generate import (
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_MAX_NEW_TOKENS,
+    Generation,
+    generate,
+    load_model,
+    pick_device,
+    torch_threads,
+)
+from .judge import PASS_THRESHOLD, judge_all
+from .matchers import MATCHERS
+from .suite import CRITICALITIES, JUDGE_MATCH, Case, Suite
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How answers are produced; part of the cache key (each can change an answer)."""
+
+    batch_size: int = DEFAULT_BATCH_SIZE
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
+    device: str = "auto"
+    threads: int | None = None  # torch CPU threads during generation; None keeps torch's default
+
+    def key(self, judge_name: str | None) -> dict:
+        return {"batch_size": self.batch_size, "max_new_tokens": self.max_new_tokens,
+                "device": pick_device(self.device), "decoding": "greedy", "judge": judge_name}
+
+
+def require_judge(cases, judge) -> None:
+    """Cases with `match: judge` cannot be scored without a judge: say so before generating."""
+    judged = [c.id for c in cases if c.match == JUDGE_MATCH]
+    if judged and judge is None:
+        raise BadInput(f"{len(judged)} case(s) use match: judge (first: {judged[0]}); pass --judge")
+
+
+def score_cases(cases: tuple[Case, ...] | list[Case], outputs: list[str],
+                judge: Callable[[str, str, str], float] | None = None) -> list[dict]:
+    """One result per case: the case, the output, passed (and the judge's score)."""
+    require_judge(cases, judge)
+    judged = [i for i, c in enumerate(cases) if c.match == JUDGE_MATCH]
+    items = [(cases[i].input, outputs[i], cases[i].expected) for i in judged]
+    scores = dict(zip(judged, judge_all(judge, items), strict=True)) if judged else {}
+    rows = []
+    for i, (case, output) in enumerate(zip(cases, outputs, strict=True)):
+        row = {**case.as_dict(), "output": output}
+        if i in scores:
+            row["score"] = round(scores[i], 6)
+            row["passed"] = scores[i] >= PASS_THRESHOLD
+        else:
+            row["passed"] = bool(MATCHERS[case.match](output, case.expected, case.tolerance))
+        rows.append(row)
+    return rows
+
+
+def _tally(rows: list[dict]) -> dict:
+    passed = sum(r["passed"] for r in rows)
+    return {"passed": passed, "total": len(rows), "accuracy": round(passed / len(rows), 6) if rows else 0.0}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Accuracy overall, per domain and per criticality (only those present)."""
+    domains = sorted({r["domain"] for r in rows})
+    crits = [c for c in CRITICALITIES if any(r["criticality"] == c for r in rows)]
+    return {**_tally(rows),
+            "per_domain": {d: _tally([r for r in rows if r["domain"] == d]) for d in domains},
+            "per_criticality": {c: _tally([r for r in rows if r["criticality"] == c]) for c in crits}}
+
+
+def cache_path(workspace: Path, model: str, version: str, suite_sha256: str) -> Path:
+    return history.evals_dir(workspace, model) / version / f"{suite_sha256}.json"
+
+
+def fingerprint(rec: VersionRecord) -> str:
+    """What makes a version's weights: a retrained workspace must not reuse old results."""
+    return f"{rec.recipe_sha256}:{rec.data_sha256}:{rec.created_at}:{rec.adapter_dir or rec.base_model}"
+
+
+def build_result(rec: VersionRecord, suite: Suite, rows: list[dict], gen: Generation, settings: dict) -> dict:
+    return {
+        "model": rec.model, "version": rec.version, "suite": suite.name, "suite_sha256": suite.sha256,
+        "version_fingerprint": fingerprint(rec), "settings": settings, **summarize(rows),
+        "performance": {"seconds": round(gen.seconds, 4), "generated_tokens": sum(gen.new_tokens),
+                        "tokens_per_second": round(gen.tokens_per_second, 2),
+                        "peak_memory_mb": round(gen.peak_memory_mb, 1), "device": settings["device"],
+                        "batch_size": settings["batch_size"]},
+        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "toolkit_version": __version__,
+        "cases": [{**r, "new_tokens": n} for r, n in zip(rows, gen.new_tokens, strict=True)],
+    }
+
+
+def _cached(path: Path, rec: VersionRecord, settings: dict) -> dict | None:
+    if not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None  # a damaged cache entry is recomputed, never trusted
+    ok = doc.get("version_fingerprint") == fingerprint(rec) and doc.get("settings") == settings
+    return doc if ok else None
+
+
+def evaluate_version(workspace: Path, rec: VersionRecord, suite: Suite, settings: EvalSettings | None = None,
+                     judge: Callable[[str, str, str], float] | None = None, fresh: bool = False) -> dict:
+    """Evaluate `rec` on `suite`, from the cache when possible. The returned result has
+    `cached` (bool) and `cache_path` added; neither is stored."""
+    settings = settings or EvalSettings()
+    require_judge(suite.cases, judge)
+    key = settings.key(getattr(judge, "name", None) if judge else None)
+    path = cache_path(workspace, rec.model, rec.version, suite.sha256)
+    doc = None if fresh else _cached(path, rec, key)
+    if doc is None:
+        lm = load_model(rec.base_model, rec.adapter_dir, settings.device)
+        with torch_threads(settings.threads):
+            gen = generate(lm, [c.input for c in suite.cases], settings.batch_size, settings.max_new_tokens)
+        doc = build_result(rec, suite, score_cases(suite.cases, gen.outputs, judge), gen, key)
+        atomic_write_json(path, doc)
+        history.append_evaluation(workspace, doc)
+        return {**doc, "cached": False, "cache_path": str(path)}
+    return {**doc, "cached": True, "cache_path": str(path)}

@@ -1,0 +1,146 @@
+"""Regression suites: JSONL, one case a line (`id, input, expected, match, criticality,
+domain, tags`, optional `tolerance` for numeric cases). Validated once on load: every
+problem in the file is collected and reported together, each with file and line."""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BadInput, Problem
+from ..fsutil import sha256_bytes
+from ..yamlio import display
+from .matchers import MATCHERS, quantities
+
+CRITICALITIES = ("critical", "high", "medium", "low")
+JUDGE_MATCH = "judge"  # scored by a judge (LLM-as-judge) instead of a deterministic matcher
+MATCH_KINDS = (*MATCHERS, JUDGE_MATCH)
+REQUIRED = ("id", "input", "expected", "match", "criticality", "domain")
+OPTIONAL = ("tags", "tolerance")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One regression case. `expected` is a list of strings for `any_of`, else a string."""
+
+    id: str
+    input: str
+    expected: str | tuple[str, ...]
+    match: str
+    criticality: str
+    domain: str
+    tags: tuple[str, ...] = ()
+    tolerance: float = 0.0
+
+    def as_dict(self) -> dict:
+        return {"id": self.id, "input": self.input, "match": self.match, "criticality": self.criticality,
+                "domain": self.domain, "tags": list(self.tags), "tolerance": self.tolerance,
+                "expected": list(self.expected) if isinstance(self.expected, tuple) else self.expected}
+
+
+@dataclass(frozen=True)
+class Suite:
+    path: Path
+    cases: tuple[Case, ...]
+    sha256: str  # of the file's bytes: the cache key of every evaluation on it
+
+    @property
+    def name(self) -> str:
+        return display(self.path)
+
+
+def _is_text(v) -> bool:
+    return isinstance(v, str) and v.strip() != ""
+
+
+def _expected_problems(row: dict) -> list[tuple[str, str]]:
+    """(key, message) for an `expected` that its matcher cannot use."""
+    match, expected = row["match"], row["expected"]
+    if match == "any_of":
+        if not (isinstance(expected, list) and expected and all(_is_text(e) for e in expected)):
+            return [("expected", "any_of needs a non-empty list of non-empty strings")]
+        return []
+    if not _is_text(expected):
+        return [("expected", f"{match} needs a non-empty string")]
+    if match == "regex":
+        try:
+            re.compile(expected)
+        except re.error as e:
+            return [("expected", f"regex does not compile: {e}")]
+    if match == "numeric" and not quantities(expected):
+        return [("expected", f"numeric needs a number (with an optional unit), got {expected!r}")]
+    return []
+
+
+def _row_problems(row, fname: str, line: int) -> list[Problem]:
+    if not isinstance(row, dict):
+        return [Problem(fname, "a case must be a JSON object", line)]
+    out = [Problem(fname, f"missing key {k!r}", line, k) for k in REQUIRED if k not in row]
+    out += [Problem(fname, f"unknown key {k!r} (allowed: {', '.join(REQUIRED + OPTIONAL)})", line, k)
+            for k in sorted(set(row) - set(REQUIRED) - set(OPTIONAL))]
+    if out:
+        return out
+    for key in ("id", "input", "domain"):
+        if not _is_text(row[key]):
+            out.append(Problem(fname, "must be a non-empty string", line, key))
+    if row["match"] not in MATCH_KINDS:
+        out.append(Problem(fname, f"unknown matcher {row['match']!r} (known: {', '.join(MATCH_KINDS)})", line, "match"))
+    else:
+        out += [Problem(fname, msg, line, key) for key, msg in _expected_problems(row)]
+    if row["criticality"] not in CRITICALITIES:
+        out.append(Problem(fname, f"unknown criticality {row['criticality']!r} (known: {', '.join(CRITICALITIES)})",
+                           line, "criticality"))
+    tags = row.get("tags", [])
+    if not (isinstance(tags, list) and all(isinstance(t, str) for t in tags)):
+        out.append(Problem(fname, "must be a list of strings", line, "tags"))
+    tol = row.get("tolerance", 0.0)
+    if isinstance(tol, bool) or not isinstance(tol, int | float) or tol < 0:
+        out.append(Problem(fname, "must be a number >= 0 (relative tolerance)", line, "tolerance"))
+    return out
+
+
+def _case(row: dict) -> Case:
+    exp = row["expected"]
+    return Case(id=row["id"], input=row["input"], expected=tuple(exp) if isinstance(exp, list) else exp,
+                match=row["match"], criticality=row["criticality"], domain=row["domain"],
+                tags=tuple(row.get("tags", [])), tolerance=float(row.get("tolerance", 0.0)))
+
+
+def parse_suite(data: bytes, fname: str) -> list[Case]:
+    """The cases of a suite file's bytes; BadInput lists every problem (file, line, key)."""
+    problems: list[Problem] = []
+    cases: list[Case] = []
+    first_line: dict[str, int] = {}
+    for n, raw in enumerate(data.decode("utf-8", errors="replace").splitlines(), start=1):
+        if not raw.strip():
+            continue
+        try:
+            row = json.loads(raw)
+        except json.JSONDecodeError as e:
+            problems.append(Problem(fname, f"not valid JSON: {e.msg} (column {e.colno})", n))
+            continue
+        found = _row_problems(row, fname, n)
+        problems += found
+        if found:
+            continue
+        if row["id"] in first_line:
+            problems.append(Problem(fname, f"duplicate id {row['id']!r} (first on line {first_line[row['id']]})", n, "id"))
+            continue
+        first_line[row["id"]] = n
+        cases.append(_case(row))
+    if not problems and not cases:
+        problems.append(Problem(fname, "the suite has no cases"))
+    if problems:
+        raise BadInput(problems)
+    return cases
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Read and validate a suite file."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput([Problem(display(path), "suite file not found")])
+    data = path.read_bytes()
+    return Suite(path=path.resolve(), cases=tuple(parse_suite(data, display(path))), sha256=sha256_bytes(data))
