@@ -35,6 +35,7 @@ class TinySpec:
     num_heads: int = 4
     intermediate_size: int = 256
     max_positions: int = 512
+    pretrain_epochs: int = 0  # >0: full fine-tune on the bundled general text through Axolotl
 
 
 def bundled_corpus(root: Path) -> list[Path]:
@@ -132,14 +133,89 @@ def build_tiny_model(out: Path, spec: TinySpec, corpus: list[Path]) -> dict:
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    params = sum(p.numel() for p in model.parameters())
-    return {"path": str(out), "parameters": params, "vocab_size": len(tokenizer),
-            "weights_sha256": sha256_file(out / "model.safetensors")}
+    return describe(out)
+
+
+def describe(out: Path) -> dict:
+    """Path, parameter count, vocabulary size and weights hash of a saved tiny model."""
+    from safetensors import safe_open
+
+    with safe_open(str(Path(out) / "model.safetensors"), "pt") as f:
+        params = sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
+    vocab = json.loads((Path(out) / "config.json").read_text())["vocab_size"]
+    return {"path": str(out), "parameters": params, "vocab_size": vocab,
+            "weights_sha256": sha256_file(Path(out) / "model.safetensors")}
+
+
+def _prod(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= d
+    return n
 
 
 def ensure_tiny_model(out: Path, spec: TinySpec, root: Path) -> bool:
-    """Build the tiny model at `out` if it is missing. Returns True when it was built."""
+    """Build (and, if the spec says so, pretrain) the tiny model at `out` if it is missing.
+    Returns True when it was built."""
     if (Path(out) / "config.json").exists() and (Path(out) / "model.safetensors").exists():
         return False
-    build_tiny_model(out, spec, bundled_corpus(root))
+    make_tiny_model(out, spec, root)
     return True
+
+
+def make_tiny_model(out: Path, spec: TinySpec, root: Path) -> None:
+    """Build the tiny model into `out` (replacing it atomically), pretrained when the spec says."""
+    if not spec.pretrain_epochs:
+        build_tiny_model(out, spec, bundled_corpus(root))
+        return
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out.name}.pretrain.", dir=out.parent))
+    try:
+        build_tiny_model(staging / "init", spec, bundled_corpus(root))
+        pretrain(staging / "init", staging, spec, root)
+        publish_dir(staging / "out", out)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def pretraining_rows(root: Path) -> tuple[list[dict], Path]:
+    """The general corpus as short text rows (sentences fit the tiny context), and the
+    general chat data, so the base knows both language and the ChatML turn format."""
+    root = Path(root).resolve()
+    text = (root / "data" / "general" / "corpus.txt").read_text(encoding="utf-8")
+    sentences = [s.strip() for line in text.splitlines() for s in line.replace("? ", "?\n").replace(". ", ".\n").splitlines()]
+    return [{"text": s} for s in sentences if len(s) > 3], root / "data" / "general" / "general.jsonl"
+
+
+def pretrain(init: Path, scratch: Path, spec: TinySpec, root: Path) -> None:
+    """Full fine-tune of the random init on the bundled general data through Axolotl
+    (`accelerate launch -m axolotl.cli.train`); the result lands in scratch/out."""
+    import yaml
+
+    from .launch import launch_argv
+    from .train import run_training
+
+    rows, chat = pretraining_rows(root)
+    corpus = scratch / "corpus.jsonl"
+    corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    cfg = {
+        "base_model": str(init), "model_type": "AutoModelForCausalLM", "tokenizer_type": "AutoTokenizer",
+        "chat_template": "tokenizer_default", "sequence_len": 128, "sample_packing": False,
+        "attn_implementation": "sdpa", "datasets": [
+            {"path": str(corpus), "ds_type": "json", "type": "completion", "field": "text"},
+            {"path": str(chat), "ds_type": "json", "type": "chat_template", "field_messages": "messages",
+             "roles_to_train": ["assistant"]}],
+        "dataset_prepared_path": str(scratch / "prepared"), "output_dir": str(scratch / "out"),
+        "micro_batch_size": 16, "gradient_accumulation_steps": 1, "num_epochs": spec.pretrain_epochs,
+        "learning_rate": 0.003, "optimizer": "adamw_torch", "lr_scheduler": "cosine", "warmup_steps": 10,
+        "weight_decay": 0.0, "bf16": False, "fp16": False, "tf32": False, "save_strategy": "no",
+        "logging_steps": 20, "val_set_size": 0.0, "dataset_num_proc": 1, "seed": spec.seed,
+        "train_on_inputs": False, "save_safetensors": True,
+    }
+    (scratch / "pretrain.yml").write_text(yaml.safe_dump(cfg, sort_keys=True))
+    run_training(launch_argv(scratch / "pretrain.yml", {"cpu": True, "num_processes": 1}), scratch,
+                 scratch.parent, lambda info: None)
+    (scratch / "out" / "tiny_spec.json").write_text(json.dumps(spec.__dict__, indent=2, sort_keys=True) + "\n")
+    for junk in ("README.md", "debug.log"):
+        (scratch / "out" / junk).unlink(missing_ok=True)

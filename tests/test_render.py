@@ -48,12 +48,25 @@ def test_render_is_reproducible(clt, workspace, tmp_path):
     assert ma["outputs"]["data/train.jsonl"] == mb["outputs"]["data/train.jsonl"]
 
 
-def test_fresh_workspace_builds_the_tiny_model_first(clt, empty_workspace, tmp_path):
+@pytest.mark.slow
+def test_fresh_workspace_builds_and_pretrains_the_tiny_model_first(clt, empty_workspace, tmp_path):
     assert not (empty_workspace / "models").exists()
     code, _, err = clt("recipe", "render", R100, "-o", tmp_path / "r")
     assert code == 0, err
     assert (empty_workspace / "models" / "tiny-llama" / "model.safetensors").is_file()
     assert (empty_workspace / "models" / "tiny-llama" / "tokenizer.json").is_file()
+    spec = json.loads((empty_workspace / "models" / "tiny-llama" / "tiny_spec.json").read_text())
+    assert spec["pretrain_epochs"] == 5
+    from safetensors.torch import load_file
+
+    from cl_toolkit.tiny_model import TinySpec, build_tiny_model, bundled_corpus
+
+    init = build_tiny_model(tmp_path / "init", TinySpec(), bundled_corpus(REPO))
+    trained = load_file(empty_workspace / "models" / "tiny-llama" / "model.safetensors")
+    fresh = load_file(tmp_path / "init" / "model.safetensors")
+    assert init["parameters"] == sum(t.numel() for t in trained.values())
+    assert any(not (trained[k] == fresh[k]).all() for k in fresh)  # pretraining changed the weights
+    assert not list((empty_workspace / "models").glob(".*"))  # no staging left behind
 
 
 def test_key_axolotl_would_silently_drop_is_rejected_and_nothing_written(clt, workspace, tmp_path):

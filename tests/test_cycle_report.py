@@ -1,0 +1,85 @@
+"""The quarter in one command: resume after a stop, rerun from a changed input, and a report
+whose plots are real PNGs and whose checklist is computed. Slow: trains through Axolotl."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+from conftest import REPO
+
+pytestmark = pytest.mark.slow
+R100 = REPO / "recipes" / "firefighter" / "1.0.0.yml"
+R110 = REPO / "recipes" / "firefighter" / "1.1.0.yml"
+FAST = ["--set", "train.num_epochs=2"]
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def cycle(ws, recipe, *args):
+    proc = subprocess.run([*map(str, [sys.executable, "-m", "cl_toolkit", "--workspace", ws, "cycle", recipe]),
+                           *FAST, *args], cwd=REPO, capture_output=True, text=True)
+    return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def stopped_after_training(tmp_path_factory, tiny_model_dir):
+    ws = tmp_path_factory.mktemp("cycle") / "ws"
+    shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")
+    code, out, err = cycle(ws, R100, "--until", "train")
+    assert code == 0, err[-3000:]
+    assert out["ran"] == ["validate", "data", "render", "train"] and out["status"] is None
+    return ws
+
+
+def test_cycle_resumes_at_evaluation_without_training_again(stopped_after_training):
+    ws = stopped_after_training
+    adapter = ws / "runs" / "firefighter-1.0.0" / "adapter" / "adapter_model.safetensors"
+    before = (adapter.stat().st_mtime_ns, adapter.read_bytes())
+    code, out, err = cycle(ws, R100)
+    assert code == 0, err[-3000:]
+    assert out["ran"] == ["register", "evaluate", "gate", "release", "report"]
+    assert "= train: done before, inputs unchanged" in err and "loss" not in err
+    assert (adapter.stat().st_mtime_ns, adapter.read_bytes()) == before
+    assert out["status"] == "champion"  # the line's first version
+    code, out, err = cycle(ws, R100)  # nothing left to do
+    assert code == 0 and out["ran"] == []
+
+
+def test_report_has_real_plots_and_a_computed_checklist(stopped_after_training):
+    ws = stopped_after_training
+    report = ws / "reports" / "firefighter"
+    page = (report / "report.html").read_text()
+    assert page.count("data:image/png;base64,") >= 3 and "<table>" in page
+    from PIL import Image
+
+    for png in (report / "plots").glob("*.png"):
+        assert png.read_bytes()[:8] == PNG
+        with Image.open(png) as im:
+            im.verify()
+            assert im.size[0] > 300
+    checklist = {c["item"]: c for c in json.loads((report / "checklist.json").read_text())}
+    manifest = json.loads((ws / "runs" / "firefighter-1.0.0" / "manifest.json").read_text())
+    assert checklist["at least 200 new training examples"]["ok"] is (manifest["mix"]["new"] >= 200)
+    assert checklist["data versioned with SHA-256"]["ok"] is True
+    assert checklist["model versioned with lineage"]["ok"] is True
+    assert checklist["rollback target exists"]["ok"] is False  # the only version: nothing to roll back to
+    assert "48 new examples" in checklist["at least 200 new training examples"]["evidence"]
+
+
+def test_changed_input_reruns_from_the_step_it_feeds(stopped_after_training):
+    ws = stopped_after_training
+    code, out, err = cycle(ws, R110, "--until", "data")
+    assert code == 0, err[-3000:]
+    assert out["ran"] == ["validate", "data"]
+    mix1 = json.loads((ws / "cycles" / "firefighter-1.1.0" / "mix.json").read_text())
+    code, out, err = cycle(ws, R110, "--until", "data")
+    assert out["ran"] == []
+    code, out, err = cycle(ws, R110, "--until", "data", "--set", "data.seed=7")
+    assert out["ran"] == ["validate", "data"]
+    mix2 = json.loads((ws / "cycles" / "firefighter-1.1.0" / "mix.json").read_text())
+    assert mix1["sha256"] != mix2["sha256"] and mix1["rows"] == mix2["rows"]
+    code, out, err = cycle(ws, R110, "--until", "data", "--set", "data.seed=7", "--from", "data")
+    assert out["ran"] == ["data"]
