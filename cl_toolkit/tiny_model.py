@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -159,6 +160,8 @@ def ensure_tiny_model(out: Path, spec: TinySpec, root: Path) -> bool:
     Returns True when it was built."""
     if (Path(out) / "config.json").exists() and (Path(out) / "model.safetensors").exists():
         return False
+    what = f", then {spec.pretrain_epochs} epochs of pretraining through Axolotl (a few minutes)" if spec.pretrain_epochs else ""
+    print(f"  building the tiny base model at {out}{what}", file=sys.stderr, flush=True)
     make_tiny_model(out, spec, root)
     return True
 
