@@ -1,0 +1,170 @@
+"""Expert annotation batches: sample requests into a CSV, read the expert's verdicts back.
+
+Sampling is stratified and seeded: *errors* (a user rated it <= 2 or thumbs down), *low
+confidence* (model confidence below a threshold) and *random* (the rest). A request goes
+out in at most one batch (recorded in ``annotation_samples``) and is never sampled once an
+expert has annotated it, unless `resample` is asked for. The CSV is UTF-8 with a BOM (so
+spreadsheet programs read non-ASCII text) and standard quoting, so commas, quotes and
+newlines in the text survive the round trip.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import random
+from pathlib import Path
+
+from ..errors import BadInput, Problem
+from ..fsutil import atomic_write_bytes
+from .records import now_timestamp
+from .store import FeedbackStore
+
+COLUMNS = ("request_id", "stratum", "timestamp", "model_version", "domain", "confidence",
+           "input", "output", "user_rating", "user_thumbs", "user_correction",
+           "expert_rating", "expert_correction", "expert_notes")
+STRATA = ("errors", "low_confidence", "random")
+DEFAULT_SHARES = {"errors": 0.4, "low_confidence": 0.3}
+_CANDIDATES = """SELECT p.request_id,
+    EXISTS (SELECT 1 FROM feedback f WHERE f.request_id = p.request_id
+            AND f.source != 'expert' AND (f.rating <= 2 OR f.thumbs = -1)),
+    p.confidence < ?
+FROM predictions p
+WHERE NOT EXISTS (SELECT 1 FROM feedback f WHERE f.request_id = p.request_id
+                  AND f.source = 'expert') {extra}
+ORDER BY p.request_id"""
+_NOT_SAMPLED = "AND NOT EXISTS (SELECT 1 FROM annotation_samples s WHERE s.request_id = p.request_id)"
+_DETAILS = """SELECT p.request_id, p.timestamp, p.model_version, p.domain, p.confidence, p.input,
+    p.output, u.rating, u.thumbs, u.correction FROM predictions p
+LEFT JOIN feedback u ON u.request_id = p.request_id AND u.source = 'user'
+WHERE p.request_id = ?"""
+
+
+def _targets(n: int, errors: int | None, low_confidence: int | None) -> dict[str, int]:
+    errors = round(n * DEFAULT_SHARES["errors"]) if errors is None else errors
+    low = round(n * DEFAULT_SHARES["low_confidence"]) if low_confidence is None else low_confidence
+    if min(n, errors, low) < 0 or errors + low > n:
+        raise BadInput(f"stratum counts errors={errors} + low_confidence={low} exceed n={n}")
+    return {"errors": errors, "low_confidence": low, "random": n - errors - low}
+
+
+def _pools(store: FeedbackStore, threshold: float, resample: bool) -> dict[str, list[str]]:
+    pools: dict[str, list[str]] = {s: [] for s in STRATA}
+    sql = _CANDIDATES.format(extra="" if resample else _NOT_SAMPLED)
+    for request_id, is_error, low in store.conn.execute(sql, (threshold,)):
+        pools["errors" if is_error else "low_confidence" if low else "random"].append(request_id)
+    return pools
+
+
+def sample(store: FeedbackStore, n: int, *, errors: int | None = None,
+           low_confidence: int | None = None, confidence_threshold: float = 0.5,
+           seed: int = 0, resample: bool = False) -> list[tuple[str, str]]:
+    """[(request_id, stratum)]: a stratum short of candidates hands its share to random."""
+    targets, pools = _targets(n, errors, low_confidence), _pools(store, confidence_threshold,
+                                                                  resample)
+    rng, chosen = random.Random(seed), []
+    for stratum in ("errors", "low_confidence"):
+        k = min(targets[stratum], len(pools[stratum]))
+        picked = rng.sample(pools[stratum], k)
+        chosen += [(rid, stratum) for rid in sorted(picked)]
+        targets["random"] += targets[stratum] - k
+        pools["random"] += sorted(set(pools[stratum]) - set(picked))
+    rest = sorted(pools["random"])
+    picked = rng.sample(rest, min(targets["random"], len(rest)))
+    return chosen + [(rid, "random") for rid in sorted(picked)]
+
+
+def _csv_bytes(store: FeedbackStore, chosen: list[tuple[str, str]]) -> bytes:
+    buf = io.StringIO(newline="")
+    writer = csv.writer(buf)
+    writer.writerow(COLUMNS)
+    for request_id, stratum in chosen:
+        row = store.conn.execute(_DETAILS, (request_id,)).fetchone()
+        cells = [row[0], stratum, *row[1:]] + ["", "", ""]
+        writer.writerow("" if c is None else c for c in cells)
+    return buf.getvalue().encode("utf-8-sig")
+
+
+def export_batch(store: FeedbackStore, out_path: str | Path, n: int = 50, *,
+                 batch: str | None = None, **sampling) -> dict:
+    """Sample `n` requests into a CSV for experts and record them as sampled.
+
+    `sampling` takes sample()'s keywords (errors, low_confidence, confidence_threshold,
+    seed, resample). Returns {"path", "batch", "rows", "by_stratum"}.
+    """
+    out_path = Path(out_path)
+    chosen = sample(store, n, **sampling)
+    atomic_write_bytes(out_path, _csv_bytes(store, chosen))
+    batch = batch or f"{out_path.stem}@{now_timestamp()}"
+    with store.transaction() as conn:
+        conn.executemany(
+            "INSERT OR REPLACE INTO annotation_samples (request_id, batch, stratum, sampled_at) "
+            "VALUES (?, ?, ?, ?)", [(rid, batch, s, now_timestamp()) for rid, s in chosen])
+    by_stratum = {s: sum(1 for _, st in chosen if st == s) for s in STRATA}
+    return {"path": str(out_path), "batch": batch, "rows": len(chosen), "by_stratum": by_stratum}
+
+
+def _read_csv(path: Path) -> list[tuple[int, dict]]:
+    """[(line the record starts on, row)]; BadInput when the file is not readable CSV."""
+    try:
+        text = path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise BadInput([Problem(file=str(path), message=f"not UTF-8 (byte {e.start + 1}); "
+                                "save it as 'CSV UTF-8'")]) from None
+    csv.field_size_limit(max(csv.field_size_limit(), 1 << 26))  # texts can exceed 128 KiB
+    reader = csv.DictReader(io.StringIO(text, newline=""))
+    missing = {"request_id", "expert_rating", "expert_correction"} - set(reader.fieldnames or ())
+    if missing:
+        raise BadInput([Problem(file=str(path), line=1,
+                                message=f"missing columns: {', '.join(sorted(missing))}")])
+    rows, start = [], 2
+    try:
+        for row in reader:
+            rows.append((start, row))
+            start = reader.line_num + 1
+    except csv.Error as e:
+        raise BadInput([Problem(file=str(path), line=start, message=f"bad CSV: {e}")]) from None
+    return rows
+
+
+def _verdict(store: FeedbackStore, row: dict, now: str) -> tuple | None:
+    """A feedback row with source expert, None when left blank; ValueError if wrong."""
+    rating_text = (row.get("expert_rating") or "").strip()
+    correction = row.get("expert_correction") or None
+    notes = row.get("expert_notes") or None
+    if correction is not None and not correction.strip():
+        correction = None
+    if not (rating_text or correction or notes):
+        return None
+    if rating_text and rating_text not in {"1", "2", "3", "4", "5"}:
+        raise ValueError(f"expert_rating {rating_text!r} is not a whole number 1-5")
+    request_id = (row.get("request_id") or "").strip()
+    if not store.has_prediction(request_id):
+        raise ValueError(f"unknown request_id {request_id!r}")
+    rating = int(rating_text) if rating_text else None
+    return (request_id, "expert", rating, None, correction, notes, now)
+
+
+def import_batch(store: FeedbackStore, path: str | Path) -> dict:
+    """Store the expert ratings and corrections of an annotated CSV (source expert).
+
+    Blank rows are skipped; bad rows are listed in "problems" and the rest is stored, in
+    one transaction. Returns the counts.
+    """
+    path, now = Path(path), now_timestamp()
+    verdicts, problems, blank = [], [], 0
+    for line, row in _read_csv(path):
+        try:
+            verdict = _verdict(store, row, now)
+        except ValueError as e:
+            problems.append(Problem(file=str(path), line=line, message=str(e)))
+            continue
+        blank += verdict is None
+        if verdict:
+            verdicts.append(verdict)
+    with store.transaction():
+        added, updated = store.upsert_feedback(verdicts)
+    return {"rows": len(verdicts) + blank + len(problems), "annotated": len(verdicts),
+            "blank": blank, "added": added, "updated": updated,
+            "unchanged": len(verdicts) - added - updated, "rejected": len(problems),
+            "problems": problems}

@@ -1,0 +1,203 @@
+"""`clt feedback extract`: training examples out of the feedback store, by explicit rules.
+
+Every prediction that passes the filters (time window, model versions, quality score) is
+judged by its *effective* rating and correction, each taken from the most trusted source
+that gave one (expert, then incident, then user; thumbs count as 5 / 3 / 1):
+
+- rated >= min_rating: the answer is kept as it was (``kept_as_is``);
+- rated <= max_bad_rating with a correction: the example trains on the correction
+  (``corrected``, or ``corrected_by_expert`` when an expert's correction beat the rest);
+- anything else is dropped, counted by reason.
+
+Examples are then PII-redacted (on by default), deduplicated on a hash of the prompt and
+answer with case and whitespace normalised (the first, oldest example wins), and written
+in one format. A manifest beside the output records the counts per rule, the filters, the
+source and the output's SHA-256. Same store and options: byte-identical output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from json.encoder import encode_basestring as _q
+from pathlib import Path
+
+from ..errors import BadInput
+from ..fsutil import atomic_write_json, sha256_file
+from .records import RecordError, normalize_timestamp
+from .redact import PLACEHOLDERS, may_hold_pii, redact
+from .store import FeedbackStore
+
+MANIFEST_KIND = "feedback-extract"
+# what _judge decides for each selected prediction
+RULES = ("kept_as_is", "corrected", "corrected_by_expert", "bad_without_correction",
+         "neutral", "unrated", "below_quality")
+PROGRESS_EVERY = 100_000
+# one JSON line per example; equal to json.dumps(row, sort_keys=True, ensure_ascii=False)
+FORMATS: dict[str, Callable[[str, str, str | None], str]] = {
+    "chat": lambda p, a, s: (
+        '{"messages": [' + (f'{{"content": {_q(s)}, "role": "system"}}, ' if s else "")
+        + f'{{"content": {_q(p)}, "role": "user"}}, {{"content": {_q(a)}, "role": "assistant"}}]}}\n'),
+    "alpaca": lambda p, a, s: (
+        f'{{"input": "", "instruction": {_q(p)}, "output": {_q(a)}'
+        + (f', "system": {_q(s)}' if s else "") + "}\n"),
+    "completion": lambda p, a, s: f'{{"text": {_q((s + chr(10) if s else "") + p + chr(10) + a)}}}\n',
+}
+_THUMB = "CASE {0}.thumbs WHEN 1 THEN 5 WHEN 0 THEN 3 WHEN -1 THEN 1 END"
+_SELECT = f"""SELECT p.input, p.output, p.quality_score,
+    COALESCE(e.rating, {_THUMB.format('e')}, i.rating, {_THUMB.format('i')},
+             u.rating, {_THUMB.format('u')}) AS rating,
+    COALESCE(e.correction, i.correction, u.correction) AS correction,
+    e.correction IS NOT NULL AS expert_correction
+FROM predictions p
+LEFT JOIN feedback e ON e.request_id = p.request_id AND e.source = 'expert'
+LEFT JOIN feedback i ON i.request_id = p.request_id AND i.source = 'incident'
+LEFT JOIN feedback u ON u.request_id = p.request_id AND u.source = 'user'"""
+
+
+def _where(since: str | None, until: str | None, versions: list[str]) -> tuple[str, list]:
+    clauses, params = [], []
+    if since:
+        clauses.append("p.timestamp >= ?")
+        params.append(since)
+    if until:
+        clauses.append("p.timestamp < ?")
+        params.append(until)
+    if versions:
+        clauses.append(f"p.model_version IN ({', '.join('?' * len(versions))})")
+        params += versions
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _judge(row: tuple, min_rating: int, max_bad: int, min_quality: float | None):
+    """(rule, answer or None) for one selected row."""
+    _, output, quality, rating, correction, by_expert = row
+    if min_quality is not None and (quality is None or quality < min_quality):
+        return "below_quality", None
+    if rating is None:
+        return "unrated", None
+    if rating >= min_rating:
+        return "kept_as_is", output
+    if rating <= max_bad:
+        if correction:
+            return ("corrected_by_expert" if by_expert else "corrected"), correction
+        return "bad_without_correction", None
+    return "neutral", None
+
+
+def _dedupe_key(prompt: str, answer: str) -> bytes:
+    text = " ".join(prompt.casefold().split()) + "\x00" + " ".join(answer.casefold().split())
+    return hashlib.blake2b(text.encode(), digest_size=16).digest()
+
+
+def _check_options(fmt: str, min_rating: int, max_bad: int, since, until) -> tuple:
+    if fmt not in FORMATS:
+        raise BadInput(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
+    if not 1 <= max_bad < min_rating <= 5:
+        raise BadInput("need 1 <= max-bad-rating < min-rating <= 5")
+    try:
+        return (normalize_timestamp(since, "since") if since else None,
+                normalize_timestamp(until, "until") if until else None)
+    except RecordError as e:
+        raise BadInput(f"--{e.key}: {e}") from None
+
+
+def _examples(rows, job: dict, counts: Counter, redactions: Counter,
+              progress: Callable[[int], None] | None = None) -> Iterator[tuple]:
+    """Judge and redact rows: (dedupe key or None, JSON line) for each example kept."""
+    render, system = FORMATS[job["format"]], job["system_prompt"]
+    limits = (job["min_rating"], job["max_bad_rating"], job["min_quality"])
+    for n, row in enumerate(rows, 1):
+        rule, answer = _judge(row, *limits)
+        counts[rule] += 1
+        if progress and n % PROGRESS_EVERY == 0:
+            progress(n)
+        if answer is None:
+            continue
+        prompt = row[0]
+        # one cheap check for both texts: most examples hold nothing to redact
+        if job["redact_pii"] and may_hold_pii(f"{prompt}\n{answer}"):
+            prompt, answer = redact(prompt, redactions), redact(answer, redactions)
+        yield (_dedupe_key(prompt, answer) if job["dedupe"] else None), render(prompt, answer, system)
+
+
+def _write_new(examples: Iterable[tuple], f, seen: set, counts: Counter) -> None:
+    """Write the examples whose key was not seen before: the first, oldest, one wins."""
+    for key, line in examples:
+        if key is not None:
+            if key in seen:
+                counts["duplicates"] += 1
+                continue
+            seen.add(key)
+        f.write(line)
+        counts["written"] += 1
+
+
+def extract(store: FeedbackStore, out_path: str | Path, *, fmt: str = "chat", min_rating: int = 4,
+            max_bad_rating: int = 2, min_quality: float | None = None, since: str | None = None,
+            until: str | None = None, model_versions: list[str] | tuple = (),
+            redact_pii: bool = True, dedupe: bool = True, system_prompt: str | None = None,
+            progress: Callable[[int], None] | None = None) -> dict:
+    """Write training examples to `out_path` (JSONL) and its manifest; return the manifest.
+
+    `since` is inclusive and `until` exclusive (ISO 8601). The store is read in one
+    snapshot; the output appears atomically.
+    """
+    since, until = _check_options(fmt, min_rating, max_bad_rating, since, until)
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    opts = {"min_rating": min_rating, "max_bad_rating": max_bad_rating,
+            "min_quality": min_quality, "since": since, "until": until,
+            "model_versions": sorted(model_versions), "redact_pii": redact_pii,
+            "dedupe": dedupe, "system_prompt": system_prompt}
+    job, counts, redactions = {**opts, "format": fmt}, Counter(), Counter()
+    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
+    try:
+        with open(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as f:
+            _write(store, job, f, counts, redactions, progress)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out_path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return _finish(store, out_path, fmt, opts, counts, redactions)
+
+
+def _write(store, job: dict, f, counts: Counter, redactions: Counter, progress) -> None:
+    """Select, judge, redact, dedupe and write, from one read snapshot."""
+    where, params = _where(job["since"], job["until"], job["model_versions"])
+    store.conn.execute("BEGIN")  # one consistent snapshot while we read
+    try:
+        rows = store.conn.execute(f"{_SELECT}{where} ORDER BY p.timestamp, p.request_id", params)
+        _write_new(_examples(rows, job, counts, redactions, progress), f, set(), counts)
+    finally:
+        store.conn.execute("COMMIT")
+
+
+def manifest_path(out_path: str | Path) -> Path:
+    """The manifest beside an extract: OUT.jsonl -> OUT.manifest.json."""
+    out_path = Path(out_path)
+    return out_path.with_name(out_path.stem + ".manifest.json")
+
+
+def _finish(store, out_path: Path, fmt: str, opts: dict, counts: Counter,
+            redactions: Counter) -> dict:
+    rules = (*RULES, "duplicates", "written")
+    selected = sum(counts[r] for r in RULES)
+    manifest = {
+        "kind": MANIFEST_KIND,
+        "output": {"path": out_path.name, "format": fmt, "rows": counts["written"],
+                   "bytes": out_path.stat().st_size, "sha256": sha256_file(out_path)},
+        "source": {"store": str(store.path), "schema_version": store.schema_version,
+                   "predictions": store.count("predictions"),
+                   "feedback": store.count("feedback")},
+        "filters": opts,
+        "counts": {"selected": selected, **{r: counts[r] for r in rules}},
+        "redactions": {kind: redactions[kind] for kind in PLACEHOLDERS},
+    }
+    atomic_write_json(manifest_path(out_path), manifest)
+    return manifest

@@ -1,0 +1,191 @@
+"""`clt feedback import`: JSONL production logs into the store.
+
+Each line is one JSON object (DESIGN.md, "Feedback row"). Lines are checked one by one;
+a bad line is reported with its file and line number and copied to the quarantine file
+beside the store, and the rest still imports. Good lines are written in batches, one
+transaction per batch: a crash loses at most the batch in flight, never half of one, and
+re-running the import finishes the job because importing is idempotent (a known
+request_id adds no prediction; its feedback is replaced only when it differs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..errors import Problem
+from .records import RecordError, now_timestamp, records_from_import_row
+from .store import FeedbackStore
+
+BATCH_SIZE = 20_000
+MAX_LINE_BYTES = 1 << 20
+QUARANTINE_KEEP_BYTES = 4096  # of a huge line, only its start is copied
+MAX_PROBLEMS_KEPT = 1000  # in the summary; `rejected` counts them all
+
+
+@dataclass
+class ImportSummary:
+    """What an import did, counted over every file."""
+
+    files: int = 0
+    lines: int = 0
+    blank: int = 0
+    predictions_added: int = 0
+    predictions_existing: int = 0
+    feedback_added: int = 0
+    feedback_updated: int = 0
+    feedback_unchanged: int = 0
+    rejected: int = 0
+    quarantine: str | None = None
+    problems: list[Problem] = field(default_factory=list)
+
+    def as_dict(self) -> dict:
+        """JSON-ready, problems as strings."""
+        d = asdict(self)
+        d["problems"] = [str(p) for p in self.problems]
+        return d
+
+
+@dataclass
+class _Batch:
+    predictions: list[tuple] = field(default_factory=list)
+    feedback: list[tuple] = field(default_factory=list)
+    rejects: list[dict] = field(default_factory=list)
+    lines: int = 0
+    blank: int = 0
+
+
+def _skip_rest_of_line(f) -> int:
+    skipped = 0
+    while rest := f.readline(1 << 20):
+        if rest.endswith(b"\n"):
+            return skipped + len(rest) - 1
+        skipped += len(rest)
+    return skipped
+
+
+def _read_lines(f, limit: int) -> Iterator[tuple[int, bytes, int]]:
+    """(line number, bytes, size without the newline); a line over `limit` bytes comes
+    back cut short, with its full size, and is never held in memory whole."""
+    number = 0
+    while raw := f.readline(limit + 1):
+        number += 1
+        size = len(raw) - raw.endswith(b"\n")
+        if size > limit:
+            size += _skip_rest_of_line(f)
+        yield number, raw, size
+
+
+def _parse(raw: bytes, size: int, limit: int, now: str) -> tuple[tuple, tuple | None] | None:
+    """One line -> (prediction, feedback), None for a blank line; RecordError if bad."""
+    if size > limit:
+        raise RecordError(f"line of {size:,} bytes is over the {limit:,}-byte limit")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise RecordError(f"not UTF-8: byte 0x{raw[e.start]:02x} at byte {e.start + 1}") from None
+    text = text.lstrip("\ufeff")
+    if not text or text.isspace():
+        return None
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise RecordError(f"not valid JSON: {e.msg} (column {e.colno})") from None
+    except RecursionError:
+        raise RecordError("not valid JSON: nested too deeply") from None
+    if "\\ud" in text or "\\uD" in text:  # an escaped lone surrogate cannot be stored
+        try:
+            json.dumps(row, ensure_ascii=False).encode("utf-8")
+        except UnicodeEncodeError:
+            raise RecordError("contains an unpaired UTF-16 surrogate escape") from None
+    return records_from_import_row(row, now)
+
+
+def _reject(batch: _Batch, path: Path, number: int, raw: bytes, size: int, err: RecordError):
+    kept = raw[:QUARANTINE_KEEP_BYTES].rstrip(b"\r\n")
+    batch.rejects.append({
+        "file": str(path), "line": number, "error": str(err), "key": err.key, "bytes": size,
+        "truncated": size > QUARANTINE_KEEP_BYTES,
+        # surrogateescape + ASCII JSON keep even non-UTF-8 bytes recoverable
+        "raw": kept.decode("utf-8", "surrogateescape"),
+    })
+
+
+def _commit(store: FeedbackStore, batch: _Batch, summary: ImportSummary, now: str) -> None:
+    with store.transaction():
+        added = store.insert_predictions(batch.predictions)
+        fb_added, fb_updated = store.upsert_feedback(batch.feedback)
+    summary.lines += batch.lines
+    summary.blank += batch.blank
+    summary.predictions_added += added
+    summary.predictions_existing += len(batch.predictions) - added
+    summary.feedback_added += fb_added
+    summary.feedback_updated += fb_updated
+    summary.feedback_unchanged += len(batch.feedback) - fb_added - fb_updated
+    if batch.rejects:
+        _quarantine(store.quarantine_path, batch.rejects, now)
+        summary.rejected += len(batch.rejects)
+        summary.quarantine = str(store.quarantine_path)
+        room = MAX_PROBLEMS_KEPT - len(summary.problems)  # the quarantine file has them all
+        summary.problems += [Problem(file=r["file"], line=r["line"], key=r["key"],
+                                     message=r["error"]) for r in batch.rejects[:room]]
+
+
+def _quarantine(path: Path, rejects: list[dict], now: str) -> None:
+    lines = "".join(json.dumps({**r, "quarantined_at": now}, sort_keys=True) + "\n"
+                    for r in rejects)
+    # appended in one write, so concurrent imports interleave whole lines
+    with open(path, "a", encoding="ascii") as f:
+        f.write(lines)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def import_file(store: FeedbackStore, path: Path, summary: ImportSummary, *, now: str,
+                batch_size: int = BATCH_SIZE, max_line_bytes: int = MAX_LINE_BYTES,
+                progress: Callable[[ImportSummary], None] | None = None) -> None:
+    """Import one JSONL file into the store, adding its counts to `summary`."""
+    batch = _Batch()
+    with open(path, "rb") as f:
+        for number, raw, size in _read_lines(f, max_line_bytes):
+            _take(batch, path, number, raw, size, max_line_bytes, now)
+            if batch.lines >= batch_size:
+                _commit(store, batch, summary, now)
+                batch = _Batch()
+                if progress:
+                    progress(summary)
+    _commit(store, batch, summary, now)
+    summary.files += 1
+
+
+def _take(batch: _Batch, path: Path, number: int, raw: bytes, size: int, limit: int,
+          now: str) -> None:
+    """Add one line to the batch: as rows, as a reject, or counted blank."""
+    batch.lines += 1
+    try:
+        parsed = _parse(raw, size, limit, now)
+    except RecordError as err:
+        _reject(batch, path, number, raw, size, err)
+        return
+    if parsed is None:
+        batch.blank += 1
+        return
+    batch.predictions.append(parsed[0])
+    if parsed[1] is not None:
+        batch.feedback.append(parsed[1])
+
+
+def import_files(store: FeedbackStore, paths: Iterable[str | Path], *,
+                 batch_size: int = BATCH_SIZE, max_line_bytes: int = MAX_LINE_BYTES,
+                 now: str | None = None,
+                 progress: Callable[[ImportSummary], None] | None = None) -> ImportSummary:
+    """Import JSONL files; rows without a timestamp get `now` (default: the import time)."""
+    summary = ImportSummary()
+    now = now or now_timestamp()
+    for path in paths:
+        import_file(store, Path(path), summary, now=now, batch_size=batch_size,
+                    max_line_bytes=max_line_bytes, progress=progress)
+    return summary

@@ -1,0 +1,100 @@
+"""The feedback store's SQLite schema and its migrations.
+
+Tables (the monitoring code reads them with plain SQL; keep them simple):
+
+``predictions`` - one row per production request.
+    request_id TEXT PRIMARY KEY, timestamp TEXT (ISO 8601 UTC, ``YYYY-MM-DDTHH:MM:SS.mmmZ``,
+    so text order is time order), input TEXT, output TEXT, model_version TEXT,
+    domain TEXT NULL, confidence REAL NULL (0..1), latency_ms REAL NULL,
+    quality_score REAL NULL, metadata TEXT NULL (a JSON object: the import row's other
+    metadata keys).
+
+``feedback`` - at most one row per (request_id, source); newer feedback from the same
+    source replaces the old. request_id TEXT (references predictions), source TEXT
+    (user | expert | incident), rating INTEGER NULL (1..5), thumbs INTEGER NULL (-1, 0, 1),
+    correction TEXT NULL, notes TEXT NULL, timestamp TEXT (same format as above).
+
+``annotation_samples`` - which requests went out in which expert annotation batch, so a
+    request is not sampled twice: request_id TEXT PRIMARY KEY, batch TEXT, stratum TEXT,
+    sampled_at TEXT.
+
+The schema version is SQLite's ``PRAGMA user_version``; MIGRATIONS upgrades an older
+file in place, one transaction per step.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+
+from ..errors import CltError
+
+SOURCES = ("user", "expert", "incident")
+
+_V1 = [
+    """CREATE TABLE predictions (
+        request_id    TEXT PRIMARY KEY,
+        timestamp     TEXT NOT NULL,
+        input         TEXT NOT NULL,
+        output        TEXT NOT NULL,
+        model_version TEXT NOT NULL,
+        domain        TEXT,
+        confidence    REAL CHECK (confidence IS NULL OR confidence BETWEEN 0 AND 1),
+        latency_ms    REAL,
+        quality_score REAL,
+        metadata      TEXT
+    )""",
+    """CREATE TABLE feedback (
+        request_id TEXT NOT NULL REFERENCES predictions(request_id),
+        -- OR-ed equalities, not IN (...): SQLite rebuilds an IN list for every row checked
+        source     TEXT NOT NULL CHECK (source = 'user' OR source = 'expert' OR source = 'incident'),
+        rating     INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),
+        thumbs     INTEGER CHECK (thumbs IS NULL OR thumbs BETWEEN -1 AND 1),
+        correction TEXT,
+        notes      TEXT,
+        timestamp  TEXT NOT NULL,
+        PRIMARY KEY (request_id, source)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX predictions_time ON predictions (timestamp, request_id)",
+    "CREATE INDEX predictions_version ON predictions (model_version, timestamp)",
+]
+
+_V2 = [
+    """CREATE TABLE annotation_samples (
+        request_id TEXT PRIMARY KEY REFERENCES predictions(request_id),
+        batch      TEXT NOT NULL,
+        stratum    TEXT NOT NULL,
+        sampled_at TEXT NOT NULL
+    )""",
+]
+
+# version -> statements that bring the previous version to it. Append only.
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
+LATEST = max(MIGRATIONS)
+
+
+def schema_version(conn: sqlite3.Connection) -> int:
+    """The schema version recorded in the database file (0 for a new file)."""
+    return conn.execute("PRAGMA user_version").fetchone()[0]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Bring the database to LATEST; safe when several processes open it at once."""
+    if schema_version(conn) == LATEST:
+        return LATEST
+    conn.execute("BEGIN IMMEDIATE")  # one writer migrates; the others wait, then see it done
+    try:
+        current = schema_version(conn)
+        if current > LATEST:
+            raise CltError(
+                f"feedback store has schema version {current}, newer than this toolkit "
+                f"knows ({LATEST}); upgrade cl_toolkit"
+            )
+        for version in range(current + 1, LATEST + 1):
+            for statement in MIGRATIONS[version]:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version}")
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return LATEST

@@ -1,0 +1,180 @@
+"""The feedback store: every production prediction and every piece of feedback on it,
+in one SQLite file (``workspace/feedback.db``).
+
+Applications use the Python API::
+
+    from cl_toolkit.feedback.store import open_store
+    with open_store() as store:
+        store.log_prediction("req-1", "How wide is a 1.75in line?", "1.75 inches", "1.0.0",
+                             domain="hose", confidence=0.92)
+        store.add_feedback("req-1", rating=5)
+
+The file uses WAL (readers never block the writer), ``synchronous=NORMAL`` and a busy
+timeout, so several processes can write at once; every write is one transaction. The
+tables are described in :mod:`cl_toolkit.feedback.schema`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Iterable
+from contextlib import contextmanager
+from pathlib import Path
+
+from ..errors import BadInput, CltError, Problem
+from ..workspace import workspace_dir
+from .records import RecordError, check_feedback, check_prediction
+from .schema import migrate, schema_version
+
+DB_NAME = "feedback.db"
+PREDICTION_COLUMNS = ("request_id", "timestamp", "input", "output", "model_version", "domain",
+                      "confidence", "latency_ms", "quality_score", "metadata")
+FEEDBACK_COLUMNS = ("request_id", "source", "rating", "thumbs", "correction", "notes", "timestamp")
+INSERT_PREDICTION = (f"INSERT OR IGNORE INTO predictions ({', '.join(PREDICTION_COLUMNS)}) "
+                     f"VALUES ({', '.join('?' * len(PREDICTION_COLUMNS))})")
+INSERT_FEEDBACK = (f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS)}) "
+                   f"VALUES ({', '.join('?' * len(FEEDBACK_COLUMNS))})")
+# replaces a source's feedback only when it says something different (keeps re-imports no-ops)
+UPDATE_FEEDBACK = """UPDATE feedback SET rating = ?3, thumbs = ?4, correction = ?5, notes = ?6,
+    timestamp = ?7 WHERE request_id = ?1 AND source = ?2 AND (rating IS NOT ?3
+    OR thumbs IS NOT ?4 OR correction IS NOT ?5 OR notes IS NOT ?6)"""
+BUSY_TIMEOUT_S = 120
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
+    deadline = time.monotonic() + BUSY_TIMEOUT_S
+    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        try:  # switching needs a moment alone with a new file; others may be doing it too
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+    for pragma in ("synchronous = NORMAL", "foreign_keys = ON", "cache_size = -65536",
+                   "temp_store = MEMORY"):
+        conn.execute(f"PRAGMA {pragma}")
+    return conn
+
+
+class FeedbackStore:
+    """A connection to one feedback database, migrated to the current schema on open."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.conn = _connect(self.path)
+            migrate(self.conn)
+        except sqlite3.DatabaseError as e:
+            raise CltError(f"{self.path}: not a usable feedback store ({e})") from None
+
+    def __enter__(self) -> FeedbackStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.conn.close()
+
+    @property
+    def schema_version(self) -> int:
+        return schema_version(self.conn)
+
+    @property
+    def quarantine_path(self) -> Path:
+        """Where rejected import lines are copied: beside the store."""
+        return self.path.with_name("feedback.quarantine.jsonl")
+
+    @contextmanager
+    def transaction(self):
+        """One write transaction (taken up front, so concurrent writers queue, not fail)."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # --- the application API -------------------------------------------------------------
+    def log_prediction(self, request_id, input, output, model_version, *, timestamp=None,
+                       domain=None, confidence=None, latency_ms=None, quality_score=None,
+                       metadata=None) -> bool:
+        """Store one prediction; False when its request_id is already stored (kept as is)."""
+        try:
+            row = check_prediction(request_id, input, output, model_version, timestamp=timestamp,
+                                   domain=domain, confidence=confidence, latency_ms=latency_ms,
+                                   quality_score=quality_score, metadata=metadata)
+        except RecordError as e:
+            raise BadInput([Problem(file=str(self.path), message=str(e), key=e.key)]) from None
+        with self.transaction():
+            return self.insert_predictions([row]) == 1
+
+    def add_feedback(self, request_id, *, rating=None, thumbs=None, correction=None, notes=None,
+                     source="user", timestamp=None) -> str:
+        """Record feedback on a stored prediction: 'added', 'updated' or 'unchanged'.
+
+        One row per (request_id, source): new feedback from the same source replaces it.
+        """
+        try:
+            row = check_feedback(request_id, rating=rating, thumbs=thumbs, correction=correction,
+                                 notes=notes, source=source, timestamp=timestamp)
+        except RecordError as e:
+            raise BadInput([Problem(file=str(self.path), message=str(e), key=e.key)]) from None
+        if row is None:
+            raise BadInput("feedback needs a rating, thumbs, a correction or notes")
+        with self.transaction():
+            if not self.has_prediction(request_id):
+                raise BadInput(f"unknown request_id {request_id!r}")
+            added, updated = self.upsert_feedback([row])
+        return "added" if added else "updated" if updated else "unchanged"
+
+    # --- bulk writes (call inside transaction()) ------------------------------------------
+    def insert_predictions(self, rows: Iterable[tuple]) -> int:
+        """Insert checked prediction rows; request_ids already stored are skipped. -> added."""
+        return self.conn.executemany(INSERT_PREDICTION, rows).rowcount
+
+    def upsert_feedback(self, rows: list[tuple]) -> tuple[int, int]:
+        """Insert or replace checked feedback rows. -> (added, updated)."""
+        added = self.conn.executemany(INSERT_FEEDBACK, rows).rowcount
+        if added == len(rows):  # all new: nothing to update (the common, bulk case)
+            return added, 0
+        updated = self.conn.executemany(UPDATE_FEEDBACK, rows).rowcount
+        return added, updated
+
+    # --- queries -------------------------------------------------------------------------
+    def has_prediction(self, request_id: str) -> bool:
+        """Whether a prediction with this request_id is stored."""
+        sql = "SELECT 1 FROM predictions WHERE request_id = ?"
+        return self.conn.execute(sql, (request_id,)).fetchone() is not None
+
+    def get_prediction(self, request_id: str) -> dict | None:
+        """One prediction as a dict of its columns, or None."""
+        cur = self.conn.execute(
+            f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM predictions WHERE request_id = ?",
+            (request_id,))
+        row = cur.fetchone()
+        return dict(zip(PREDICTION_COLUMNS, row, strict=True)) if row else None
+
+    def get_feedback(self, request_id: str) -> list[dict]:
+        """The feedback on one request, one dict per source, ordered by source."""
+        cur = self.conn.execute(
+            f"SELECT {', '.join(FEEDBACK_COLUMNS)} FROM feedback WHERE request_id = ? "
+            "ORDER BY source", (request_id,))
+        return [dict(zip(FEEDBACK_COLUMNS, row, strict=True)) for row in cur]
+
+    def count(self, table: str) -> int:
+        """Rows in one of the store's tables."""
+        if table not in ("predictions", "feedback", "annotation_samples"):
+            raise ValueError(f"no table {table!r}")
+        return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
+
+
+def open_store(workspace: Path | None = None) -> FeedbackStore:
+    """The workspace's feedback store (``workspace_dir()/feedback.db``), created if new."""
+    return FeedbackStore(workspace_dir(workspace) / DB_NAME)

@@ -1,0 +1,122 @@
+"""The store itself: schema, migrations, WAL, and the application API."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import pytest
+from feedback_helpers import fws_fixture, store_fixture  # noqa: F401 (fixtures)
+
+from cl_toolkit.errors import BadInput, CltError
+from cl_toolkit.feedback import schema
+from cl_toolkit.feedback.store import FeedbackStore, open_store
+
+
+def test_new_store_is_in_the_workspace_with_wal_and_latest_schema(fws, store):
+    assert store.path == fws.resolve() / "feedback.db"
+    assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert store.schema_version == schema.LATEST
+    columns = [r[1] for r in store.conn.execute("PRAGMA table_info(predictions)")]
+    assert columns == ["request_id", "timestamp", "input", "output", "model_version", "domain",
+                       "confidence", "latency_ms", "quality_score", "metadata"]
+    indexes = {r[1] for r in store.conn.execute("PRAGMA index_list(predictions)")}
+    assert {"predictions_time", "predictions_version"} <= indexes
+
+
+def test_migrates_a_version_1_file_in_place_keeping_its_rows(tmp_path):
+    path = tmp_path / "feedback.db"
+    conn = sqlite3.connect(path)
+    for statement in schema.MIGRATIONS[1]:
+        conn.execute(statement)
+    conn.execute("INSERT INTO predictions (request_id, timestamp, input, output, model_version)"
+                 " VALUES ('r1', '2025-01-01T00:00:00.000Z', 'q', 'a', '1.0.0')")
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
+    with FeedbackStore(path) as s:
+        assert s.schema_version == schema.LATEST
+        assert s.count("predictions") == 1
+        assert s.count("annotation_samples") == 0
+
+
+def test_refuses_a_store_from_a_newer_toolkit(tmp_path):
+    path = tmp_path / "feedback.db"
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA user_version = {schema.LATEST + 1}")
+    conn.close()
+    with pytest.raises(CltError, match="newer than this toolkit"):
+        FeedbackStore(path)
+
+
+def test_a_file_that_is_not_sqlite_is_a_clear_error(tmp_path):
+    path = tmp_path / "feedback.db"
+    path.write_bytes(b"this is not a database" * 100)
+    with pytest.raises(CltError, match="not a usable feedback store"):
+        FeedbackStore(path)
+
+
+def test_log_prediction_normalises_time_and_splits_columns_from_metadata(store):
+    assert store.log_prediction("r1", "q", "a", "1.0.0", timestamp="2025-04-01T14:00:00+02:00",
+                                domain="hose", confidence=0.5, latency_ms=30, quality_score=0.7,
+                                metadata={"region": "eu", "gpu": "h100"})
+    p = store.get_prediction("r1")
+    assert p["timestamp"] == "2025-04-01T12:00:00.000Z"
+    assert (p["domain"], p["confidence"], p["latency_ms"], p["quality_score"]) == ("hose", 0.5, 30, 0.7)
+    assert json.loads(p["metadata"]) == {"gpu": "h100", "region": "eu"}
+
+
+def test_log_prediction_twice_keeps_the_first(store):
+    assert store.log_prediction("r1", "q", "first", "1.0.0")
+    assert not store.log_prediction("r1", "q", "second", "1.0.0")
+    assert store.get_prediction("r1")["output"] == "first"
+    assert store.count("predictions") == 1
+
+
+@pytest.mark.parametrize("kwargs, key", [
+    ({"request_id": ""}, "request_id"),
+    ({"output": None}, "output"),
+    ({"confidence": 1.5}, "confidence"),
+    ({"confidence": True}, "confidence"),
+    ({"timestamp": "yesterday"}, "timestamp"),
+    ({"metadata": {"x": float("nan")}}, "metadata"),
+])
+def test_log_prediction_rejects_bad_fields(store, kwargs, key):
+    args = {"request_id": "r1", "input": "q", "output": "a", "model_version": "1.0.0", **kwargs}
+    with pytest.raises(BadInput) as e:
+        store.log_prediction(args.pop("request_id"), args.pop("input"), args.pop("output"),
+                             args.pop("model_version"), **args)
+    assert e.value.problems[0].key == key
+    assert store.count("predictions") == 0
+
+
+def test_add_feedback_adds_replaces_and_notices_no_change(store):
+    store.log_prediction("r1", "q", "a", "1.0.0")
+    assert store.add_feedback("r1", rating=2, correction="b") == "added"
+    assert store.add_feedback("r1", rating=2, correction="b") == "unchanged"
+    assert store.add_feedback("r1", rating=1, thumbs=-1) == "updated"
+    assert store.add_feedback("r1", rating=5, source="expert") == "added"
+    fb = {f["source"]: f for f in store.get_feedback("r1")}
+    assert (fb["user"]["rating"], fb["user"]["thumbs"], fb["user"]["correction"]) == (1, -1, None)
+    assert fb["expert"]["rating"] == 5
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"rating": 6}, "rating"), ({"rating": 0}, "rating"), ({"thumbs": 2}, "thumbs"),
+    ({"rating": 3, "source": "boss"}, "source"), ({}, "needs a rating"),
+])
+def test_add_feedback_rejects_bad_values(store, kwargs, message):
+    store.log_prediction("r1", "q", "a", "1.0.0")
+    with pytest.raises(BadInput, match=message):
+        store.add_feedback("r1", **kwargs)
+    assert store.count("feedback") == 0
+
+
+def test_feedback_on_an_unknown_request_is_bad_input(store):
+    with pytest.raises(BadInput, match="unknown request_id"):
+        store.add_feedback("nope", rating=4)
+
+
+def test_open_store_takes_an_explicit_workspace(tmp_path):
+    with open_store(tmp_path / "elsewhere") as s:
+        assert s.path == (tmp_path / "elsewhere" / "feedback.db").resolve()
