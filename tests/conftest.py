@@ -42,6 +42,18 @@ def workspace(tmp_path, monkeypatch, tiny_model_dir) -> Path:
 
 
 @pytest.fixture
+def proj(tmp_path, monkeypatch) -> Path:
+    """A throwaway copy of the project (configs, some data, an empty recipes/ff/), as cwd,
+    with its own workspace."""
+    from project import make_project
+
+    root = make_project(tmp_path / "proj")
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("CLT_HOME", str(root / "ws"))
+    return root
+
+
+@pytest.fixture
 def empty_workspace(tmp_path, monkeypatch) -> Path:
     ws = tmp_path / "ws"
     monkeypatch.setenv("CLT_HOME", str(ws))

@@ -7,21 +7,13 @@ import json
 import random
 
 import pytest
-from project import BASE_RECIPE, make_project, write_recipe
+from project import BASE_RECIPE, write_recipe
 
 from cl_toolkit.databuild import build_mix, read_chat_jsonl, rehearsal_count, sample_exact
 from cl_toolkit.errors import BadInput
 from cl_toolkit.fsutil import jsonl_bytes, sha256_bytes
 from cl_toolkit.recipe.validate import load_recipe
 from cl_toolkit.registry import open_registry
-
-
-@pytest.fixture
-def proj(tmp_path, monkeypatch):
-    root = make_project(tmp_path / "proj")
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("CLT_HOME", str(root / "ws"))
-    return root
 
 
 def mix_for(proj, overrides=(), **changes):

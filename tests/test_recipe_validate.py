@@ -8,19 +8,11 @@ import json
 
 import pytest
 from conftest import files_under
-from project import BASE_RECIPE, REPO, make_project, write_recipe
+from project import BASE_RECIPE, REPO, write_recipe
 
 from cl_toolkit.errors import BadInput
 from cl_toolkit.recipe.model import Recipe, apply_defaults, recipe_schema
 from cl_toolkit.recipe.validate import load_recipe
-
-
-@pytest.fixture
-def proj(tmp_path, monkeypatch):
-    root = make_project(tmp_path / "proj")
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("CLT_HOME", str(root / "ws"))
-    return root
 
 
 def recipe(**changes):
