@@ -24,6 +24,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("cl_toolkit.commands.cycle:report_cli", "The quarterly report: Markdown + HTML with plots."),
     "registry": ("cl_toolkit.commands.registry:cli", "Versions, lineage, champion/challenger, rollback."),
     "feedback": ("cl_toolkit.feedback.cli:cli", "Production feedback in, training examples out."),
+    "synth": ("cl_toolkit.feedback.synth_cli:cli", "Synthetic Q&A for a new scenario from an OpenAI-compatible endpoint."),
     "eval": ("cl_toolkit.evaluation.cli:eval_cli", "Run a regression suite against a version."),
     "gate": ("cl_toolkit.evaluation.cli:gate_cli", "Compare a candidate with its baseline; block regressions."),
     "trigger": ("cl_toolkit.monitoring.cli:trigger_cli", "Is a model update due? Check the trigger rules."),
@@ -31,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "ab": ("cl_toolkit.monitoring.cli:ab_cli", "Champion vs challenger: z-test, weighted score, verdict."),
     "health": ("cl_toolkit.monitoring.cli:health_cli", "The champion against its release baseline; auto-rollback."),
     "loop": ("cl_toolkit.monitoring.cli:loop_cli", "Trigger and health checks on a schedule, each decision logged."),
+    "serve": ("cl_toolkit.serve.cli:cli", "Serve the champion (and challenger) over an OpenAI-compatible API."),
+    "bench": ("cl_toolkit.bench.cli:cli", "Benchmarks: continual learning across strategies."),
 }
 
 

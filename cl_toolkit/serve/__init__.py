@@ -1,0 +1,18 @@
+"""`clt serve`: the registry's champion (and challenger) behind an OpenAI-compatible API,
+every answer logged into the feedback store.
+
+- `protocol`: the wire format, pure: request checks, response and error bodies, the text
+  that may be sent while a stream is still growing.
+- `engine`: loading a version and answering with transformers (CPU or GPU).
+- `arms`: champion and challenger from the registry, reloaded when an alias moves.
+- `writer`: the background writer that owns the feedback store (bounded queue, drained on
+  shutdown); feedback goes through the same queue, so it always lands after its prediction.
+- `server`: the HTTP server (standard library), routes, admission and clean shutdown.
+- `cli`: the `clt serve` command.
+
+For real GPUs, serve through vLLM instead and import its logs: docs/serving.md.
+"""
+
+from .server import ChatServer, ServeSettings
+
+__all__ = ["ChatServer", "ServeSettings"]

@@ -1,0 +1,118 @@
+"""Champion and challenger, as the registry names them, loaded and kept current.
+
+A watcher thread reads the model line's aliases every `interval` seconds. When they moved
+(promote, rollback), it loads what is new (a version already loaded is reused: a promoted
+challenger does not load twice) and then swaps the whole Arms snapshot at once. A request
+reads the snapshot once, so it is answered and logged by one consistent pair, and requests
+in flight finish on the models they started with.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import BadInput
+from ..monitoring.ab import route
+from ..registry import VersionRecord, open_registry
+from .engine import Served, load_version
+
+
+@dataclass(frozen=True)
+class Arms:
+    """What serves a model line right now."""
+
+    model: str
+    champion: Served
+    challenger: Served | None  # None: no challenger set, or a share of 0
+    share: float  # of requests routed to the challenger when there is one
+    salt: str = ""
+
+    def pick(self, request_id: str) -> tuple[str, Served]:
+        """("champion" | "challenger", the version that answers) for a request id."""
+        if self.challenger is None:
+            return "champion", self.champion
+        arm = route(request_id, self.share, self.salt)
+        return arm, self.challenger if arm == "challenger" else self.champion
+
+    @property
+    def versions(self) -> dict[str, str | None]:
+        return {"champion": self.champion.version,
+                "challenger": self.challenger.version if self.challenger else None}
+
+
+def read_targets(workspace: Path | None, model: str, share: float) -> dict[str, VersionRecord | None]:
+    """The records the aliases point at now (no challenger when the share is 0)."""
+    with open_registry(workspace) as reg:
+        aliases = reg.aliases(model)
+        if "champion" not in aliases:
+            raise BadInput(f"{model} has no champion in the registry ({reg.path}); "
+                           f"promote a version first (clt registry promote)")
+        challenger = aliases.get("challenger") if share > 0 else None
+        return {"champion": reg.require(model, aliases["champion"]),
+                "challenger": reg.require(model, challenger) if challenger else None}
+
+
+class ArmWatcher:
+    """Loads the arms and swaps them when the registry's aliases move."""
+
+    def __init__(self, workspace: Path | None, model: str, *, share: float, salt: str = "",
+                 device: str | None = None, interval: float = 2.0,
+                 loader: Callable[[VersionRecord, str | None], Served] = load_version):
+        self.workspace, self.model, self.share, self.salt = workspace, model, share, salt
+        self.device, self.interval, self.loader = device, interval, loader
+        self.current: Arms | None = None
+        self.reloads = 0
+        self.last_error: str | None = None
+        self._failed: dict | None = None  # targets that failed to load: not retried until they move
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def load(self) -> Arms:
+        """The first load: errors propagate (a server without a champion does not start)."""
+        self._swap(read_targets(self.workspace, self.model, self.share))
+        return self.current
+
+    def refresh(self) -> bool:
+        """One look at the registry; True when the arms changed."""
+        targets = read_targets(self.workspace, self.model, self.share)
+        wanted = {arm: rec.version if rec else None for arm, rec in targets.items()}
+        if wanted == self.current.versions or wanted == self._failed:
+            return False
+        try:
+            self._swap(targets)
+        except Exception as e:  # keep serving what we have; say why, once per move
+            self._failed, self.last_error = wanted, f"loading {wanted} failed: {type(e).__name__}: {e}"
+            print(f"clt serve: {self.last_error}; still serving {self.current.versions}", file=sys.stderr)
+            return False
+        self.reloads += 1
+        print(f"clt serve: aliases moved, now serving {self.current.versions}", file=sys.stderr, flush=True)
+        return True
+
+    def _swap(self, targets: dict[str, VersionRecord | None]) -> None:
+        have = {}
+        if self.current:
+            have = {s.version: s for s in (self.current.champion, self.current.challenger) if s}
+        loaded = {arm: None if rec is None else have.get(rec.version) or self.loader(rec, self.device)
+                  for arm, rec in targets.items()}
+        self.current = Arms(self.model, loaded["champion"], loaded["challenger"], self.share, self.salt)
+        self._failed = None
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._watch, name="clt-serve-watch", daemon=True)
+        self._thread.start()
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.refresh()
+            except Exception as e:  # the registry may be busy or mid-migration: try next time
+                self.last_error = f"reading the registry failed: {type(e).__name__}: {e}"
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=max(5.0, self.interval * 2))
