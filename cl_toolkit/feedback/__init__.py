@@ -7,7 +7,13 @@
 - :mod:`.redact`     PII redaction used by extract
 - :mod:`.annotate`   expert annotation batches as CSV, out and back in
 - :mod:`.rehearsal`  the per-version rehearsal buffer recipes draw on
-- :mod:`.stats`      `clt feedback stats`
+- :mod:`.review`     incident reviews, in a terminal or from an answers file
+- :mod:`.scoring`    quality scorers (heuristic, judge) behind `clt feedback score`
+- :mod:`.prune`      old rows out to a verified gzip archive (`clt feedback prune`)
+- :mod:`.stats`      `clt feedback stats`, latency percentiles included
+- :mod:`.endpoint`   a client for OpenAI-compatible chat endpoints (retries, no key kept)
+- :mod:`.synth_remote` synthetic Q&A for a new scenario from such an endpoint (`clt synth`,
+  whose command is :mod:`.synth_cli`)
 - :mod:`.synth`      seeded synthetic logs for tests and benchmarks
 
 The public entry points are ``store.open_store``/``store.FeedbackStore``,

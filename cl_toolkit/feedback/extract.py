@@ -7,7 +7,10 @@ that gave one (expert, then incident, then user; thumbs count as 5 / 3 / 1):
 - rated >= min_rating: the answer is kept as it was (``kept_as_is``);
 - rated <= max_bad_rating with a correction: the example trains on the correction
   (``corrected``, or ``corrected_by_expert`` when an expert's correction beat the rest);
-- anything else is dropped, counted by reason.
+- anything else is dropped, counted by reason; except that, when pseudo-labelling is
+  asked for (off by default), an unrated prediction with neither rating nor correction
+  whose model confidence is at least ``pseudo_label_min_confidence`` is kept as it was
+  (``pseudo_labelled``); the manifest lists those examples' line numbers.
 
 Examples are then PII-redacted (on by default), deduplicated on a hash of the prompt and
 answer with case and whitespace normalised (the first, oldest example wins), and written
@@ -47,7 +50,7 @@ FORMATS: dict[str, Callable[[str, str, str | None], str]] = {
     "completion": lambda p, a, s: f'{{"text": {_q((s + chr(10) if s else "") + p + chr(10) + a)}}}\n',
 }
 _THUMB = "CASE {0}.thumbs WHEN 1 THEN 5 WHEN 0 THEN 3 WHEN -1 THEN 1 END"
-_SELECT = f"""SELECT p.input, p.output, p.quality_score,
+_SELECT = f"""SELECT p.input, p.output, p.quality_score, p.confidence,
     COALESCE(e.rating, {_THUMB.format('e')}, i.rating, {_THUMB.format('i')},
              u.rating, {_THUMB.format('u')}) AS rating,
     COALESCE(e.correction, i.correction, u.correction) AS correction,
@@ -72,12 +75,16 @@ def _where(since: str | None, until: str | None, versions: list[str]) -> tuple[s
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
-def _judge(row: tuple, min_rating: int, max_bad: int, min_quality: float | None):
+def _judge(row: tuple, min_rating: int, max_bad: int, min_quality: float | None,
+           min_confidence: float | None):
     """(rule, answer or None) for one selected row."""
-    _, output, quality, rating, correction, by_expert = row
+    _, output, quality, confidence, rating, correction, by_expert = row
     if min_quality is not None and (quality is None or quality < min_quality):
         return "below_quality", None
     if rating is None:
+        if (min_confidence is not None and correction is None and confidence is not None
+                and confidence >= min_confidence):
+            return "pseudo_labelled", output
         return "unrated", None
     if rating >= min_rating:
         return "kept_as_is", output
@@ -93,11 +100,14 @@ def _dedupe_key(prompt: str, answer: str) -> bytes:
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
 
-def _check_options(fmt: str, min_rating: int, max_bad: int, since, until) -> tuple:
+def _check_options(fmt: str, min_rating: int, max_bad: int, since, until,
+                   min_confidence: float | None) -> tuple:
     if fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r}; choose from {', '.join(FORMATS)}")
     if not 1 <= max_bad < min_rating <= 5:
         raise BadInput("need 1 <= max-bad-rating < min-rating <= 5")
+    if min_confidence is not None and not 0.0 <= min_confidence <= 1.0:
+        raise BadInput(f"--pseudo-label-min-confidence must be in [0, 1], got {min_confidence}")
     try:
         return (normalize_timestamp(since, "since") if since else None,
                 normalize_timestamp(until, "until") if until else None)
@@ -107,9 +117,10 @@ def _check_options(fmt: str, min_rating: int, max_bad: int, since, until) -> tup
 
 def _examples(rows, job: dict, counts: Counter, redactions: Counter,
               progress: Callable[[int], None] | None = None) -> Iterator[tuple]:
-    """Judge and redact rows: (dedupe key or None, JSON line) for each example kept."""
+    """Judge and redact rows: (dedupe key or None, JSON line, rule) for each example kept."""
     render, system = FORMATS[job["format"]], job["system_prompt"]
-    limits = (job["min_rating"], job["max_bad_rating"], job["min_quality"])
+    limits = (job["min_rating"], job["max_bad_rating"], job["min_quality"],
+              job["pseudo_label_min_confidence"])
     for n, row in enumerate(rows, 1):
         rule, answer = _judge(row, *limits)
         counts[rule] += 1
@@ -121,12 +132,14 @@ def _examples(rows, job: dict, counts: Counter, redactions: Counter,
         # one cheap check for both texts: most examples hold nothing to redact
         if job["redact_pii"] and may_hold_pii(f"{prompt}\n{answer}"):
             prompt, answer = redact(prompt, redactions), redact(answer, redactions)
-        yield (_dedupe_key(prompt, answer) if job["dedupe"] else None), render(prompt, answer, system)
+        key = _dedupe_key(prompt, answer) if job["dedupe"] else None
+        yield key, render(prompt, answer, system), rule
 
 
-def _write_new(examples: Iterable[tuple], f, seen: set, counts: Counter) -> None:
+def _write_new(examples: Iterable[tuple], f, seen: set, counts: Counter,
+               pseudo_lines: list[int]) -> None:
     """Write the examples whose key was not seen before: the first, oldest, one wins."""
-    for key, line in examples:
+    for key, line, rule in examples:
         if key is not None:
             if key in seen:
                 counts["duplicates"] += 1
@@ -134,46 +147,55 @@ def _write_new(examples: Iterable[tuple], f, seen: set, counts: Counter) -> None
             seen.add(key)
         f.write(line)
         counts["written"] += 1
+        if rule == "pseudo_labelled":
+            pseudo_lines.append(counts["written"])
 
 
 def extract(store: FeedbackStore, out_path: str | Path, *, fmt: str = "chat", min_rating: int = 4,
             max_bad_rating: int = 2, min_quality: float | None = None, since: str | None = None,
             until: str | None = None, model_versions: list[str] | tuple = (),
             redact_pii: bool = True, dedupe: bool = True, system_prompt: str | None = None,
+            pseudo_label_min_confidence: float | None = None,
             progress: Callable[[int], None] | None = None) -> dict:
     """Write training examples to `out_path` (JSONL) and its manifest; return the manifest.
 
     `since` is inclusive and `until` exclusive (ISO 8601). The store is read in one
-    snapshot; the output appears atomically.
+    snapshot; the output appears atomically. `pseudo_label_min_confidence` (None: off)
+    also keeps unrated predictions at or above that model confidence.
     """
-    since, until = _check_options(fmt, min_rating, max_bad_rating, since, until)
+    since, until = _check_options(fmt, min_rating, max_bad_rating, since, until,
+                                  pseudo_label_min_confidence)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     opts = {"min_rating": min_rating, "max_bad_rating": max_bad_rating,
             "min_quality": min_quality, "since": since, "until": until,
             "model_versions": sorted(model_versions), "redact_pii": redact_pii,
-            "dedupe": dedupe, "system_prompt": system_prompt}
+            "dedupe": dedupe, "system_prompt": system_prompt,
+            "pseudo_label_min_confidence": pseudo_label_min_confidence}
     job, counts, redactions = {**opts, "format": fmt}, Counter(), Counter()
+    pseudo_lines: list[int] = []
     fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
     try:
         with open(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as f:
-            _write(store, job, f, counts, redactions, progress)
+            _write(store, job, f, counts, redactions, pseudo_lines, progress)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, out_path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return _finish(store, out_path, fmt, opts, counts, redactions)
+    return _finish(store, out_path, fmt, opts, counts, redactions, pseudo_lines)
 
 
-def _write(store, job: dict, f, counts: Counter, redactions: Counter, progress) -> None:
+def _write(store, job: dict, f, counts: Counter, redactions: Counter, pseudo_lines: list,
+           progress) -> None:
     """Select, judge, redact, dedupe and write, from one read snapshot."""
     where, params = _where(job["since"], job["until"], job["model_versions"])
     store.conn.execute("BEGIN")  # one consistent snapshot while we read
     try:
         rows = store.conn.execute(f"{_SELECT}{where} ORDER BY p.timestamp, p.request_id", params)
-        _write_new(_examples(rows, job, counts, redactions, progress), f, set(), counts)
+        _write_new(_examples(rows, job, counts, redactions, progress), f, set(), counts,
+                   pseudo_lines)
     finally:
         store.conn.execute("COMMIT")
 
@@ -185,9 +207,11 @@ def manifest_path(out_path: str | Path) -> Path:
 
 
 def _finish(store, out_path: Path, fmt: str, opts: dict, counts: Counter,
-            redactions: Counter) -> dict:
-    rules = (*RULES, "duplicates", "written")
-    selected = sum(counts[r] for r in RULES)
+            redactions: Counter, pseudo_lines: list[int]) -> dict:
+    pseudo = opts["pseudo_label_min_confidence"] is not None
+    judged = (*RULES, "pseudo_labelled") if pseudo else RULES  # the key only when asked for
+    rules = (*judged, "duplicates", "written")
+    selected = sum(counts[r] for r in judged)
     manifest = {
         "kind": MANIFEST_KIND,
         "output": {"path": out_path.name, "format": fmt, "rows": counts["written"],
@@ -199,5 +223,8 @@ def _finish(store, out_path: Path, fmt: str, opts: dict, counts: Counter,
         "counts": {"selected": selected, **{r: counts[r] for r in rules}},
         "redactions": {kind: redactions[kind] for kind in PLACEHOLDERS},
     }
+    if pseudo:  # which lines of the output no person rated: 1-based line numbers
+        manifest["pseudo_labels"] = {"min_confidence": opts["pseudo_label_min_confidence"],
+                                     "rows": len(pseudo_lines), "lines": pseudo_lines}
     atomic_write_json(manifest_path(out_path), manifest)
     return manifest

@@ -6,17 +6,22 @@ beside the store, and the rest still imports. Good lines are written in batches,
 transaction per batch: a crash loses at most the batch in flight, never half of one, and
 re-running the import finishes the job because importing is idempotent (a known
 request_id adds no prediction; its feedback is replaced only when it differs).
+
+A file whose name ends in ``.gz`` is read through gzip (the format `clt feedback prune`
+archives to), so an archive imports back as it is.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import zlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import Problem
+from ..errors import BadInput, Problem
 from .records import RecordError, now_timestamp, records_from_import_row
 from .store import FeedbackStore
 
@@ -149,16 +154,25 @@ def import_file(store: FeedbackStore, path: Path, summary: ImportSummary, *, now
                 progress: Callable[[ImportSummary], None] | None = None) -> None:
     """Import one JSONL file into the store, adding its counts to `summary`."""
     batch = _Batch()
-    with open(path, "rb") as f:
-        for number, raw, size in _read_lines(f, max_line_bytes):
-            _take(batch, path, number, raw, size, max_line_bytes, now)
-            if batch.lines >= batch_size:
-                _commit(store, batch, summary, now)
-                batch = _Batch()
-                if progress:
-                    progress(summary)
+    try:
+        with _open(path) as f:
+            for number, raw, size in _read_lines(f, max_line_bytes):
+                _take(batch, path, number, raw, size, max_line_bytes, now)
+                if batch.lines >= batch_size:
+                    _commit(store, batch, summary, now)
+                    batch = _Batch()
+                    if progress:
+                        progress(summary)
+    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+        # the whole batches before the damage are stored; importing again is a no-op for them
+        raise BadInput([Problem(file=str(path), message=f"not a readable gzip file ({e})")]) from None
     _commit(store, batch, summary, now)
     summary.files += 1
+
+
+def _open(path: Path):
+    """The file as bytes: decompressed when its name ends in .gz."""
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
 
 
 def _take(batch: _Batch, path: Path, number: int, raw: bytes, size: int, limit: int,

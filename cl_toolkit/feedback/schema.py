@@ -18,6 +18,12 @@ Tables (the monitoring code reads them with plain SQL; keep them simple):
     request is not sampled twice: request_id TEXT PRIMARY KEY, batch TEXT, stratum TEXT,
     sampled_at TEXT.
 
+``incident_reviews`` - which requests an incident review has covered, and its context;
+    the rating and correction themselves are feedback rows with source incident. Also how
+    a stopped review resumes. incident TEXT, request_id TEXT (references predictions),
+    what_happened TEXT NULL, reviewer TEXT NULL, reviewed_at TEXT; primary key
+    (incident, request_id).
+
 The schema version is SQLite's ``PRAGMA user_version``; MIGRATIONS upgrades an older
 file in place, one transaction per step.
 """
@@ -67,8 +73,20 @@ _V2 = [
     )""",
 ]
 
+_V3 = [
+    """CREATE TABLE incident_reviews (
+        incident      TEXT NOT NULL,
+        request_id    TEXT NOT NULL REFERENCES predictions(request_id),
+        what_happened TEXT,
+        reviewer      TEXT,
+        reviewed_at   TEXT NOT NULL,
+        PRIMARY KEY (incident, request_id)
+    ) WITHOUT ROWID""",
+    "CREATE INDEX incident_reviews_request ON incident_reviews (request_id)",
+]
+
 # version -> statements that bring the previous version to it. Append only.
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
 LATEST = max(MIGRATIONS)
 
 

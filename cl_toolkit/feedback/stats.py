@@ -1,12 +1,16 @@
-"""`clt feedback stats`: what the store holds, overall and by model version and domain."""
+"""`clt feedback stats`: what the store holds, overall and by model version and domain,
+and each model version's latency percentiles."""
 
 from __future__ import annotations
+
+import itertools
 
 from .schema import SOURCES
 from .store import FeedbackStore
 
 _GROUPS = {"by_model_version": "model_version", "by_domain": "domain"}
 NO_DOMAIN = "(none)"
+PERCENTILES = (50, 95, 99)
 
 
 def _one(conn, sql: str, params=()) -> tuple:
@@ -34,6 +38,26 @@ def _grouped(conn, column: str) -> dict:
     return groups
 
 
+def _latency_percentiles(conn) -> dict:
+    """{version: {count, p50, p95, p99}} of latency_ms, interpolating linearly between
+    ranks; one sorted pass that keeps only the values at the ranks it needs."""
+    counts = dict(conn.execute("SELECT model_version, COUNT(latency_ms) FROM predictions "
+                               "GROUP BY 1"))
+    rows = conn.execute("SELECT model_version, latency_ms FROM predictions "
+                        "WHERE latency_ms IS NOT NULL ORDER BY 1, 2")
+    result = {}
+    for version, group in itertools.groupby(rows, key=lambda r: r[0]):
+        n = counts[version]
+        ranks = {q: q / 100 * (n - 1) for q in PERCENTILES}
+        needed = {int(r) for r in ranks.values()} | {min(int(r) + 1, n - 1) for r in ranks.values()}
+        values = {i: v for i, (_, v) in enumerate(group) if i in needed}
+        result[version] = {"count": n}
+        for q, rank in ranks.items():
+            low, high = values[int(rank)], values[min(int(rank) + 1, n - 1)]
+            result[version][f"p{q}"] = _rounded(low + (high - low) * (rank - int(rank)), 3)
+    return result
+
+
 def compute_stats(store: FeedbackStore) -> dict:
     """Totals, feedback rate, mean rating and quality, thumbs, corrections, and groups."""
     conn = store.conn
@@ -53,6 +77,7 @@ def compute_stats(store: FeedbackStore) -> dict:
             by_source[source] = {"events": events, "corrections": corrections,
                                  "mean_rating": _rounded(mean)}
         groups = {name: _grouped(conn, column) for name, column in _GROUPS.items()}
+        latency = _latency_percentiles(conn)
     finally:
         conn.execute("COMMIT")
     return {
@@ -64,4 +89,5 @@ def compute_stats(store: FeedbackStore) -> dict:
         "thumbs": {"up": up or 0, "neutral": neutral or 0, "down": down or 0},
         "corrections": sum(s["corrections"] for s in by_source.values()),
         "by_source": by_source, "first": first, "last": last, **groups,
+        "latency_ms_by_model_version": latency,
     }

@@ -170,7 +170,7 @@ class FeedbackStore:
 
     def count(self, table: str) -> int:
         """Rows in one of the store's tables."""
-        if table not in ("predictions", "feedback", "annotation_samples"):
+        if table not in ("predictions", "feedback", "annotation_samples", "incident_reviews"):
             raise ValueError(f"no table {table!r}")
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
