@@ -17,14 +17,17 @@ export WANDB_MODE := disabled
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 PYTEST_ARGS ?=
 
-.PHONY: setup demo test test-fast lint bench clean help
+.PHONY: setup demo test test-fast lint bench bench-cl quarter dry-run clean help
 
 help:
-	@echo "make demo       build the tiny model, train firefighter 1.0.0 then 1.1.0 (sets up .venv first)"
+	@echo "make demo       two quarters of the firefighter model: cycles, feedback, gate, report (sets up .venv first)"
 	@echo "make test       the whole test suite, slow end-to-end training tests included (what CI runs)"
 	@echo "make test-fast  the suite without tests marked slow"
 	@echo "make lint       ruff"
 	@echo "make bench      every benchmarks/bench_*.py, printed as tables"
+	@echo "make bench-cl   the continual-learning benchmark (forgetting per strategy, ~30 min)"
+	@echo "make quarter RECIPE=recipes/<model>/<version>.yml   one resumable cycle (clt cycle)"
+	@echo "make dry-run    the CI path: 1.0.0 then 1.1.0 cycles on the tiny model, short epochs, in CLT_HOME/dry-run"
 	@echo "make setup      create .venv with everything installed (idempotent)"
 	@echo "workspace: CLT_HOME=$(CLT_HOME)"
 
@@ -50,7 +53,21 @@ lint: $(STAMP)
 	$(BIN)/ruff check cl_toolkit tests scripts benchmarks
 
 bench: $(STAMP)
-	@set -e; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b; done
+	@failed=""; for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || failed="$$failed $$b"; done; \
+	if [ -n "$$failed" ]; then echo "missed a target:$$failed"; exit 1; fi
+
+bench-cl: $(STAMP)
+	$(BIN)/clt bench cl $(BENCH_CL_ARGS)
+
+quarter: $(STAMP)
+	@test -n "$(RECIPE)" || { echo "usage: make quarter RECIPE=recipes/<model>/<version>.yml"; exit 2; }
+	$(BIN)/clt cycle $(RECIPE) $(CYCLE_ARGS)
+
+dry-run: $(STAMP)
+	rm -rf $(CLT_HOME)/dry-run
+	$(BIN)/clt --workspace $(CLT_HOME)/dry-run cycle recipes/firefighter/1.0.0.yml --set train.num_epochs=2
+	$(BIN)/clt --workspace $(CLT_HOME)/dry-run cycle recipes/firefighter/1.1.0.yml --set train.num_epochs=2 \
+	  || test $$? -eq 3  # a gate that blocks is a valid outcome of the path
 
 clean:
 	rm -rf $(CLT_HOME)
