@@ -33,10 +33,13 @@ PROFILE_SCHEMA = {
             "type": "object",
             "additionalProperties": False,
             "properties": {
-                "cpu": {"type": "boolean"},
-                "num_processes": {"type": "integer", "minimum": 1},
+                "cpu": {"type": "boolean", "description": "Train on the CPU (gloo when several processes)."},
+                "num_processes": {"type": "integer", "minimum": 1,
+                                  "description": "Processes per machine, one per GPU (clt train --nproc)."},
+                "num_machines": {"type": "integer", "minimum": 1,
+                                 "description": "Machines in the job (clt train --nnodes)."},
                 "mixed_precision": {"enum": ["no", "fp16", "bf16"]},
-                "config_file": {"type": "string"},
+                "config_file": {"type": "string", "description": "An accelerate config file; it then sets the distributed type."},
             },
         },
         "offline_model_config": {"type": "string", "description": "Local copy of the base model's config.json folder, used only to validate offline."},
@@ -77,6 +80,17 @@ def load_profile(path: Path, root: Path, workspace: Path) -> Profile:
     return Profile(
         name=data["name"], path=Path(path), base_model=base, base_is_local=local, tiny_model=tiny,
         offline_model_config=resolve_path(data["offline_model_config"], root, workspace) if "offline_model_config" in data else None,
-        launcher=dict(data.get("launcher", {})), axolotl=dict(data["axolotl"]),
+        launcher=_launcher(data.get("launcher", {}), root, workspace), axolotl=dict(data["axolotl"]),
         description=data.get("description", ""),
     )
+
+
+def _launcher(block: dict, root: Path, workspace: Path) -> dict:
+    """The launcher block, an accelerate config file resolved (training runs in the run folder)."""
+    out = dict(block)
+    if "config_file" in out:
+        path = resolve_path(out["config_file"], root, workspace)
+        if not path.is_file():
+            raise BadInput(f"launcher.config_file not found: {out['config_file']}")
+        out["config_file"] = str(path)
+    return out

@@ -10,14 +10,16 @@ import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import yaml
 
 from . import __version__
 from .axolotl_check import validate_with_axolotl
 from .databuild import Mix, build_mix
-from .errors import BadInput
+from .errors import BadInput, Problem
 from .fsutil import dump_json, jsonl_bytes, publish_dir, sha256_bytes, sha256_file
+from .launch import Topology, fill_topology
 from .profile import Profile, load_profile
 from .recipe.model import LoadedRecipe, thaw
 from .registry import RegistryStore
@@ -101,10 +103,49 @@ STRATEGIES = {"initial_lora": _initial_lora, "continued_lora": _continued_lora,
               "merge_and_retrain": _merge_and_retrain, "distillation": _distillation}
 
 
+def tracking_keys(tracking: dict | None, run_name: str, source: str = "recipe") -> dict:
+    """Axolotl's own W&B and MLflow keys for a recipe's `tracking:`. Keys and tokens
+    (WANDB_API_KEY, MLFLOW_TRACKING_TOKEN, ...) stay in the environment: a tracking URI
+    that carries a password is refused."""
+    tracking = tracking or {}
+    keys = {}
+    if wandb := tracking.get("wandb"):
+        keys.update({"use_wandb": True, "wandb_project": wandb["project"], "wandb_name": run_name})
+        if wandb.get("entity"):
+            keys["wandb_entity"] = wandb["entity"]
+    if mlflow := tracking.get("mlflow"):
+        uri = mlflow["tracking_uri"]
+        if urlsplit(uri).password:
+            raise BadInput([Problem(source, "a tracking URI must not carry a password; set "
+                                    "MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN in the environment",
+                                    key="tracking.mlflow.tracking_uri")])
+        keys.update({"use_mlflow": True, "mlflow_tracking_uri": uri,
+                     "mlflow_experiment_name": mlflow["experiment"], "mlflow_run_name": run_name})
+    return keys
+
+
+def engine_keys(cfg: dict, lr: LoadedRecipe, profile: Profile, world_size: int) -> dict:
+    """What the launch needs inside the config: the DeepSpeed JSON as an absolute path
+    (training runs in the run folder), and for several CPU processes a CPU-only
+    `max_memory`: Axolotl maps each rank to device LOCAL_RANK, a GPU index, unless a
+    memory map says where the model goes."""
+    keys = {}
+    if isinstance(cfg.get("deepspeed"), str):
+        path = resolve_path(cfg["deepspeed"], lr.root, lr.workspace)
+        if not path.is_file():
+            raise BadInput([Problem("axolotl.yml (rendered)", f"DeepSpeed config not found: {cfg['deepspeed']}",
+                                    key="deepspeed")])
+        keys["deepspeed"] = str(path)
+    if profile.launcher.get("cpu") and world_size > 1 and not cfg.get("max_memory"):
+        keys["max_memory"] = {"cpu": "256GiB"}
+    return keys
+
+
 def compose_config(lr: LoadedRecipe, profile: Profile, plan: Plan, run_dir: Path) -> dict:
-    """The Axolotl config: profile < strategy < recipe.train < recipe.axolotl < fixed paths."""
+    """The Axolotl config: profile < strategy < tracking < recipe.train < recipe.axolotl < fixed paths."""
     recipe = lr.recipe
-    cfg = {**profile.axolotl, **plan.keys, **thaw(recipe.train), **thaw(recipe.axolotl)}
+    cfg = {**profile.axolotl, **plan.keys, **tracking_keys(thaw(recipe.tracking), recipe.run_name, display(lr.source)),
+           **thaw(recipe.train), **thaw(recipe.axolotl)}
     cfg.setdefault("seed", recipe.data.seed)
     cfg["datasets"] = [{"path": str(run_dir / "data" / "train.jsonl"), **plan.dataset}]
     cfg["dataset_prepared_path"] = str(run_dir / "prepared")
@@ -124,8 +165,10 @@ def _manifest(lr: LoadedRecipe, profile: Profile, mix: Mix, outputs: dict) -> di
     }
 
 
-def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate: bool = True) -> Rendered:
-    """Render `lr` into `out_dir` (replaced atomically); nothing is written on error."""
+def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate: bool = True,
+           topology: Topology | None = None) -> Rendered:
+    """Render `lr` into `out_dir` (replaced atomically); nothing is written on error.
+    `topology` (clt train --nproc/--nnodes) overrides the profile's process count."""
     recipe = lr.recipe
     profile = load_profile(resolve_path(recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
     refuse_secrets(profile.axolotl, display(profile.path))
@@ -138,10 +181,11 @@ def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate
     if plan.rows is not None:
         mix = dataclasses.replace(mix, rows=plan.rows)
     cfg = compose_config(lr, profile, plan, out_dir)
+    world_size = fill_topology(profile.launcher, topology).world_size
+    cfg = dict(sorted({**cfg, **engine_keys(cfg, lr, profile, world_size)}.items()))
     refuse_secrets(cfg, "axolotl.yml (rendered)")
     if validate:
-        validate_with_axolotl(cfg, cpu=bool(profile.launcher.get("cpu")),
-                              num_processes=int(profile.launcher.get("num_processes", 1)),
+        validate_with_axolotl(cfg, cpu=bool(profile.launcher.get("cpu")), num_processes=world_size,
                               offline_model_config=profile.offline_model_config)
     return _write(lr, profile, mix, cfg, out_dir)
 

@@ -11,18 +11,20 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
 
 from .errors import BadInput, CltError
 from .fsutil import atomic_write_json
-from .launch import launch_argv, train_env
+from .launch import Topology, plan_launch, train_env
+from .profile import load_profile
 from .recipe.model import LoadedRecipe
 from .registry import RegistryStore, VersionRecord
 from .render import Rendered, render
 from .secrets import redact
+from .workspace import resolve_path
 
 _LOSS = re.compile(r"\{'(?:loss|train_runtime)':[^}]*\}")
 _STEP = re.compile(r"(\d+)/(\d+) \[")
@@ -34,9 +36,10 @@ class TrainingFailed(CltError):
 
 @dataclass(frozen=True)
 class TrainResult:
-    record: VersionRecord | None
+    record: VersionRecord | None  # None on a dry run and on nodes other than node 0
     rendered: Rendered
     argv: list[str]
+    env: dict = field(default_factory=dict)  # variables the command needs on top of train_env()
 
 
 def run_dir_for(lr: LoadedRecipe) -> Path:
@@ -85,13 +88,14 @@ def _stream(proc: subprocess.Popen, log_path: Path, on_progress: Callable[[dict]
     return losses
 
 
-def run_training(argv: list[str], run_dir: Path, workspace: Path, on_progress: Callable[[dict], None]) -> dict:
+def run_training(argv: list[str], run_dir: Path, workspace: Path, on_progress: Callable[[dict], None], *,
+                 env: dict | None = None, wandb: bool = False, log_name: str = "train.log") -> dict:
     """Run the launch command; raise TrainingFailed (with the log's tail) on failure."""
-    log_path = run_dir / "logs" / "train.log"
+    log_path = run_dir / "logs" / log_name
     log_path.parent.mkdir(parents=True, exist_ok=True)
     start = time.monotonic()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=run_dir,
-                            env=train_env(workspace=workspace), start_new_session=True)
+                            env=train_env(workspace=workspace, extra=env, wandb=wandb), start_new_session=True)
     try:
         losses = _stream(proc, log_path, on_progress)
         code = proc.wait()
@@ -118,21 +122,42 @@ def _kill(proc: subprocess.Popen) -> None:
             pass
 
 
+def _render_for_node(lr: LoadedRecipe, run_dir: Path, registry: RegistryStore, topology: Topology | None) -> Rendered:
+    """Node 0 renders the run folder. Another node renders it only where it is missing (its
+    own disk); on a shared file system it uses node 0's, which may already be training in it."""
+    manifest_path = run_dir / "manifest.json"
+    if topology is None or topology.node_rank == 0 or not manifest_path.is_file():
+        return render(lr, run_dir, registry, topology=topology)
+    manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    if manifest["recipe"]["sha256"] != lr.sha256:
+        raise BadInput(f"{run_dir} was rendered from another recipe; start node 0 first, with the same recipe")
+    profile = load_profile(resolve_path(lr.recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
+    config = yaml.safe_load((run_dir / "axolotl.yml").read_text(encoding="utf-8"))
+    return Rendered(run_dir=run_dir, config=config, profile=profile, manifest=manifest)
+
+
 def train(lr: LoadedRecipe, registry: RegistryStore, *, dry_run: bool = False,
-          on_progress: Callable[[dict], None] = lambda info: None) -> TrainResult:
-    """Render, launch, and register one version (unless dry_run)."""
+          on_progress: Callable[[dict], None] = lambda info: None, topology: Topology | None = None) -> TrainResult:
+    """Render, launch, and register one version (unless dry_run). With a multi-node
+    `topology` every node runs this with its own node_rank; only node 0 registers."""
     recipe = lr.recipe
     if registry.get(recipe.model, recipe.version):
         raise BadInput(f"{recipe.model} {recipe.version} is already registered; versions are immutable, "
                        f"write a recipe for the next version")
     run_dir = run_dir_for(lr)
-    rendered = render(lr, run_dir, registry)
-    argv = launch_argv(run_dir / "axolotl.yml", rendered.profile.launcher)
+    rendered = _render_for_node(lr, run_dir, registry, topology)
+    plan = plan_launch(run_dir / "axolotl.yml", rendered.profile.launcher, topology,
+                       deepspeed=rendered.config.get("deepspeed"))
+    rank = topology.node_rank if topology else 0
     if dry_run:
-        return TrainResult(None, rendered, argv)
-    outcome = run_training(argv, run_dir, lr.workspace, on_progress)
+        return TrainResult(None, rendered, plan.argv, plan.env)
+    outcome = run_training(plan.argv, run_dir, lr.workspace, on_progress, env=plan.env,
+                           wandb=bool(rendered.config.get("use_wandb")),
+                           log_name="train.log" if rank == 0 else f"train-node{rank}.log")
+    if rank != 0:  # node 0 holds the adapter and registers the version
+        return TrainResult(None, rendered, plan.argv, plan.env)
     record = register_run(lr, registry, run_dir, outcome)
-    return TrainResult(record, rendered, argv)
+    return TrainResult(record, rendered, plan.argv, plan.env)
 
 
 

@@ -174,3 +174,22 @@ def export_cmd(model, output):
         data = export_model(reg, model)
     atomic_write_text(output, json.dumps(data, indent=2, ensure_ascii=False) + "\n")
     click.echo(f"wrote {output} ({len(data['versions'])} versions)")
+
+
+@cli.command("sync-mlflow")
+@click.argument("model")
+@click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", required=True, metavar="URI",
+              help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI); credentials stay in the environment.")
+@click.option("--name", default=None, help="Registered model name in MLflow (default: MODEL).")
+@json_option
+def sync_mlflow_cmd(model, tracking_uri, name, as_json):
+    """Mirror MODEL's versions and its champion/challenger aliases to an MLflow Model Registry."""
+    from ..registry.mlflow_sync import sync_mlflow
+
+    with open_registry() as reg:
+        report = sync_mlflow(reg, model, tracking_uri=tracking_uri, name=name)
+    if as_json:
+        return _echo_json(asdict(report))
+    aliases = ", ".join(f"{a}={v or '-'}" for a, v in report.aliases.items())
+    click.echo(f"{report.registered_model}: {len(report.mlflow_versions)} versions "
+               f"({len(report.created)} new, {len(report.updated)} updated); {aliases}")
