@@ -19,10 +19,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from .databuild import build_mix
 from .errors import BadInput
 from .fsutil import atomic_write_json, jsonl_bytes, sha256_bytes, sha256_file
-from .launch import launch_argv
+from .launch import plan_launch
 from .profile import load_profile
 from .recipe.model import LoadedRecipe, thaw
 from .registry import VersionRecord, open_registry
@@ -121,8 +123,11 @@ def _train(c: Context) -> dict:
     if c.record():
         raise BadInput(f"{c.lr.recipe.model} {c.lr.recipe.version} is already registered; bump the version")
     profile = load_profile(resolve_path(c.lr.recipe.profile, c.lr.root, c.lr.workspace), c.lr.root, c.lr.workspace)
-    outcome = run_training(launch_argv(c.run_dir / "axolotl.yml", profile.launcher), c.run_dir, c.lr.workspace,
-                           lambda info: c.say(f"  loss {info['loss']:.4f}") if "loss" in info else None)
+    config = yaml.safe_load((c.run_dir / "axolotl.yml").read_text())
+    plan = plan_launch(c.run_dir / "axolotl.yml", profile.launcher, deepspeed=config.get("deepspeed"))
+    outcome = run_training(plan.argv, c.run_dir, c.lr.workspace,
+                           lambda info: c.say(f"  loss {info['loss']:.4f}") if "loss" in info else None,
+                           env=plan.env, wandb=bool(config.get("use_wandb")))
     atomic_write_json(c.stamps / "train_outcome.json", outcome)
     return {"adapter": sha256_file(c.run_dir / "adapter" / "adapter_model.safetensors"),
             "seconds": outcome["train_seconds"]}

@@ -218,7 +218,7 @@ def pretrain(init: Path, scratch: Path, spec: TinySpec, root: Path) -> None:
     }
     (scratch / "pretrain.yml").write_text(yaml.safe_dump(cfg, sort_keys=True))
     run_training(launch_argv(scratch / "pretrain.yml", {"cpu": True, "num_processes": 1}), scratch,
-                 scratch.parent, lambda info: None)
+                 scratch, lambda info: None)  # scratch as the workspace: its HF cache goes with it
     (scratch / "out" / "tiny_spec.json").write_text(json.dumps(spec.__dict__, indent=2, sort_keys=True) + "\n")
     for junk in ("README.md", "debug.log"):
         (scratch / "out" / junk).unlink(missing_ok=True)
