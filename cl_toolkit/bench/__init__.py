@@ -1,0 +1,1 @@
+"""Benchmarks that train through the real toolkit path (`clt bench ...`)."""
