@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .databuild import build_mix
+from .databuild import Mix, build_mix
 from .errors import BadInput
 from .fsutil import atomic_write_json, jsonl_bytes, sha256_bytes, sha256_file
 from .launch import plan_launch
@@ -40,6 +40,7 @@ class Context:
     lr: LoadedRecipe
     say: Callable[[str], None]
     outputs: dict = field(default_factory=dict)  # step -> its outputs (from the stamp or the run)
+    mix: Mix | None = None  # built once for the data step's input hash, reused when the step runs
 
     @property
     def run_dir(self) -> Path:
@@ -100,8 +101,7 @@ def _validate(c: Context) -> dict:
 
 
 def _data(c: Context) -> dict:
-    with open_registry(c.lr.workspace) as reg:
-        mix = build_mix(c.lr, reg)
+    mix = c.mix or _build_mix(c)
     summary = {"sha256": sha256_bytes(jsonl_bytes(mix.rows)), "rows": len(mix.rows), "counts": mix.counts,
                "inputs": mix.inputs}
     atomic_write_json(c.stamps / "mix.json", summary)
@@ -240,6 +240,11 @@ def run_cycle(lr: LoadedRecipe, *, from_step: str | None = None, until: str | No
     return {"ran": ran, "outputs": c.outputs, "status": c.outputs.get("release", {}).get("status")}
 
 
-def _data_hash(c: Context) -> str:
+def _build_mix(c: Context) -> Mix:
     with open_registry(c.lr.workspace) as reg:
-        return sha256_bytes(jsonl_bytes(build_mix(c.lr, reg).rows))
+        c.mix = build_mix(c.lr, reg)
+    return c.mix
+
+
+def _data_hash(c: Context) -> str:
+    return sha256_bytes(jsonl_bytes(_build_mix(c).rows))
