@@ -21,15 +21,13 @@ source and the output's SHA-256. Same store and options: byte-identical output.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from json.encoder import encode_basestring as _q
 from pathlib import Path
 
 from ..errors import BadInput
-from ..fsutil import atomic_write_json, sha256_file
+from ..fsutil import atomic_open, atomic_write_json, sha256_file
 from .records import RecordError, normalize_timestamp
 from .redact import PLACEHOLDERS, may_hold_pii, redact
 from .store import FeedbackStore
@@ -174,16 +172,8 @@ def extract(store: FeedbackStore, out_path: str | Path, *, fmt: str = "chat", mi
             "pseudo_label_min_confidence": pseudo_label_min_confidence}
     job, counts, redactions = {**opts, "format": fmt}, Counter(), Counter()
     pseudo_lines: list[int] = []
-    fd, tmp = tempfile.mkstemp(prefix=f".{out_path.name}.", suffix=".tmp", dir=out_path.parent)
-    try:
-        with open(fd, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as f:
-            _write(store, job, f, counts, redactions, pseudo_lines, progress)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, out_path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(out_path, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as f:
+        _write(store, job, f, counts, redactions, pseudo_lines, progress)
     return _finish(store, out_path, fmt, opts, counts, redactions, pseudo_lines)
 
 

@@ -22,17 +22,15 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import re
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from itertools import zip_longest
 from pathlib import Path
 
 from ..errors import BadInput, CltError
-from ..fsutil import sha256_file
+from ..fsutil import atomic_open, sha256_file
 from .records import COLUMN_KEYS, RecordError, format_timestamp, records_from_import_row
 from .store import FeedbackStore
 
@@ -89,27 +87,19 @@ def _stored(r: tuple) -> tuple:
 def _write_archive(conn, cutoff: str, path: Path, progress) -> dict:
     """Write the rows to prune as gzip JSONL at `path` (atomically); count them."""
     counts = {"predictions": 0, "feedback": 0, "lines": 0}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     previous = None
-    try:
-        with os.fdopen(fd, "wb") as raw:
-            # mtime 0 and no name inside: the same rows give the same bytes
-            with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
-                for r in conn.execute(_ROWS, (cutoff,)):
-                    gz.write((json.dumps(_import_row(r), sort_keys=True, ensure_ascii=False)
-                              + "\n").encode("utf-8"))
-                    counts["lines"] += 1
-                    counts["predictions"] += r[0] != previous
-                    counts["feedback"] += r[10] is not None
-                    previous = r[0]
-                    if progress and counts["lines"] % PROGRESS_EVERY == 0:
-                        progress(counts["lines"])
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "wb") as raw:
+        # mtime 0 and no name inside: the same rows give the same bytes
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
+            for r in conn.execute(_ROWS, (cutoff,)):
+                gz.write((json.dumps(_import_row(r), sort_keys=True, ensure_ascii=False)
+                          + "\n").encode("utf-8"))
+                counts["lines"] += 1
+                counts["predictions"] += r[0] != previous
+                counts["feedback"] += r[10] is not None
+                previous = r[0]
+                if progress and counts["lines"] % PROGRESS_EVERY == 0:
+                    progress(counts["lines"])
     return counts
 
 
