@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout, too
 from cl_toolkit.evaluation.evaluate import score_cases, summarize  # noqa: E402
 from cl_toolkit.evaluation.generate import generate, load_model, torch_threads  # noqa: E402
 from cl_toolkit.evaluation.suite import load_suite  # noqa: E402
-from cl_toolkit.tiny_model import TinySpec, build_tiny_model, bundled_corpus  # noqa: E402
+from cl_toolkit.training.tiny_model import TinySpec, build_tiny_model, bundled_corpus  # noqa: E402
 
 SPEEDUP_TARGET = 5.0
 

@@ -52,7 +52,7 @@ def make_adapter(base: Path, out: Path, seed: int) -> Path:
 def setup(ws: Path, share: float) -> str:
     """The tiny base, two registered versions, champion 1.0.0 and challenger 1.1.0."""
     from cl_toolkit.registry import VersionRecord, open_registry, promote
-    from cl_toolkit.tiny_model import TinySpec, build_tiny_model, bundled_corpus
+    from cl_toolkit.training.tiny_model import TinySpec, build_tiny_model, bundled_corpus
 
     base = ws / "models" / "tiny-llama"
     info = build_tiny_model(base, TinySpec(), bundled_corpus(REPO))

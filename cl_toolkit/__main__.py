@@ -1,3 +1,3 @@
-from .cli import run
+from cl_toolkit.cli import run
 
 run()

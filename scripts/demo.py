@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from cl_toolkit.workspace import workspace_dir
+from cl_toolkit.core.workspace import workspace_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = ROOT / "recipes" / "firefighter"

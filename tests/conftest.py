@@ -24,7 +24,7 @@ def repo_root() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
     """The tiny-cpu profile's base model, built once per session from the bundled text."""
-    from cl_toolkit.tiny_model import TinySpec, build_tiny_model, bundled_corpus
+    from cl_toolkit.training.tiny_model import TinySpec, build_tiny_model, bundled_corpus
 
     out = tmp_path_factory.mktemp("tiny") / "tiny-llama"
     build_tiny_model(out, TinySpec(), bundled_corpus(REPO))

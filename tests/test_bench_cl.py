@@ -12,7 +12,7 @@ from conftest import REPO
 from cl_toolkit.bench import metrics
 from cl_toolkit.bench.cl import STRATEGIES, BenchSettings, build_cases, split_accuracy, step_recipe
 from cl_toolkit.bench.output import markdown, plot, summary_table
-from cl_toolkit.errors import BadInput
+from cl_toolkit.core.errors import BadInput
 from cl_toolkit.recipe.model import thaw
 from cl_toolkit.recipe.validate import load_recipe
 

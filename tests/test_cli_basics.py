@@ -8,8 +8,8 @@ import sys
 
 from conftest import REPO
 
-from cl_toolkit.launch import TRAIN_ENV, launch_argv, train_env
-from cl_toolkit.tiny_model import TinySpec, build_tiny_model, bundled_corpus
+from cl_toolkit.training.launch import TRAIN_ENV, launch_argv, train_env
+from cl_toolkit.training.tiny_model import TinySpec, build_tiny_model, bundled_corpus
 
 
 def test_help_imports_neither_torch_nor_axolotl():

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from cl_toolkit.errors import BadInput
+from cl_toolkit.core.errors import BadInput
 from cl_toolkit.evaluation.suite import load_suite
 
 CASE = {"id": "c1", "input": "What is the IDLH for ammonia?", "expected": "300 ppm", "match": "numeric",

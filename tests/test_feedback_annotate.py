@@ -8,7 +8,7 @@ import json
 import pytest
 from feedback_helpers import fws_fixture, run_main, store_fixture  # noqa: F401 (fixtures)
 
-from cl_toolkit.errors import BadInput
+from cl_toolkit.core.errors import BadInput
 from cl_toolkit.feedback import annotate
 from cl_toolkit.feedback.extract import extract
 

@@ -12,11 +12,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 from feedback_helpers import fws_fixture, read_jsonl, run_main, store_fixture  # noqa: F401 (fixtures)
 
+from cl_toolkit.core.files import sha256_file
 from cl_toolkit.feedback.endpoint import Endpoint, EndpointError, MalformedReply, chat
 from cl_toolkit.feedback.extract import manifest_path
 from cl_toolkit.feedback.scoring import parse_grade, score_store
 from cl_toolkit.feedback.synth_remote import parse_pairs
-from cl_toolkit.fsutil import sha256_file
 
 KEY = "sk-test-0123456789abcdefghijklmnop"
 LIFETIME_S = 20.0  # the server stops by itself after this, whatever happens

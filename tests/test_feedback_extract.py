@@ -7,9 +7,9 @@ import json
 import pytest
 from feedback_helpers import fws_fixture, read_jsonl, run_main, store_fixture  # noqa: F401 (fixtures)
 
-from cl_toolkit.errors import BadInput
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.core.files import sha256_file
 from cl_toolkit.feedback.extract import extract, manifest_path
-from cl_toolkit.fsutil import sha256_file
 
 
 def _log(store, rid, *, q=None, a=None, ts="2025-04-01T00:00:00Z", version="1.0.0",

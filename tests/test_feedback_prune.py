@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from feedback_helpers import fws_fixture, run_main, store_fixture  # noqa: F401 (fixtures)
 
-from cl_toolkit.errors import BadInput, CltError
+from cl_toolkit.core.errors import BadInput, CltError
 from cl_toolkit.feedback import annotate, prune, review
 from cl_toolkit.feedback.records import format_timestamp
 

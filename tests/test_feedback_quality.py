@@ -8,7 +8,7 @@ import json
 import pytest
 from feedback_helpers import fws_fixture, read_jsonl, run_main, store_fixture  # noqa: F401 (fixtures)
 
-from cl_toolkit.errors import BadInput
+from cl_toolkit.core.errors import BadInput
 from cl_toolkit.feedback.extract import extract
 from cl_toolkit.feedback.scoring import heuristic_flags, score_store
 

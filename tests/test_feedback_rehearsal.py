@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from cl_toolkit.errors import BadInput
+from cl_toolkit.core.errors import BadInput
 from cl_toolkit.feedback.rehearsal import add_to_buffer, load_buffer, reservoir_sample
 
 

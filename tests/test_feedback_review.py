@@ -17,7 +17,7 @@ import time
 import pytest
 from feedback_helpers import fws_fixture, read_jsonl, run_main, store_fixture  # noqa: F401 (fixtures)
 
-from cl_toolkit.errors import BadInput
+from cl_toolkit.core.errors import BadInput
 from cl_toolkit.feedback import review
 from cl_toolkit.feedback.extract import extract
 from cl_toolkit.feedback.review import Selection

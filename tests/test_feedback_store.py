@@ -8,7 +8,7 @@ import sqlite3
 import pytest
 from feedback_helpers import fws_fixture, store_fixture  # noqa: F401 (fixtures)
 
-from cl_toolkit.errors import BadInput, CltError
+from cl_toolkit.core.errors import BadInput, CltError
 from cl_toolkit.feedback import schema
 from cl_toolkit.feedback.store import FeedbackStore, open_store
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cl_toolkit.evaluation.evaluate import summarize
 from cl_toolkit.evaluation.gate import compare, decide, default_policy
-from cl_toolkit.evaluation.report import gate_markdown
+from cl_toolkit.evaluation.gate_report import gate_markdown
 
 
 def case(cid, passed, criticality="medium", domain="d1", output=None):
@@ -90,7 +90,7 @@ def test_the_markdown_report_shows_every_regression_in_full():
 
 
 def test_markdown_survives_backticks_in_outputs():
-    from cl_toolkit.evaluation.report import code
+    from cl_toolkit.evaluation.gate_report import code
 
     assert code("a `b` c") == "`` a `b` c ``"
     assert code("") == "*(empty)*"
@@ -120,7 +120,7 @@ def test_the_policy_and_suite_come_from_the_recipe_copy(tmp_path, monkeypatch, r
 def test_a_bad_gate_section_is_bad_input_with_its_line(tmp_path, monkeypatch, repo_root):
     import pytest
 
-    from cl_toolkit.errors import BadInput
+    from cl_toolkit.core.errors import BadInput
     from cl_toolkit.evaluation.gate import gate_config
 
     monkeypatch.chdir(repo_root)

@@ -23,7 +23,7 @@ def trained(tmp_path_factory, tiny_model_dir, repo_root):
 
     from cl_toolkit.recipe.validate import load_recipe
     from cl_toolkit.registry import open_registry
-    from cl_toolkit.train import train
+    from cl_toolkit.training.train import train
 
     ws = tmp_path_factory.mktemp("gate-e2e") / "ws"
     shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")

@@ -10,10 +10,10 @@ import pytest
 from test_monitor_support import line_with_champion, seed_store, traffic
 from test_registry_support import add_version
 
-from cl_toolkit.errors import BadInput, CltError
+from cl_toolkit.core.errors import BadInput, CltError
 from cl_toolkit.feedback.records import now_timestamp
-from cl_toolkit.monitoring import loop as loop_mod
 from cl_toolkit.monitoring.windows import shift
+from cl_toolkit.pipeline import loop as loop_mod
 from cl_toolkit.registry import open_registry, promote
 
 

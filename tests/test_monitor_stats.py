@@ -13,7 +13,7 @@ import pytest
 from scipy import special
 from scipy import stats as sp
 
-from cl_toolkit.monitoring import stats
+from cl_toolkit.monitoring import stat_tests as stats
 from cl_toolkit.monitoring.config import Drift
 from cl_toolkit.monitoring.drift import concept_drift, drift_report, severity
 

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import REPO
 
-from cl_toolkit.errors import BadInput
+from cl_toolkit.core.errors import BadInput
 from cl_toolkit.recipe.validate import load_recipe
 
 
@@ -65,8 +65,8 @@ def test_recipe_new_refuses_to_overwrite_and_validates_before_writing(proj, clt)
 def test_distill_refuses_teacher_and_student_without_a_shared_vocabulary(tmp_path):
     from transformers import AutoTokenizer
 
-    from cl_toolkit.distill import check_shared_vocabulary
-    from cl_toolkit.tiny_model import TinySpec, build_tiny_model, bundled_corpus
+    from cl_toolkit.training.teacher import check_shared_vocabulary
+    from cl_toolkit.training.tiny_model import TinySpec, build_tiny_model, bundled_corpus
 
     build_tiny_model(tmp_path / "a", TinySpec(vocab_size=2048), bundled_corpus(REPO))
     build_tiny_model(tmp_path / "b", TinySpec(vocab_size=1024), bundled_corpus(REPO))
@@ -77,7 +77,7 @@ def test_distill_refuses_teacher_and_student_without_a_shared_vocabulary(tmp_pat
 
 
 def test_merge_cache_key_follows_base_and_adapter_contents(tmp_path):
-    from cl_toolkit.merge import merge_key
+    from cl_toolkit.training.merge_lora import merge_key
 
     for name in ("base", "adapter"):
         (tmp_path / name).mkdir()

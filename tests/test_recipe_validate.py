@@ -10,7 +10,7 @@ import pytest
 from conftest import files_under
 from project import BASE_RECIPE, REPO, write_recipe
 
-from cl_toolkit.errors import BadInput
+from cl_toolkit.core.errors import BadInput
 from cl_toolkit.recipe.model import Recipe, apply_defaults, recipe_schema
 from cl_toolkit.recipe.validate import load_recipe
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 from test_registry_support import add_version, write_gate
 
-from cl_toolkit.errors import BadInput, Refused
+from cl_toolkit.core.errors import BadInput, Refused
 from cl_toolkit.registry import (
     archive,
     check_registry,

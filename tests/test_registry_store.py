@@ -11,10 +11,10 @@ import pytest
 from safetensors.numpy import load_file
 from test_registry_support import add_version, make_run, record
 
-from cl_toolkit.errors import BadInput
-from cl_toolkit.fsutil import sha256_file
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.core.files import sha256_file
 from cl_toolkit.registry import artifact_file, check_registry, open_registry, read_artifact
-from cl_toolkit.registry.store import RegistryStore
+from cl_toolkit.registry.db import RegistryStore
 
 KEPT = {"adapter/adapter_config.json", "adapter/adapter_model.safetensors", "axolotl.yml", "data/new.jsonl",
         "manifest.json", "metrics.json", "recipe.yml"}

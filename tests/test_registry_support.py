@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from safetensors.numpy import save_file
 
-from cl_toolkit.fsutil import sha256_file
+from cl_toolkit.core.files import sha256_file
 from cl_toolkit.registry import VersionRecord
 
 __test__ = False

@@ -8,7 +8,7 @@ import pytest
 import yaml
 from conftest import REPO, files_under
 
-from cl_toolkit.fsutil import sha256_file
+from cl_toolkit.core.files import sha256_file
 
 R100 = REPO / "recipes" / "firefighter" / "1.0.0.yml"
 
@@ -59,7 +59,7 @@ def test_fresh_workspace_builds_and_pretrains_the_tiny_model_first(clt, empty_wo
     assert spec["pretrain_epochs"] == 5
     from safetensors.torch import load_file
 
-    from cl_toolkit.tiny_model import TinySpec, build_tiny_model, bundled_corpus
+    from cl_toolkit.training.tiny_model import TinySpec, build_tiny_model, bundled_corpus
 
     init = build_tiny_model(tmp_path / "init", TinySpec(), bundled_corpus(REPO))
     trained = load_file(empty_workspace / "models" / "tiny-llama" / "model.safetensors")

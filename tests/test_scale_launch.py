@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from conftest import REPO
 
-from cl_toolkit.errors import BadInput
-from cl_toolkit.launch import Topology, plan_launch, train_env
-from cl_toolkit.profile import load_profile
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.training.launch import Topology, plan_launch, train_env
+from cl_toolkit.training.profiles import load_profile
 
 CFG = "/ws/runs/ff-1.0.0/axolotl.yml"
 TRAIN = ["-m", "axolotl.cli.train", CFG]

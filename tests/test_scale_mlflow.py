@@ -8,7 +8,7 @@ import json
 import pytest
 from test_registry_support import add_version
 
-from cl_toolkit.errors import BadInput
+from cl_toolkit.core.errors import BadInput
 from cl_toolkit.registry import archive, open_registry, promote, rollback
 
 mlflow = pytest.importorskip("mlflow")

@@ -12,7 +12,7 @@ import pytest
 from test_serve_support import HOST, MODEL, TIMEOUT_S, Client, setup_line, start
 
 from cl_toolkit.feedback.store import open_store
-from cl_toolkit.monitoring.ab import route
+from cl_toolkit.serve.routing import route
 
 BODY_LIMIT = 4096
 

@@ -10,8 +10,8 @@ import random
 import click
 import pytest
 
+from cl_toolkit.cli.serve import cli as serve_cli
 from cl_toolkit.serve import ChatServer, ServeSettings
-from cl_toolkit.serve.cli import cli as serve_cli
 from cl_toolkit.serve.protocol import (
     ApiError,
     TextCutter,

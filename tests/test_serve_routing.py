@@ -13,9 +13,9 @@ import pytest
 from test_serve_support import MODEL, Client, setup_line, start
 
 from cl_toolkit.feedback.store import open_store
-from cl_toolkit.monitoring.ab import route
 from cl_toolkit.registry import open_registry, promote, rollback
 from cl_toolkit.serve.engine import load_version
+from cl_toolkit.serve.routing import route
 
 SWITCH_TIMEOUT_S = 20
 

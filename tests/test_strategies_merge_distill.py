@@ -73,7 +73,7 @@ def test_merge_and_retrain_base_equals_the_merged_parent(chain):
 
 
 def test_merge_is_cached_by_hash_and_trains_on_the_complete_data(chain):
-    from cl_toolkit.merge import merged_base
+    from cl_toolkit.training.merge_lora import merged_base
 
     with registry(chain) as reg:
         parent, rec = reg.require("firefighter", "1.1.0"), reg.require("firefighter", "2.0.0")

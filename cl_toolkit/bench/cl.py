@@ -20,18 +20,18 @@ from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from .. import __version__
-from ..errors import BadInput
-from ..evaluation.evaluate import EvalSettings, evaluate_version
-from ..evaluation.matchers import MATCHERS
-from ..evaluation.suite import load_suite
-from ..fsutil import jsonl_bytes, sha256_file
-from ..profile import load_profile
-from ..recipe.validate import load_recipe
-from ..registry import VersionRecord, open_registry
-from ..tiny_model import TinySpec, describe, make_tiny_model
-from ..train import train
-from . import metrics
+from cl_toolkit import __version__
+from cl_toolkit.bench import metrics
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.core.files import jsonl_bytes, sha256_file
+from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version
+from cl_toolkit.evaluation.matchers import MATCHERS
+from cl_toolkit.evaluation.suite import load_suite
+from cl_toolkit.recipe.validate import load_recipe
+from cl_toolkit.registry import VersionRecord, open_registry
+from cl_toolkit.training.profiles import load_profile
+from cl_toolkit.training.tiny_model import TinySpec, describe, make_tiny_model
+from cl_toolkit.training.train import train
 
 STREAM = ("q1", "q2", "q3")  # data/firefighter/<q>.jsonl to train, <q>_test.jsonl paraphrased
 PHRASINGS = ("asked", "paraphrased")  # as in training / reworded (the bundled *_test.jsonl)

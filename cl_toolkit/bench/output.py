@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..fsutil import atomic_write_json, atomic_write_text
-from .cl import PHRASINGS
+from cl_toolkit.bench.cl import PHRASINGS
+from cl_toolkit.core.files import atomic_write_json, atomic_write_text
 
 LABELS = {"asked": "as trained", "paraphrased": "paraphrased"}
 

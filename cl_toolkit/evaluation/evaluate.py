@@ -11,12 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import __version__
-from ..errors import BadInput
-from ..fsutil import atomic_write_json
-from ..registry import VersionRecord
-from . import history
-from .generate import (
+from cl_toolkit import __version__
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.core.files import atomic_write_json
+from cl_toolkit.evaluation import history
+from cl_toolkit.evaluation.generate import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_MAX_NEW_TOKENS,
     Generation,
@@ -25,9 +24,10 @@ from .generate import (
     pick_device,
     torch_threads,
 )
-from .judge import PASS_THRESHOLD, judge_all
-from .matchers import MATCHERS
-from .suite import CRITICALITIES, JUDGE_MATCH, Case, Suite
+from cl_toolkit.evaluation.judge import PASS_THRESHOLD, judge_all
+from cl_toolkit.evaluation.matchers import MATCHERS
+from cl_toolkit.evaluation.suite import CRITICALITIES, JUDGE_MATCH, Case, Suite
+from cl_toolkit.registry import VersionRecord
 
 
 @dataclass(frozen=True)

@@ -14,18 +14,17 @@ from pathlib import Path
 
 import jsonschema
 
-from .. import __version__
-from ..errors import BadInput, Problem
-from ..fsutil import atomic_write_json, atomic_write_text
-from ..recipe import semver
-from ..recipe.model import apply_defaults, recipe_schema
-from ..registry import VersionRecord, open_registry
-from ..workspace import project_root, resolve_path
-from ..yamlio import display, format_key, load_yaml
-from . import history
-from .evaluate import EvalSettings, evaluate_version
-from .report import gate_markdown
-from .suite import CRITICALITIES, load_suite
+from cl_toolkit import __version__
+from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.core.files import atomic_write_json, atomic_write_text
+from cl_toolkit.core.workspace import project_root, resolve_path
+from cl_toolkit.core.yamlio import display, format_key, load_yaml
+from cl_toolkit.evaluation import history
+from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version
+from cl_toolkit.evaluation.gate_report import gate_markdown
+from cl_toolkit.evaluation.suite import CRITICALITIES, load_suite
+from cl_toolkit.recipe.model import apply_defaults, recipe_schema
+from cl_toolkit.registry import VersionRecord, open_registry, record_gate
 
 _EPS = 1e-9  # accuracy deltas are ratios of small integers; compare them with a margin
 
@@ -146,22 +145,10 @@ def decide(diff: dict, policy: dict) -> list[str]:
     return reasons
 
 
-def require_version(reg, model: str, name: str) -> VersionRecord:
-    """A version by number, or by alias (`champion`, `challenger`) when the registry has aliases."""
-    try:
-        semver.parse(name)
-    except ValueError:
-        version = reg.alias(model, name) if hasattr(reg, "alias") else None
-        if version is None:
-            raise BadInput(f"{model} has no version or alias {name!r}") from None
-        name = version
-    return reg.require(model, name)
-
-
 def _resolve_versions(workspace: Path, model: str, candidate: str, baseline: str | None):
     with open_registry(workspace) as reg:
-        cand = require_version(reg, model, candidate)
-        base = require_version(reg, model, baseline) if baseline else None
+        cand = reg.resolve(model, candidate)
+        base = reg.resolve(model, baseline) if baseline else None
         if base is None and cand.parent is None:
             raise BadInput(f"{model} {cand.version} has no parent to compare with; pass --baseline VERSION")
         base = base or reg.require(model, cand.parent)
@@ -207,11 +194,6 @@ def write_reports(workspace: Path, cand: VersionRecord, result: dict) -> tuple[P
 
 
 def _record_in_registry(workspace: Path, model: str, candidate: str, result: dict) -> None:
-    """Hand the verdict to the registry when it knows how to keep it (promotion to champion
-    reads `passed` and `baseline` there first, then gate.json)."""
-    from .. import registry
-    from ..registry import store
-
-    record_gate = getattr(registry, "record_gate", None) or getattr(store, "record_gate", None)
-    if callable(record_gate):
-        record_gate(workspace, model, candidate, result)
+    """Hand the verdict to the registry (promotion to champion reads `passed` and
+    `baseline` there first, then gate.json)."""
+    record_gate(workspace, model, candidate, result)

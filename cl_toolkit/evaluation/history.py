@@ -10,8 +10,8 @@ import json
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..fsutil import atomic_write_json
-from ..recipe import semver
+from cl_toolkit.core import semver
+from cl_toolkit.core.files import atomic_write_json
 
 SCHEMA_VERSION = 1
 

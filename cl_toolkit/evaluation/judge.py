@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from .generate import LoadedModel, build_prompts, load_model
+from cl_toolkit.evaluation.generate import LoadedModel, build_prompts, load_model
 
 PASS_THRESHOLD = 0.5
 
@@ -84,8 +84,8 @@ def load_judge(spec: str, workspace, device: str | None = None) -> LocalModelJud
     """A local-model judge from `MODEL@VERSION` (a registered version) or a model folder."""
     from pathlib import Path
 
-    from ..errors import BadInput
-    from ..registry import open_registry
+    from cl_toolkit.core.errors import BadInput
+    from cl_toolkit.registry import open_registry
 
     if Path(spec).is_dir():
         return LocalModelJudge(load_model(str(Path(spec).resolve()), None, device), name=f"local:{spec}")

@@ -9,10 +9,10 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInput, Problem
-from ..fsutil import sha256_bytes
-from ..yamlio import display
-from .matchers import MATCHERS, quantities
+from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.core.files import sha256_bytes
+from cl_toolkit.core.yamlio import display
+from cl_toolkit.evaluation.matchers import MATCHERS, quantities
 
 CRITICALITIES = ("critical", "high", "medium", "low")
 JUDGE_MATCH = "judge"  # scored by a judge (LLM-as-judge) instead of a deterministic matcher

@@ -15,10 +15,10 @@ import io
 import random
 from pathlib import Path
 
-from ..errors import BadInput, Problem
-from ..fsutil import atomic_write_bytes
-from .records import now_timestamp
-from .store import FeedbackStore
+from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.core.files import atomic_write_bytes
+from cl_toolkit.feedback.records import now_timestamp
+from cl_toolkit.feedback.store import FeedbackStore
 
 COLUMNS = ("request_id", "stratum", "timestamp", "model_version", "domain", "confidence",
            "input", "output", "user_rating", "user_thumbs", "user_correction",

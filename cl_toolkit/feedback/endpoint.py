@@ -20,8 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import BadInput, CltError
-from ..secrets import redact
+from cl_toolkit.core.errors import BadInput, CltError
+from cl_toolkit.core.secret_scan import redact
 
 RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 # URLError (refused, unreachable), TimeoutError and ConnectionError are all OSErrors

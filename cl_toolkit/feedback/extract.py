@@ -26,11 +26,11 @@ from collections.abc import Callable, Iterable, Iterator
 from json.encoder import encode_basestring as _q
 from pathlib import Path
 
-from ..errors import BadInput
-from ..fsutil import atomic_open, atomic_write_json, sha256_file
-from .records import RecordError, normalize_timestamp
-from .redact import PLACEHOLDERS, may_hold_pii, redact
-from .store import FeedbackStore
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.core.files import atomic_open, atomic_write_json, sha256_file
+from cl_toolkit.feedback.records import RecordError, normalize_timestamp
+from cl_toolkit.feedback.redact import PLACEHOLDERS, may_hold_pii, redact
+from cl_toolkit.feedback.store import FeedbackStore
 
 MANIFEST_KIND = "feedback-extract"
 # what _judge decides for each selected prediction

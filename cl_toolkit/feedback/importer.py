@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..errors import BadInput, Problem
-from .records import RecordError, now_timestamp, records_from_import_row
-from .store import FeedbackStore
+from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.feedback.records import RecordError, now_timestamp, records_from_import_row
+from cl_toolkit.feedback.store import FeedbackStore
 
 BATCH_SIZE = 20_000
 MAX_LINE_BYTES = 1 << 20

@@ -29,10 +29,15 @@ from datetime import UTC, datetime, timedelta
 from itertools import zip_longest
 from pathlib import Path
 
-from ..errors import BadInput, CltError
-from ..fsutil import atomic_open, sha256_file
-from .records import COLUMN_KEYS, RecordError, format_timestamp, records_from_import_row
-from .store import FeedbackStore
+from cl_toolkit.core.errors import BadInput, CltError
+from cl_toolkit.core.files import atomic_open, sha256_file
+from cl_toolkit.feedback.records import (
+    COLUMN_KEYS,
+    RecordError,
+    format_timestamp,
+    records_from_import_row,
+)
+from cl_toolkit.feedback.store import FeedbackStore
 
 UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 PROGRESS_EVERY = 50_000

@@ -11,7 +11,7 @@ import math
 import re
 from datetime import UTC, datetime
 
-from .schema import SOURCES
+from cl_toolkit.feedback.schema import SOURCES
 
 MAX_ID_CHARS = 256
 THUMBS = (-1, 0, 1)

@@ -18,8 +18,8 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-from ..errors import BadInput
-from ..fsutil import atomic_write_bytes, atomic_write_json, jsonl_bytes, sha256_bytes
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.core.files import atomic_write_bytes, atomic_write_json, jsonl_bytes, sha256_bytes
 
 ROLES = ("system", "user", "assistant")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")

@@ -22,10 +22,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInput, Problem
-from ..yamlio import load_yaml
-from .records import COLUMN_KEYS, MAX_ID_CHARS, RecordError, normalize_timestamp, now_timestamp
-from .store import FeedbackStore
+from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.core.yamlio import load_yaml
+from cl_toolkit.feedback.records import (
+    COLUMN_KEYS,
+    MAX_ID_CHARS,
+    RecordError,
+    normalize_timestamp,
+    now_timestamp,
+)
+from cl_toolkit.feedback.store import FeedbackStore
 
 ANSWER_FIELDS = ("request_id", "rating", "what_happened", "should_have_recommended")
 ALIASES = {"correction": "should_have_recommended"}

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from ..errors import CltError
+from cl_toolkit.core.errors import CltError
 
 SOURCES = ("user", "expert", "incident")
 

@@ -28,11 +28,11 @@ import statistics
 from collections import Counter
 from collections.abc import Callable
 
-from ..errors import BadInput
-from .endpoint import Endpoint, MalformedReply, chat
-from .records import RecordError, normalize_timestamp
-from .redact import redact
-from .store import FeedbackStore
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.feedback.endpoint import Endpoint, MalformedReply, chat
+from cl_toolkit.feedback.records import RecordError, normalize_timestamp
+from cl_toolkit.feedback.redact import redact
+from cl_toolkit.feedback.store import FeedbackStore
 
 PENALTIES = {"empty": 0.0, "refusal": 0.1, "truncated": 0.4, "repetition": 0.3,
              "length_outlier": 0.6}

@@ -22,10 +22,10 @@ from collections.abc import Iterable
 from contextlib import contextmanager
 from pathlib import Path
 
-from ..errors import BadInput, CltError, Problem
-from ..workspace import workspace_dir
-from .records import RecordError, check_feedback, check_prediction
-from .schema import migrate, schema_version
+from cl_toolkit.core.errors import BadInput, CltError, Problem
+from cl_toolkit.core.workspace import workspace_dir
+from cl_toolkit.feedback.records import RecordError, check_feedback, check_prediction
+from cl_toolkit.feedback.schema import migrate, schema_version
 
 DB_NAME = "feedback.db"
 PREDICTION_COLUMNS = ("request_id", "timestamp", "input", "output", "model_version", "domain",

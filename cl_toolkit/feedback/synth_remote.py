@@ -28,14 +28,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInput, Problem
-from ..fsutil import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
-from .endpoint import Endpoint, MalformedReply, chat
-from .extract import FORMATS, manifest_path
-from .records import now_timestamp
-from .redact import PLACEHOLDERS, redact
-from .scoring import heuristic_flags
-from .store import FeedbackStore
+from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.core.files import atomic_write_json, atomic_write_text, sha256_bytes, sha256_file
+from cl_toolkit.feedback.endpoint import Endpoint, MalformedReply, chat
+from cl_toolkit.feedback.extract import FORMATS, manifest_path
+from cl_toolkit.feedback.records import now_timestamp
+from cl_toolkit.feedback.redact import PLACEHOLDERS, redact
+from cl_toolkit.feedback.scoring import heuristic_flags
+from cl_toolkit.feedback.store import FeedbackStore
 
 MANIFEST_KIND = "synthetic"
 QUESTION_CHARS, MAX_ANSWER_CHARS = (8, 2000), 4000

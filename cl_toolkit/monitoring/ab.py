@@ -1,5 +1,5 @@
-"""`clt ab analyze`: champion against challenger, and the router applications use to split
-traffic between them.
+"""`clt ab analyze`: champion against challenger (the router that splits traffic between
+them is `cl_toolkit.serve.routing.route`).
 
 The test: the pooled two-proportion z-test on the positive-feedback rate (effective
 rating >= 4) of each arm's rated predictions, two-sided, with the unpooled (Wald)
@@ -19,23 +19,12 @@ The verdict:
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import asdict, dataclass
 
-from .config import AB
-from .stats import sample_size_per_arm, two_proportion_ztest
+from cl_toolkit.monitoring.config import AB
+from cl_toolkit.monitoring.stat_tests import sample_size_per_arm, two_proportion_ztest
 
 VERDICTS = ("promote", "keep", "need more data")
-
-
-def route(request_id: str, challenger_share: float, salt: str = "") -> str:
-    """"champion" or "challenger" for a request: stable across processes and machines
-    (SHA-256 of salt and id), and raising the share only moves requests to the challenger."""
-    if not 0.0 <= challenger_share <= 1.0:
-        raise ValueError(f"challenger_share must be between 0 and 1, got {challenger_share!r}")
-    digest = hashlib.sha256(f"{salt}\0{request_id}".encode()).digest()
-    point = int.from_bytes(digest[:8], "big") / 2 ** 64  # uniform in [0, 1)
-    return "challenger" if point < challenger_share else "champion"
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BadInput, Problem
-from ..workspace import project_root
-from ..yamlio import display, format_key, load_yaml
+from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.core.workspace import project_root
+from cl_toolkit.core.yamlio import display, format_key, load_yaml
 
 CONFIG_PATH = Path("configs") / "triggers.yml"
 SCHEMA_VERSION = 1

@@ -21,9 +21,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from .config import Drift
-from .observe import CATEGORICAL_FEATURES, NUMERIC_FEATURES
-from .stats import category_shares, ks_2samp, psi_categorical, psi_numeric, two_proportion_ztest
+from cl_toolkit.monitoring.config import Drift
+from cl_toolkit.monitoring.observe import CATEGORICAL_FEATURES, NUMERIC_FEATURES
+from cl_toolkit.monitoring.stat_tests import (
+    category_shares,
+    ks_2samp,
+    psi_categorical,
+    psi_numeric,
+    two_proportion_ztest,
+)
 
 SEVERITIES = ("none", "moderate", "significant")
 

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from ..errors import Refused
-from ..registry import RegistryStore, rollback
-from ..registry.store import current_user
-from .config import MonitorConfig
-from .observe import Facts
-from .triggers import accuracy_change
+from cl_toolkit.core.errors import Refused
+from cl_toolkit.monitoring.config import MonitorConfig
+from cl_toolkit.monitoring.observe import Facts
+from cl_toolkit.monitoring.triggers import accuracy_change
+from cl_toolkit.registry import RegistryStore, rollback
+from cl_toolkit.registry.db import current_user
 
 
 @dataclass(frozen=True)

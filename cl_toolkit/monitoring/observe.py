@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ..errors import BadInput
-from ..recipe.semver import parse as parse_semver
-from ..registry import RegistryStore, previous_champion
-from .config import MonitorConfig
-from .windows import Window, shift, to_store_time
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.core.semver import parse as parse_semver
+from cl_toolkit.monitoring.config import MonitorConfig
+from cl_toolkit.monitoring.windows import Window, shift, to_store_time
+from cl_toolkit.registry import RegistryStore, previous_champion
 
 _THUMB = "CASE {0}.thumbs WHEN 1 THEN 5 WHEN 0 THEN 3 WHEN -1 THEN 1 END"
 # the effective rating: the most trusted source that rated (as `clt feedback extract`)

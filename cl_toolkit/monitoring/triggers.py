@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from .config import MonitorConfig
-from .observe import Facts, Rates
-from .stats import two_proportion_ztest
-from .windows import days_between
+from cl_toolkit.monitoring.config import MonitorConfig
+from cl_toolkit.monitoring.observe import Facts, Rates
+from cl_toolkit.monitoring.stat_tests import two_proportion_ztest
+from cl_toolkit.monitoring.windows import days_between
 
 ROUND = 9  # values are compared after rounding, so "exactly at the threshold" is at it
 URGENCY_ORDER = ("immediate", "planned", "scheduled")

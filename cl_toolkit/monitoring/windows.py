@@ -7,8 +7,13 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..errors import BadInput
-from ..feedback.records import RecordError, format_timestamp, normalize_timestamp, now_timestamp
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.feedback.records import (
+    RecordError,
+    format_timestamp,
+    normalize_timestamp,
+    now_timestamp,
+)
 
 _DATE = re.compile(r"^\d{4}-\d\d-\d\d$")
 _INTERVAL = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")

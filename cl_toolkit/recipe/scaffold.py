@@ -10,11 +10,11 @@ from pathlib import Path
 
 import yaml
 
-from ..errors import BadInput
-from ..yamlio import display, load_yaml
-from . import semver
-from .model import recipe_schema
-from .validate import load_recipe
+from cl_toolkit.core import semver
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.core.yamlio import display, load_yaml
+from cl_toolkit.recipe.model import recipe_schema
+from cl_toolkit.recipe.validate import load_recipe
 
 # What each strategy starts from when scaffolded (the recipe can change any of it).
 STRATEGY_DEFAULTS = {

@@ -10,12 +10,18 @@ from pathlib import Path
 import jsonschema
 import yaml
 
-from ..errors import BadInput, Problem
-from ..fsutil import sha256_bytes
-from ..workspace import project_root, resolve_path, workspace_dir
-from ..yamlio import LineMap, display, format_key, load_yaml
-from . import semver
-from .model import LoadedRecipe, apply_defaults, build_recipe, freeze, recipe_schema
+from cl_toolkit.core import semver
+from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.core.files import sha256_bytes
+from cl_toolkit.core.workspace import project_root, resolve_path, workspace_dir
+from cl_toolkit.core.yamlio import LineMap, display, format_key, load_yaml
+from cl_toolkit.recipe.model import (
+    LoadedRecipe,
+    apply_defaults,
+    build_recipe,
+    freeze,
+    recipe_schema,
+)
 
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> list[tuple[list, object]]:

@@ -1,8 +1,9 @@
 """The model registry: every trained version, where it came from, and where its files are;
 aliases champion and challenger moved by promote and rollback; an append-only history."""
 
-from .check import CheckReport, check_registry
-from .lifecycle import (
+from cl_toolkit.registry.check import CheckReport, check_registry
+from cl_toolkit.registry.db import Event, RegistryStore, VersionRecord, open_registry
+from cl_toolkit.registry.lifecycle import (
     ALIASES,
     AliasMove,
     archive,
@@ -11,8 +12,7 @@ from .lifecycle import (
     record_gate,
     rollback,
 )
-from .report import artifact_file, export_model, lineage, read_artifact, summary
-from .store import Event, RegistryStore, VersionRecord, open_registry
+from cl_toolkit.registry.views import artifact_file, export_model, lineage, read_artifact, summary
 
 __all__ = [
     "ALIASES", "AliasMove", "CheckReport", "Event", "RegistryStore", "VersionRecord", "archive",

@@ -18,7 +18,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInput
+from cl_toolkit.core.errors import BadInput
 
 # run-relative file -> required? (the provenance habit: recipe, rendered config, manifest)
 RUN_FILES = {"axolotl.yml": True, "recipe.yml": True, "manifest.json": True,

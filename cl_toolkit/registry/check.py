@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .artifacts import store_for_dir
-from .store import RegistryStore, VersionRecord
+from cl_toolkit.registry.artifacts import store_for_dir
+from cl_toolkit.registry.db import RegistryStore, VersionRecord
 
 
 @dataclass

@@ -11,9 +11,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInput, Refused
-from .artifacts import store_for_dir
-from .store import RegistryStore, VersionRecord, check_names, open_registry, pause_point
+from cl_toolkit.core.errors import BadInput, Refused
+from cl_toolkit.registry.artifacts import store_for_dir
+from cl_toolkit.registry.db import (
+    RegistryStore,
+    VersionRecord,
+    check_names,
+    open_registry,
+    pause_point,
+)
 
 ALIASES = ("champion", "challenger")
 GATE_FILE = "gate.json"

@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
-from ..errors import BadInput, CltError
-from .lifecycle import ALIASES
-from .store import RegistryStore, VersionRecord
+from cl_toolkit.core.errors import BadInput, CltError
+from cl_toolkit.registry.db import RegistryStore, VersionRecord
+from cl_toolkit.registry.lifecycle import ALIASES
 
 TAG = "clt."  # prefix of every tag we write on MLflow objects
 

@@ -13,6 +13,6 @@ every answer logged into the feedback store.
 For real GPUs, serve through vLLM instead and import its logs: docs/serving.md.
 """
 
-from .server import ChatServer, ServeSettings
+from cl_toolkit.serve.server import ChatServer, ServeSettings
 
 __all__ = ["ChatServer", "ServeSettings"]

@@ -15,10 +15,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import BadInput
-from ..monitoring.ab import route
-from ..registry import VersionRecord, open_registry
-from .engine import Served, load_version
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.registry import VersionRecord, open_registry
+from cl_toolkit.serve.engine import Served, load_version
+from cl_toolkit.serve.routing import route
 
 
 @dataclass(frozen=True)

@@ -12,9 +12,9 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from ..evaluation.generate import LoadedModel, load_model
-from ..registry import VersionRecord
-from .protocol import ApiError, ChatRequest, TextCutter
+from cl_toolkit.evaluation.generate import LoadedModel, load_model
+from cl_toolkit.registry import VersionRecord
+from cl_toolkit.serve.protocol import ApiError, ChatRequest, TextCutter
 
 STREAM_TIMEOUT_S = 600  # a streamer never waits longer than this for its next piece
 

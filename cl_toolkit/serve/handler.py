@@ -16,9 +16,9 @@ import traceback
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-from ..errors import BadInput
-from .engine import Completion, Stream, complete, encode
-from .protocol import (
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.serve.engine import Completion, Stream, complete, encode
+from cl_toolkit.serve.protocol import (
     ApiError,
     ChatRequest,
     chunk_body,
@@ -31,7 +31,7 @@ from .protocol import (
     sse,
     usage,
 )
-from .writer import Prediction, UnknownRequest
+from cl_toolkit.serve.writer import Prediction, UnknownRequest
 
 DISCARD_MAX_BYTES = 16 << 20  # a refused body up to this size is read and dropped
 

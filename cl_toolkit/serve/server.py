@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from ..errors import BadInput
-from .arms import ArmWatcher
-from .engine import load_version
-from .protocol import ApiError
-from .writer import DEFAULT_QUEUE, StoreWriter, WriterStats
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.serve.arms import ArmWatcher
+from cl_toolkit.serve.engine import load_version
+from cl_toolkit.serve.protocol import ApiError
+from cl_toolkit.serve.writer import DEFAULT_QUEUE, StoreWriter, WriterStats
 
 SHUTDOWN_WAIT_S = 60.0  # the longest a shutdown waits for requests in flight
 
@@ -86,7 +86,7 @@ class ChatServer:
 
     def start(self) -> ChatServer:
         """Load the arms, open the store, bind, and serve in a background thread."""
-        from .handler import Handler
+        from cl_toolkit.serve.handler import Handler
 
         self._set_threads(self.settings.threads)
         try:

@@ -17,8 +17,8 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import BadInput, CltError
-from ..feedback.store import open_store
+from cl_toolkit.core.errors import BadInput, CltError
+from cl_toolkit.feedback.store import open_store
 
 DEFAULT_QUEUE = 10_000
 FEEDBACK_TIMEOUT_S = 60

@@ -1,0 +1,128 @@
+"""The `clt` command: one click group whose subcommands are imported only when used,
+so `clt --help` answers fast (torch and Axolotl load lazily)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+import sys
+
+import click
+
+from cl_toolkit import __version__
+from cl_toolkit.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput, CltError
+
+# name -> "module:attribute" of a click command or group. Adding a verb is one line here.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "tiny-model": ("cl_toolkit.cli.tiny_model:cli", "Build a tiny Llama and its tokenizer locally."),
+    "recipe": ("cl_toolkit.cli.recipe:cli", "Validate, render and scaffold versioned recipes."),
+    "data": ("cl_toolkit.cli.data:cli", "Build the training mix of a recipe (new + rehearsal)."),
+    "train": ("cl_toolkit.cli.train:cli", "Render a recipe and train it through Axolotl."),
+    "adapters": ("cl_toolkit.cli.adapters:cli", "Merge several LoRA adapters into one version."),
+    "cycle": ("cl_toolkit.cli.cycle:cycle_cli", "One quarter in one command: resumable, gated, reported."),
+    "report": ("cl_toolkit.cli.cycle:report_cli", "The quarterly report: Markdown + HTML with plots."),
+    "registry": ("cl_toolkit.cli.registry:cli", "Versions, lineage, champion/challenger, rollback."),
+    "feedback": ("cl_toolkit.cli.feedback:cli", "Production feedback in, training examples out."),
+    "synth": ("cl_toolkit.cli.synth:cli", "Synthetic Q&A for a new scenario from an OpenAI-compatible endpoint."),
+    "eval": ("cl_toolkit.cli.evaluation:eval_cli", "Run a regression suite against a version."),
+    "gate": ("cl_toolkit.cli.evaluation:gate_cli", "Compare a candidate with its baseline; block regressions."),
+    "trigger": ("cl_toolkit.cli.monitoring:trigger_cli", "Is a model update due? Check the trigger rules."),
+    "drift": ("cl_toolkit.cli.monitoring:drift_cli", "Data and concept drift between two windows (PSI, KS)."),
+    "ab": ("cl_toolkit.cli.monitoring:ab_cli", "Champion vs challenger: z-test, weighted score, verdict."),
+    "health": ("cl_toolkit.cli.monitoring:health_cli", "The champion against its release baseline; auto-rollback."),
+    "loop": ("cl_toolkit.cli.monitoring:loop_cli", "Trigger and health checks on a schedule, each decision logged."),
+    "serve": ("cl_toolkit.cli.serve:cli", "Serve the champion (and challenger) over an OpenAI-compatible API."),
+    "bench": ("cl_toolkit.cli.bench:cli", "Benchmarks: continual learning across strategies."),
+}
+
+
+class LazyGroup(click.Group):
+    """A group that imports a subcommand's module only when that subcommand runs."""
+
+    def __init__(self, *args, lazy: dict[str, tuple[str, str]] | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.lazy = lazy or {}
+
+    def list_commands(self, ctx):
+        return sorted(set(super().list_commands(ctx)) | set(self.lazy))
+
+    def get_command(self, ctx, name):
+        if name in self.lazy:
+            target, _ = self.lazy[name]
+            module, attr = target.split(":")
+            try:
+                return getattr(importlib.import_module(module), attr)
+            except ModuleNotFoundError as e:
+                if e.name and e.name.startswith("cl_toolkit"):
+                    return None  # a verb that is not built yet is simply not offered
+                raise
+        return super().get_command(ctx, name)
+
+    def format_commands(self, ctx, formatter):
+        rows = [(name, self.lazy[name][1]) for name in sorted(self.lazy)]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="clt")
+@click.option(
+    "--workspace",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Workspace folder for generated things (default: $CLT_HOME, else ./workspace).",
+)
+def cli(workspace):
+    """cl_toolkit: keep a domain LLM current, quarter after quarter, on Axolotl.
+
+    Exit codes: 0 ok, 1 unexpected failure, 2 bad input, 3 gate blocked or decision "no".
+    """
+    if workspace:
+        os.environ["CLT_HOME"] = os.path.abspath(workspace)
+
+
+def _print_error(text: str) -> None:
+    for line in str(text).splitlines() or [""]:
+        click.echo(f"error: {line}", err=True)
+
+
+# Third-party import-time noise that says nothing to a user of this CLI (CPU builds lack
+# torchao's CUDA kernels; torch warns about torchao's enum registration). CLT_DEBUG keeps it.
+QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and turn every error into a message and an exit code."""
+    if not os.environ.get("CLT_DEBUG"):
+        for name in QUIET_LOGGERS:
+            logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        rv = cli.main(args=argv, prog_name="clt", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except click.ClickException as e:
+        e.show()
+        return EXIT_BAD_INPUT
+    except click.Abort:
+        click.echo("interrupted", err=True)
+        return 130
+    except CltError as e:
+        _print_error(str(e))
+        return e.exit_code
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        return 130
+    except Exception as e:  # the last line of defence: a message, not a traceback
+        if os.environ.get("CLT_DEBUG"):
+            raise
+        _print_error(f"unexpected failure: {type(e).__name__}: {e} (set CLT_DEBUG=1 for a traceback)")
+        return EXIT_FAILURE
+
+
+def run() -> None:
+    sys.exit(main())
+
+
+__all__ = ["cli", "main", "run", "BadInput"]

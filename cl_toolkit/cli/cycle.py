@@ -1,0 +1,50 @@
+"""`clt cycle RECIPE` and `clt report MODEL`: the quarter in one command, and its report."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cl_toolkit.core.errors import Refused
+from cl_toolkit.core.workspace import workspace_dir
+from cl_toolkit.core.yamlio import display
+from cl_toolkit.pipeline.cycle import STEPS, run_cycle
+from cl_toolkit.recipe.validate import load_recipe
+
+
+@click.command("cycle")
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("--from", "from_step", type=click.Choice(STEPS), default=None,
+              help="Run again from this step, even if its inputs did not change.")
+@click.option("--until", "until_step", type=click.Choice(STEPS), default=None,
+              help="Stop after this step (a later run resumes from the next one).")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe key. Repeatable.")
+def cycle_cli(recipe, from_step, until_step, overrides):
+    """validate → data → render → train → register → evaluate → gate → release → report.
+
+    Each finished step leaves a stamp with its input hashes under
+    workspace/cycles/<model>-<version>/; a rerun resumes after the last finished step and
+    reruns from the first step whose inputs changed. A version that passes the gate becomes
+    the challenger (the champion, if the line has none); one that is blocked is archived as
+    rejected and the command exits 3."""
+    lr = load_recipe(recipe, overrides)
+    result = run_cycle(lr, from_step=from_step, until=until_step, say=lambda m: click.echo(m, err=True))
+    click.echo(json.dumps({"ran": result["ran"], "status": result["status"],
+                           "report": result["outputs"].get("report", {}).get("html")}, indent=2))
+    if result["status"] == "rejected":
+        raise Refused(f"{lr.recipe.run_name} was blocked by the gate: see {result['outputs']['gate']['report']}")
+
+
+@click.command("report")
+@click.argument("model")
+@click.option("--html/--no-html", default=True, show_default=True, help="Also write the self-contained HTML page.")
+def report_cli(model, html):
+    """Write workspace/reports/MODEL/report.md (and report.html): accuracy per domain across
+    versions, the latest gate's regressions, loss curves, data mix, lineage, checklist."""
+    from cl_toolkit.pipeline.quarterly_report import write_report
+
+    paths = write_report(workspace_dir(), model, html=html)
+    for kind, path in paths.items():
+        click.echo(f"{kind}: {display(path)}")

@@ -1,0 +1,292 @@
+"""`clt feedback ...`: thin commands over the store, import, extract, annotation, incident
+review, quality scoring and pruning."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+
+from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.core.files import dump_json
+from cl_toolkit.feedback import annotate, importer, review
+from cl_toolkit.feedback.endpoint import Endpoint
+from cl_toolkit.feedback.extract import FORMATS, extract, manifest_path
+from cl_toolkit.feedback.prune import prune
+from cl_toolkit.feedback.schema import SOURCES
+from cl_toolkit.feedback.scoring import SCORERS, score_store
+from cl_toolkit.feedback.store import open_store
+from cl_toolkit.feedback.summary import compute_stats
+
+SHOWN_PROBLEMS = 20
+THUMBS = {"up": 1, "neutral": 0, "down": -1, "1": 1, "0": 0, "-1": -1}
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def emit(data: dict, as_json: bool, lines: list[str]) -> None:
+    click.echo(dump_json(data).rstrip() if as_json else "\n".join(lines))
+
+
+def _fail_on(problems: list[Problem], what: str, total: int | None = None) -> None:
+    """Exit 2 listing the first problems, once the good part is stored and reported."""
+    if problems:
+        shown = problems[:SHOWN_PROBLEMS]
+        more = (total or len(problems)) - len(shown)
+        tail = [Problem(file="", message=f"... and {more} more {what}")] if more else []
+        raise BadInput(shown + tail)
+
+
+class _Progress:
+    """A line on stderr every few seconds of long work (short work prints nothing)."""
+
+    EVERY_S = 3.0
+
+    def __init__(self, noun: str):
+        self.noun = noun
+        self.start = self.last = time.monotonic()
+
+    def __call__(self, done) -> None:
+        now = time.monotonic()
+        if now - self.last < self.EVERY_S:
+            return
+        self.last = now
+        n = done if isinstance(done, int) else done.lines
+        click.echo(f"... {n:,} {self.noun} ({n / (now - self.start):,.0f}/s)", err=True)
+
+
+@click.group()
+def cli():
+    """Production feedback in, training examples out (store: WORKSPACE/feedback.db)."""
+
+
+@cli.command("import")
+@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.option("--batch-size", default=importer.BATCH_SIZE, show_default=True, type=click.IntRange(1),
+              help="Lines per transaction.")
+@click.option("--max-line-bytes", default=importer.MAX_LINE_BYTES, show_default=True,
+              type=click.IntRange(1), help="Longer lines are rejected.")
+@json_option
+def import_cmd(files, batch_size, max_line_bytes, as_json):
+    """Import JSONL production logs (.jsonl, or .jsonl.gz such as a prune archive);
+    idempotent. Exit 2 if any line was rejected."""
+    with open_store() as store:
+        s = importer.import_files(store, files, batch_size=batch_size,
+                                  max_line_bytes=max_line_bytes, progress=_Progress("lines"))
+    emit(s.as_dict(), as_json, [
+        f"files {s.files}, lines {s.lines:,} (blank {s.blank:,}, rejected {s.rejected:,})",
+        f"predictions: {s.predictions_added:,} added, {s.predictions_existing:,} already stored",
+        f"feedback: {s.feedback_added:,} added, {s.feedback_updated:,} updated, "
+        f"{s.feedback_unchanged:,} unchanged",
+    ] + ([f"rejected lines copied to {s.quarantine}"] if s.rejected else []))
+    _fail_on(s.problems, "rejected lines (see the quarantine file)", s.rejected)
+
+
+@cli.command("log")
+@click.option("--request-id", required=True)
+@click.option("--input", "input_", required=True, help="The prompt.")
+@click.option("--output", required=True, help="The model's answer.")
+@click.option("--model-version", required=True)
+@click.option("--timestamp", help="ISO 8601 (default: now).")
+@click.option("--domain")
+@click.option("--confidence", type=float)
+@click.option("--latency-ms", type=float)
+@click.option("--quality-score", type=float)
+@click.option("--metadata", help="A JSON object of other fields.")
+def log_cmd(request_id, input_, output, model_version, metadata, **fields):
+    """Log one prediction."""
+    try:
+        metadata = json.loads(metadata) if metadata else None
+    except json.JSONDecodeError as e:
+        raise BadInput(f"--metadata is not JSON: {e}") from None
+    with open_store() as store:
+        added = store.log_prediction(request_id, input_, output, model_version,
+                                     metadata=metadata, **fields)
+    click.echo(f"{'logged' if added else 'already stored'}: {request_id}")
+
+
+@cli.command("rate")
+@click.argument("request_id")
+@click.option("--rating", type=click.IntRange(1, 5), help="1 (bad) to 5 (good).")
+@click.option("--thumbs", type=click.Choice(list(THUMBS)), help="up, neutral or down.")
+@click.option("--correction", help="The answer it should have given.")
+@click.option("--notes")
+@click.option("--source", type=click.Choice(SOURCES), default="user", show_default=True)
+def rate_cmd(request_id, rating, thumbs, correction, notes, source):
+    """Rate a stored prediction (replaces earlier feedback from the same source)."""
+    with open_store() as store:
+        outcome = store.add_feedback(request_id, rating=rating, correction=correction,
+                                     thumbs=THUMBS.get(thumbs), notes=notes, source=source)
+    click.echo(f"feedback {outcome}: {request_id} ({source})")
+
+
+@cli.command("stats")
+@json_option
+def stats_cmd(as_json):
+    """Totals, feedback rate, mean rating and quality, by model version and domain."""
+    with open_store() as store:
+        s = compute_stats(store)
+    lines = [f"predictions {s['predictions']:,}, with feedback {s['with_feedback']:,} "
+             f"(rate {s['feedback_rate']:.1%}), feedback events {s['feedback_events']:,}",
+             f"mean rating {s['mean_rating']}, mean quality {s['mean_quality']}, "
+             f"corrections {s['corrections']:,}, thumbs {s['thumbs']}"]
+    for group in ("by_model_version", "by_domain"):
+        lines.append(f"{group.replace('_', ' ')}:")
+        lines += [f"  {key}: {v['predictions']:,} predictions, {v['with_feedback']:,} rated, "
+                  f"mean rating {v['mean_rating']}, corrections {v['corrections']:,}"
+                  for key, v in s[group].items()]
+    lines.append("latency ms by model version:")
+    lines += [f"  {key}: p50 {v['p50']}, p95 {v['p95']}, p99 {v['p99']} (n {v['count']:,})"
+              for key, v in s["latency_ms_by_model_version"].items()]
+    emit(s, as_json, lines)
+
+
+@cli.command("extract")
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False))
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="chat", show_default=True)
+@click.option("--min-rating", default=4, show_default=True, type=click.IntRange(1, 5),
+              help="Keep answers rated at least this, as they are.")
+@click.option("--max-bad-rating", default=2, show_default=True, type=click.IntRange(1, 5),
+              help="Train on the correction of answers rated at most this.")
+@click.option("--min-quality", type=float, help="Drop predictions with a lower quality score.")
+@click.option("--since", help="Keep predictions at or after this ISO 8601 time.")
+@click.option("--until", help="Keep predictions before this ISO 8601 time.")
+@click.option("--model-version", "versions", multiple=True, help="Only these (repeatable).")
+@click.option("--redact/--no-redact", default=True, show_default=True, help="PII redaction.")
+@click.option("--dedupe/--no-dedupe", default=True, show_default=True)
+@click.option("--system", "system_prompt", help="A system message for every example.")
+@click.option("--pseudo-label-min-confidence", type=click.FloatRange(0, 1),
+              help="Also keep unrated answers at or above this model confidence (off by default).")
+@json_option
+def extract_cmd(out, fmt, versions, redact, as_json, **options):
+    """Write training examples and OUT.manifest.json beside them."""
+    with open_store() as store:
+        m = extract(store, out, fmt=fmt, model_versions=versions, redact_pii=redact,
+                    progress=_Progress("predictions read"), **options)
+    c = m["counts"]
+    emit(m, as_json, [
+        f"wrote {c['written']:,} examples ({fmt}) to {out}, sha256 {m['output']['sha256'][:16]}",
+        f"selected {c['selected']:,}: kept {c['kept_as_is']:,}, corrected {c['corrected']:,} "
+        f"(+{c['corrected_by_expert']:,} by experts), duplicates {c['duplicates']:,}",
+        f"dropped: bad without correction {c['bad_without_correction']:,}, neutral "
+        f"{c['neutral']:,}, unrated {c['unrated']:,}, below quality {c['below_quality']:,}",
+        f"redactions {m['redactions']}; manifest {manifest_path(out)}"]
+        + ([f"pseudo-labelled {m['pseudo_labels']['rows']:,} (confidence >= "
+            f"{m['pseudo_labels']['min_confidence']})"] if "pseudo_labels" in m else []))
+
+
+@cli.command("annotate-export")
+@click.option("-n", "n", default=50, show_default=True, type=click.IntRange(0))
+@click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False))
+@click.option("--errors", type=click.IntRange(0), help="From requests rated <= 2 (default 40%).")
+@click.option("--low-confidence", type=click.IntRange(0), help="Below the threshold (default 30%).")
+@click.option("--confidence-threshold", default=0.5, show_default=True, type=float)
+@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--resample", is_flag=True, help="Allow requests already sent out or annotated.")
+@click.option("--batch", help="A name for the batch (default: OUT@time).")
+@json_option
+def annotate_export_cmd(out, as_json, **options):
+    """Sample requests by strata into a CSV for expert annotation."""
+    with open_store() as store:
+        r = annotate.export_batch(store, out, **options)
+    emit(r, as_json, [f"wrote {r['rows']} requests to {out} (batch {r['batch']}): "
+                       + ", ".join(f"{k} {v}" for k, v in r["by_stratum"].items())])
+
+
+@cli.command("annotate-import")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@json_option
+def annotate_import_cmd(file, as_json):
+    """Store an annotated CSV's expert ratings and corrections (source expert)."""
+    with open_store() as store:
+        r = annotate.import_batch(store, file)
+    emit({**r, "problems": [str(p) for p in r["problems"]]}, as_json, [
+        f"{r['annotated']} annotated ({r['added']} added, {r['updated']} updated, "
+        f"{r['unchanged']} unchanged), {r['blank']} blank, {r['rejected']} rejected"])
+    _fail_on(r["problems"], "rejected rows")
+
+
+@cli.command("review")
+@click.argument("incident")
+@click.option("--since", help="Predictions at or after this ISO 8601 time.")
+@click.option("--until", help="Predictions before this ISO 8601 time.")
+@click.option("--tag", "tags", multiple=True,
+              help="KEY=VALUE (a metadata key or column) or TAG (in metadata.tags); repeatable.")
+@click.option("--ids", type=click.Path(exists=True, dir_okay=False),
+              help="A file of request ids, one a line.")
+@click.option("--answers", type=click.Path(exists=True, dir_okay=False),
+              help="Take the answers from a CSV or YAML file instead of asking.")
+@click.option("--reviewer", default=review.default_reviewer, help="Recorded with each answer.")
+@json_option
+def review_cmd(incident, since, until, tags, ids, answers, reviewer, as_json):
+    """Review an incident's predictions: rating, what happened, what should have been
+    recommended (stored as source incident). Resumable: run it again to continue."""
+    with open_store() as store:
+        wanted = review.Selection(since, until, tags, review.read_ids(ids) if ids else None)
+        # an answers file may stand alone; a walk needs to know what to walk through
+        selected = review.select(store, wanted) if wanted.given() or not answers else None
+        if answers:
+            r = review.apply_answers(store, incident, answers, selected, reviewer)
+        elif not sys.stdin.isatty():
+            raise BadInput("review asks in a terminal; for scripts pass --answers FILE")
+        else:
+            r = review.walk(store, incident, selected, reviewer=reviewer, ask=_asker(as_json),
+                            say=lambda text: click.echo(text, err=as_json))
+    problems = r.pop("problems", [])
+    if answers or as_json:  # a walk has already said how far it got
+        emit({**r, "problems": [str(p) for p in problems]}, as_json,
+             [", ".join(f"{k} {v}" for k, v in r.items() if k != "incident")])
+    _fail_on(problems, "rejected answers")
+
+
+def _asker(to_stderr: bool):
+    """input(), with the prompt on stderr when stdout carries JSON."""
+    if not to_stderr:
+        return input
+
+    def ask(prompt: str) -> str:
+        click.echo(prompt, nl=False, err=True)
+        return input()
+
+    return ask
+
+
+@cli.command("score")
+@click.option("--scorer", type=click.Choice(list(SCORERS)), default="heuristic", show_default=True)
+@click.option("--since", help="Predictions at or after this ISO 8601 time.")
+@click.option("--until", help="Predictions before this ISO 8601 time.")
+@click.option("--model-version", "model_versions", multiple=True, help="Only these (repeatable).")
+@click.option("--rescore", is_flag=True, help="Score again what already has a score.")
+@click.option("--base-url", help="Judge: OpenAI-compatible base URL (http://HOST:PORT/v1).")
+@click.option("--model", help="Judge: the model name.")
+@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+              help="Judge: environment variable holding the API key (never stored).")
+@json_option
+def score_cmd(scorer, base_url, model, api_key_env, as_json, **options):
+    """Fill quality_score with a scorer (by default only unscored predictions)."""
+    endpoint = Endpoint(base_url, model or "", api_key_env=api_key_env) if base_url else None
+    with open_store() as store:
+        r = score_store(store, scorer, endpoint=endpoint, progress=_Progress("predictions scored"),
+                        **options)
+    emit(r, as_json, [f"{scorer}: scored {r['scored']:,} of {r['selected']:,} "
+                      f"(unscored {r['unscored']:,}), mean {r['mean_score']}, flags {r['flags']}"])
+
+
+@cli.command("prune")
+@click.option("--older-than", required=True, help="Age such as 365d, 12w or 48h.")
+@click.option("--archive", required=True, type=click.Path(dir_okay=False),
+              help="The gzip JSONL archive to write (FILE.jsonl.gz; importable).")
+@click.option("--dry-run", is_flag=True, help="Only count what would go.")
+@json_option
+def prune_cmd(older_than, archive, dry_run, as_json):
+    """Move old predictions and their feedback to a verified archive, then VACUUM."""
+    with open_store() as store:
+        r = prune(store, older_than, archive, dry_run=dry_run, progress=_Progress("lines archived"))
+    verb = "would prune" if dry_run else "pruned"
+    emit(r, as_json, [f"{verb} {r['predictions']:,} predictions and {r['feedback']:,} feedback "
+                      f"rows older than {r['cutoff']}"]
+         + ([f"archive {r['archive']} ({r['archive_bytes']:,} bytes, sha256 "
+             f"{r['archive_sha256'][:16]}); store {r['db_bytes_before']:,} -> "
+             f"{r['db_bytes_after']:,} bytes"] if r["archive"] else []))

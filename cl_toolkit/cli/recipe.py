@@ -1,0 +1,96 @@
+"""`clt recipe validate|render|schema`: check recipes and turn them into Axolotl runs."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.core.files import atomic_write_text
+from cl_toolkit.core.yamlio import display
+from cl_toolkit.recipe.model import recipe_schema
+from cl_toolkit.recipe.scaffold import STRATEGY_DEFAULTS, new_recipe
+from cl_toolkit.recipe.validate import load_recipe
+from cl_toolkit.registry import open_registry
+from cl_toolkit.training.render import render
+from cl_toolkit.training.tiny_model import ensure_base
+
+set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+                          help="Override a recipe key (dotted path, YAML value). Repeatable.")
+
+
+@click.group("recipe")
+def cli():
+    """Validate, render and scaffold versioned recipes."""
+
+
+@cli.command("validate")
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@set_option
+@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+def validate_cmd(paths, overrides, as_json):
+    """Check recipes against the schema, semver rules and the files they name.
+    Every problem is printed (file:line: [key] message); exit 2 if any."""
+    problems, ok = [], []
+    for path in paths:
+        try:
+            lr = load_recipe(path, overrides)
+            ok.append({"path": display(path), "model": lr.recipe.model, "version": lr.recipe.version})
+        except BadInput as e:
+            problems.extend(e.problems)
+    if as_json:
+        click.echo(json.dumps({"valid": ok, "problems": [p.__dict__ for p in problems]}, indent=2))
+    else:
+        for item in ok:
+            click.echo(f"ok: {item['path']} ({item['model']} {item['version']})")
+    if problems:
+        raise BadInput(problems)
+
+
+@cli.command("render")
+@click.argument("recipe", type=click.Path(path_type=Path))
+@click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Folder to write axolotl.yml, data/ and manifest.json into (replaced atomically).")
+@set_option
+def render_cmd(recipe, out_dir, overrides):
+    """Render RECIPE into an Axolotl config, the materialised dataset and a manifest,
+    checked by Axolotl's own validators."""
+    lr = load_recipe(recipe, overrides)
+    ensure_base(lr)  # Axolotl's validator reads the base model's config
+    with open_registry(lr.workspace) as reg:
+        result = render(lr, out_dir, reg)
+    mix = result.manifest["mix"]
+    click.echo(f"rendered {lr.recipe.run_name} -> {display(result.run_dir)}")
+    click.echo(f"  data: {mix['total']} rows ({mix['new']} new, {mix['total'] - mix['new']} rehearsal)")
+
+
+@cli.command("new")
+@click.argument("model")
+@click.option("--from", "from_version", required=True, help="The version the new recipe continues from.")
+@click.option("--strategy", required=True, type=click.Choice(sorted(STRATEGY_DEFAULTS)), help="How to train it.")
+@click.option("--bump", required=True, type=click.Choice(["major", "minor", "patch"]), help="Which semver part to raise.")
+@click.option("--data", "data_paths", multiple=True, help="This quarter's training data (repeatable; default: the parent's).")
+@click.option("--recipes-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("recipes"), show_default=True)
+@click.option("--force", is_flag=True, help="Overwrite an existing recipe of that version.")
+def new_cmd(model, from_version, strategy, bump, data_paths, recipes_dir, force):
+    """Write the next recipe of MODEL from an existing one, with the strategy's defaults
+    (continued_lora: lr 1e-5, 1 epoch, dropout 0.1, rehearsal 0.2; merge_and_retrain: lr
+    2e-4, 3 epochs; distillation: alpha 0.3, temperature 2.0, top-K 20). It is validated
+    before it is written."""
+    path = new_recipe(recipes_dir / model, from_version, strategy, bump, list(data_paths), force)
+    click.echo(f"wrote {display(path)}")
+
+
+@cli.command("schema")
+@click.option("-o", "--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the JSON Schema here (default: print it).")
+def schema_cmd(out):
+    """Export the recipe JSON Schema (for editors: recipes/recipe.schema.json)."""
+    text = json.dumps(recipe_schema(), indent=2) + "\n"
+    if out:
+        atomic_write_text(out, text)
+        click.echo(f"wrote {display(out)}")
+    else:
+        click.echo(text, nl=False)

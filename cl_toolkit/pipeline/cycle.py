@@ -1,0 +1,249 @@
+"""One quarter's update, as resumable steps: validate → data → render → train → register →
+evaluate → gate → release → report.
+
+Each step writes its artifact and then a completion stamp, `workspace/cycles/<run>/<step>.json`,
+holding the hashes of its inputs. A rerun skips every step whose stamp matches its current
+inputs, and reruns from the first step whose inputs changed (`--from STEP` forces it).
+Ctrl-C or a crash leaves the stamps of the finished steps, so the next run resumes.
+
+The version is registered right after training (only a finished run registers) and before
+the gate, because evaluation and the gate read versions from the registry; a blocked
+version is then archived as rejected, with the gate report, and never gets an alias.
+This module only sequences; the work lives in render, train, evaluation and registry."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.core.files import atomic_write_json, jsonl_bytes, sha256_bytes, sha256_file
+from cl_toolkit.core.workspace import resolve_path
+from cl_toolkit.recipe.model import LoadedRecipe, thaw
+from cl_toolkit.registry import VersionRecord, open_registry
+from cl_toolkit.training.launch import Topology
+from cl_toolkit.training.mix import Mix, build_mix
+from cl_toolkit.training.train import (
+    launch,
+    launch_plan,
+    load_rendered,
+    prepare,
+    refuse_registered,
+    register_run,
+    run_dir_for,
+)
+
+STEPS = ("validate", "data", "render", "train", "register", "evaluate", "gate", "release", "report")
+
+
+@dataclass
+class Context:
+    lr: LoadedRecipe
+    say: Callable[[str], None]
+    outputs: dict = field(default_factory=dict)  # step -> its outputs (from the stamp or the run)
+    mix: Mix | None = None  # built once for the data step's input hash, reused when the step runs
+    topology: Topology | None = None  # clt cycle --nproc/--nnodes/...: the same launch as clt train
+
+    @property
+    def run_dir(self) -> Path:
+        return run_dir_for(self.lr)
+
+    @property
+    def stamps(self) -> Path:
+        return self.lr.workspace / "cycles" / self.lr.recipe.run_name
+
+    def record(self) -> VersionRecord | None:
+        with open_registry(self.lr.workspace) as reg:
+            return reg.get(self.lr.recipe.model, self.lr.recipe.version)
+
+
+def _sha_json(obj) -> str:
+    return sha256_bytes(json.dumps(obj, sort_keys=True).encode())
+
+
+# ---- inputs of each step: what, if changed, makes it run again -------------------------
+
+def _in_validate(c: Context) -> dict:
+    return {"recipe": c.lr.sha256, "resolved": _sha_json(thaw(c.lr.raw))}
+
+
+def _in_data(c: Context) -> dict:
+    return {"recipe": c.lr.sha256, "mix": _data_hash(c)}  # reading the sources again is cheap
+
+
+def _in_render(c: Context) -> dict:
+    profile = resolve_path(c.lr.recipe.profile, c.lr.root, c.lr.workspace)
+    return {"mix": c.outputs["data"]["sha256"], "profile": sha256_file(profile), "recipe": c.lr.sha256}
+
+
+def _in_train(c: Context) -> dict:
+    return {"config": c.outputs["render"]["axolotl.yml"], "data": c.outputs["render"]["train.jsonl"]}
+
+
+def _in_after_train(c: Context) -> dict:
+    return {"adapter": c.outputs["train"]["adapter"]}
+
+
+def _in_gate(c: Context) -> dict:
+    return {"adapter": c.outputs["train"]["adapter"], "evaluations": c.outputs["evaluate"]}
+
+
+def _in_release(c: Context) -> dict:
+    return {"gate": c.outputs["gate"]}
+
+
+def _in_report(c: Context) -> dict:
+    return {"release": c.outputs["release"]}
+
+
+# ---- the steps --------------------------------------------------------------------------
+
+def _validate(c: Context) -> dict:
+    return {"model": c.lr.recipe.model, "version": c.lr.recipe.version, "strategy": c.lr.recipe.strategy}
+
+
+def _data(c: Context) -> dict:
+    mix = c.mix or _build_mix(c)
+    summary = {"sha256": sha256_bytes(jsonl_bytes(mix.rows)), "rows": len(mix.rows), "counts": mix.counts,
+               "inputs": mix.inputs}
+    atomic_write_json(c.stamps / "mix.json", summary)
+    c.say(f"  {summary['rows']} rows: {mix.counts['new']} new, {summary['rows'] - mix.counts['new']} other")
+    return {"sha256": summary["sha256"], "rows": summary["rows"]}
+
+
+def _render(c: Context) -> dict:
+    with open_registry(c.lr.workspace) as reg:
+        rendered = prepare(c.lr, reg, c.topology)
+    out = rendered.manifest["outputs"]
+    return {"axolotl.yml": out["axolotl.yml"]["sha256"], "train.jsonl": out["data/train.jsonl"]["sha256"]}
+
+
+def _train(c: Context) -> dict:
+    with open_registry(c.lr.workspace) as reg:
+        refuse_registered(c.lr, reg)
+    rendered = load_rendered(c.lr)
+    outcome = launch(rendered, launch_plan(rendered, c.topology), c.lr.workspace, c.topology,
+                     lambda info: c.say(f"  loss {info['loss']:.4f}") if "loss" in info else None)
+    atomic_write_json(c.stamps / "train_outcome.json", outcome)
+    return {"adapter": sha256_file(c.run_dir / "adapter" / "adapter_model.safetensors"),
+            "seconds": outcome["train_seconds"]}
+
+
+def _register(c: Context) -> dict:
+    rec = c.record()
+    if rec is None:
+        outcome = json.loads((c.stamps / "train_outcome.json").read_text())
+        with open_registry(c.lr.workspace) as reg:
+            rec = register_run(c.lr, reg, c.run_dir, outcome)
+    return {"version": rec.version, "adapter_dir": rec.adapter_dir}
+
+
+def _evaluate(c: Context) -> dict:
+    from cl_toolkit.evaluation.evaluate import evaluate_version
+    from cl_toolkit.evaluation.suite import load_suite
+
+    gate = c.lr.recipe.gate
+    if not gate:
+        return {"skipped": "the recipe names no gate suite"}
+    suite = load_suite(resolve_path(gate["suite"], c.lr.root, c.lr.workspace))
+    out = {}
+    with open_registry(c.lr.workspace) as reg:
+        versions = [v for v in (c.lr.recipe.parent, c.lr.recipe.version) if v]
+        for v in versions:
+            result = evaluate_version(c.lr.workspace, reg.require(c.lr.recipe.model, v), suite)
+            c.say(f"  {v}: accuracy {result['accuracy']:.1%} on {suite.name} ({len(suite.cases)} cases)")
+            out[v] = {"accuracy": result["accuracy"], "cache": result["cache_path"]}
+    return out
+
+
+def _gate(c: Context) -> dict:
+    from cl_toolkit.evaluation.gate import run_gate
+
+    if not c.lr.recipe.parent or not c.lr.recipe.gate:
+        return {"passed": True, "skipped": "no parent to compare with" if not c.lr.recipe.parent else "no suite"}
+    suite = resolve_path(c.lr.recipe.gate["suite"], c.lr.root, c.lr.workspace)
+    result = run_gate(c.lr.workspace, c.lr.recipe.model, c.lr.recipe.version, c.lr.recipe.parent, suite)
+    c.say(f"  gate {'passed' if result['passed'] else 'BLOCKED'}: "
+          + ("; ".join(result["reasons"]) if result["reasons"] else "no blocking regression"))
+    return {"passed": result["passed"], "reasons": result["reasons"], "report": str(c.run_dir / "gate.md")}
+
+
+def _release(c: Context) -> dict:
+    from cl_toolkit.registry.lifecycle import archive, promote
+
+    model, version, gate = c.lr.recipe.model, c.lr.recipe.version, c.outputs["gate"]
+    with open_registry(c.lr.workspace) as reg:
+        if not gate["passed"]:
+            archive(reg, model, version, reason="rejected by the gate: " + "; ".join(gate.get("reasons", [])),
+                    who="clt cycle")
+            return {"status": "rejected"}
+        to = "champion" if not reg.aliases(model).get("champion") else "challenger"
+        promote(reg, model, version, to=to, reason="clt cycle: gate passed" if "skipped" not in gate
+                else f"clt cycle: first version ({gate['skipped']})", who="clt cycle")
+    return {"status": to}
+
+
+def _report(c: Context) -> dict:
+    from cl_toolkit.pipeline.quarterly_report import write_report
+
+    paths = write_report(c.lr.workspace, c.lr.recipe.model, html=True)
+    return {k: str(v) for k, v in paths.items()}
+
+
+STEP_FUNCS = {
+    "validate": (_in_validate, _validate), "data": (_in_data, _data), "render": (_in_render, _render),
+    "train": (_in_train, _train), "register": (_in_after_train, _register),
+    "evaluate": (_in_after_train, _evaluate), "gate": (_in_gate, _gate), "release": (_in_release, _release),
+    "report": (_in_report, _report),
+}
+
+
+def _stamp(c: Context, step: str) -> dict | None:
+    path = c.stamps / f"{step}.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def run_cycle(lr: LoadedRecipe, *, from_step: str | None = None, until: str | None = None,
+              say: Callable[[str], None] = print, topology: Topology | None = None) -> dict:
+    """Run (or resume) the cycle of one recipe, up to `until` (default: all); returns every
+    step's outputs, what ran, and the release status (None when stopped early)."""
+    for name, value in (("--from", from_step), ("--until", until)):
+        if value and value not in STEPS:
+            raise BadInput(f"{name} must be one of {', '.join(STEPS)}")
+    c, ran, dirty = Context(lr, say, topology=topology), [], False
+    c.stamps.mkdir(parents=True, exist_ok=True)
+    for step in STEPS:
+        inputs_of, run = STEP_FUNCS[step]
+        inputs = inputs_of(c)
+        stamp = _stamp(c, step)
+        dirty = dirty or step == from_step or stamp is None or stamp["inputs"] != inputs
+        if not dirty:
+            c.outputs[step] = stamp["outputs"]
+            say(f"= {step}: done before, inputs unchanged")
+            if step == until:
+                break
+            continue
+        say(f"> {step}")
+        (c.stamps / f"{step}.json").unlink(missing_ok=True)
+        start = time.monotonic()
+        c.outputs[step] = run(c)
+        atomic_write_json(c.stamps / f"{step}.json", {"step": step, "inputs": inputs, "outputs": c.outputs[step],
+                                                       "seconds": round(time.monotonic() - start, 2),
+                                                       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        ran.append(step)
+        if step == until:
+            break
+    return {"ran": ran, "outputs": c.outputs, "status": c.outputs.get("release", {}).get("status")}
+
+
+def _build_mix(c: Context) -> Mix:
+    with open_registry(c.lr.workspace) as reg:
+        c.mix = build_mix(c.lr, reg)
+    return c.mix
+
+
+def _data_hash(c: Context) -> str:
+    return sha256_bytes(jsonl_bytes(_build_mix(c).rows))

@@ -1,0 +1,267 @@
+"""The training launch command, built as pure data (asserted exactly in tests), and the
+environment it runs in.
+
+One node's command for a topology (processes per node x nodes, this node's rank, the
+rendezvous host and port) under `accelerate launch` or `torchrun`. The engine comes from
+the rendered Axolotl config: a `deepspeed:` JSON gives accelerate's DeepSpeed flags; an
+`fsdp_config:` is applied by Axolotl itself inside each process (it exports accelerate's
+FSDP variables from that block), so the launcher only starts the processes (`--multi_gpu`),
+and passing accelerate's own FSDP flags too would set a second, conflicting copy.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+from cl_toolkit.core.errors import BadInput, CltError
+from cl_toolkit.core.secret_scan import redact
+
+# Settings every Axolotl process needs here (DESIGN.md): telemetry off (else the process
+# hangs after training retrying it), no W&B unless a recipe asks for it, no hub.
+TRAIN_ENV = {
+    "AXOLOTL_DO_NOT_TRACK": "1",
+    "DO_NOT_TRACK": "1",
+    "WANDB_MODE": "disabled",
+    "HF_HUB_OFFLINE": "1",
+    "HF_DATASETS_OFFLINE": "1",
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    "PYTHONUNBUFFERED": "1",
+}
+LAUNCHERS = ("accelerate", "torchrun")
+DEFAULT_PORT = 29500  # torch.distributed's and accelerate's default rendezvous port
+TRAIN_MODULE = ["-m", "axolotl.cli.train"]
+
+
+@dataclass(frozen=True)
+class Topology:
+    """Where one node's share of a training job runs. None means: the profile's value."""
+
+    nproc: int | None = None  # processes on this node (one per GPU)
+    nnodes: int | None = None  # machines in the job
+    node_rank: int = 0  # this machine's rank, 0 on the one with the rendezvous
+    master_addr: str | None = None  # host of node 0; required with several nodes
+    master_port: int | None = None  # rendezvous port on node 0 (default 29500 with several nodes)
+    launcher: str = "accelerate"  # accelerate | torchrun
+
+    @property
+    def world_size(self) -> int:
+        return (self.nproc or 1) * (self.nnodes or 1)
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """The command of one node and the variables it needs on top of train_env()."""
+
+    argv: list[str]
+    env: dict = field(default_factory=dict)
+
+
+def fill_topology(launcher: dict, topology: Topology | None = None) -> Topology:
+    """`topology` with its unset process and node counts taken from a profile's launcher block."""
+    t = topology or Topology()
+    return replace(t, nproc=t.nproc or int(launcher.get("num_processes", 1)),
+                   nnodes=t.nnodes or int(launcher.get("num_machines", 1)))
+
+
+def resolve_topology(launcher: dict, topology: Topology | None = None) -> Topology:
+    """Fill the unset parts of `topology` from a profile's launcher block, then check it."""
+    t = fill_topology(launcher, topology)
+    problems = []
+    if t.launcher not in LAUNCHERS:
+        problems.append(f"--launcher must be one of {', '.join(LAUNCHERS)}, not {t.launcher!r}")
+    if t.nproc < 1 or t.nnodes < 1:
+        problems.append("--nproc and --nnodes must be at least 1")
+    if not 0 <= t.node_rank < t.nnodes:
+        problems.append(f"--node-rank {t.node_rank} must be between 0 and {t.nnodes - 1} (--nnodes {t.nnodes})")
+    if t.nnodes > 1 and not t.master_addr:
+        problems.append(f"--master-addr (the host of node 0) is required with --nnodes {t.nnodes}")
+    if t.master_port is not None and not 0 < t.master_port < 65536:
+        problems.append(f"--master-port {t.master_port} is not a port")
+    if problems:
+        raise BadInput("\n".join(problems))
+    if t.nnodes > 1 and t.master_port is None:
+        t = replace(t, master_port=DEFAULT_PORT)
+    return t
+
+
+def _bin(name: str) -> str:
+    """`name` next to this Python (the venv's), else the one on PATH."""
+    here = Path(sys.executable).parent / name
+    return str(here) if here.exists() else name
+
+
+def accelerate_bin() -> str:
+    return _bin("accelerate")
+
+
+def torchrun_bin() -> str:
+    return _bin("torchrun")
+
+
+def _accelerate_argv(config: str, launcher: dict, t: Topology, deepspeed: str | None, exe: str) -> list[str]:
+    argv = [exe, "launch"]
+    cpu, many = bool(launcher.get("cpu")), t.world_size > 1
+    if cpu and not many:
+        argv.append("--cpu")
+    if launcher.get("config_file"):  # the distributed type is the config file's
+        argv += ["--config_file", str(launcher["config_file"])]
+    elif deepspeed:
+        argv += ["--use_deepspeed", "--deepspeed_config_file", str(deepspeed)]
+        if t.nnodes > 1:  # each node runs its own command (no pdsh/ssh from node 0)
+            argv += ["--deepspeed_multinode_launcher", "standard"]
+    elif many:  # also on CPU: `--cpu` runs one process whatever --num_processes says
+        argv.append("--multi_gpu")
+    argv += ["--num_processes", str(t.world_size), "--num_machines", str(t.nnodes)]
+    if t.nnodes > 1:
+        argv += ["--machine_rank", str(t.node_rank), "--main_process_ip", t.master_addr,
+                 "--main_process_port", str(t.master_port)]
+    else:
+        argv += ["--main_process_ip", t.master_addr] if t.master_addr else []
+        argv += ["--main_process_port", str(t.master_port)] if t.master_port else []
+    return argv + ["--mixed_precision", launcher.get("mixed_precision", "no"), "--dynamo_backend", "no",
+                   *TRAIN_MODULE, config]
+
+
+def _torchrun_argv(config: str, t: Topology, exe: str) -> list[str]:
+    argv = [exe, "--nnodes", str(t.nnodes), "--nproc_per_node", str(t.nproc)]
+    if t.nnodes > 1:
+        argv += ["--node_rank", str(t.node_rank), "--master_addr", t.master_addr,
+                 "--master_port", str(t.master_port)]
+    else:
+        argv += ["--master_addr", t.master_addr] if t.master_addr else []
+        argv += ["--master_port", str(t.master_port)] if t.master_port else []
+    return argv + [*TRAIN_MODULE, config]
+
+
+def plan_launch(config: Path | str, launcher: dict, topology: Topology | None = None, *,
+                deepspeed: str | None = None, exe: str | None = None) -> LaunchPlan:
+    """The command (and extra environment) that starts this node's share of training.
+
+    `launcher` is a profile's launcher block; `deepspeed` the rendered config's DeepSpeed
+    JSON, if any; `exe` replaces the accelerate/torchrun executable (tests)."""
+    t = resolve_topology(launcher, topology)
+    if launcher.get("cpu") and deepspeed:
+        raise BadInput("a CPU profile cannot train with DeepSpeed; drop `deepspeed:` or use a GPU profile")
+    if t.launcher == "torchrun":
+        argv = _torchrun_argv(str(config), t, exe or torchrun_bin())
+    else:
+        argv = _accelerate_argv(str(config), launcher, t, deepspeed, exe or accelerate_bin())
+    # Several processes on CPU: transformers picks gloo only when told the device is the CPU
+    # (accelerate's --cpu would start a single process).
+    cpu_dist = bool(launcher.get("cpu")) and (t.world_size > 1 or t.launcher == "torchrun")
+    return LaunchPlan(argv, {"ACCELERATE_USE_CPU": "true"} if cpu_dist else {})
+
+
+def launch_argv(config: Path | str, launcher: dict, topology: Topology | None = None, *,
+                deepspeed: str | None = None, accelerate: str | None = None) -> list[str]:
+    """`accelerate launch ... -m axolotl.cli.train CONFIG` for a profile's launcher settings."""
+    return plan_launch(config, launcher, topology, deepspeed=deepspeed, exe=accelerate).argv
+
+
+def train_env(base: dict | None = None, workspace: Path | None = None, *, extra: dict | None = None,
+              wandb: bool = False) -> dict:
+    """The environment of a training process: ours on top of the caller's.
+
+    With `wandb` (a recipe that tracks to W&B) WANDB_MODE is left to the caller, whose
+    environment also holds WANDB_API_KEY: keys and tokens are never written anywhere."""
+    env = dict(os.environ if base is None else base)
+    env.update({k: v for k, v in TRAIN_ENV.items() if not (wandb and k == "WANDB_MODE")})
+    env.update(extra or {})
+    if workspace is not None:  # keep Hugging Face caches inside the workspace
+        env.setdefault("HF_HOME", str(Path(workspace) / ".hf"))
+    return env
+
+
+# ---- running the launch command -------------------------------------------------------
+
+_LOSS = re.compile(r"\{'(?:loss|train_runtime)':[^}]*\}")
+_STEP = re.compile(r"(\d+)/(\d+) \[")
+
+
+class TrainingFailed(CltError):
+    exit_code = 1
+
+
+def parse_progress(line: str) -> dict | None:
+    """A loss record ({'loss': ..., 'epoch': ...}) or a step counter from Axolotl's output."""
+    m = _LOSS.search(line)
+    if m:
+        try:
+            return {k: float(v) if isinstance(v, int | float | str) and _num(v) else v
+                    for k, v in ast.literal_eval(m.group(0)).items()}
+        except (ValueError, SyntaxError):
+            return None
+    m = _STEP.search(line)
+    return {"step": int(m.group(1)), "steps": int(m.group(2))} if m else None
+
+
+def _num(v) -> bool:
+    try:
+        float(v)
+        return True
+    except (TypeError, ValueError):
+        return False
+
+
+def _stream(proc: subprocess.Popen, log_path: Path, on_progress: Callable[[dict], None]) -> list[dict]:
+    """Copy the child's output to the log (secrets masked), reporting progress as it comes."""
+    losses, buf = [], b""
+    with open(log_path, "w", encoding="utf-8") as log:
+        while chunk := proc.stdout.read1(65536) if proc.stdout else b"":
+            buf += chunk
+            *parts, buf = re.split(rb"[\r\n]", buf)
+            for raw in parts:
+                line = redact(raw.decode("utf-8", "replace"))
+                if line.strip():
+                    log.write(line + "\n")
+                info = parse_progress(line)
+                if info:
+                    if "loss" in info or "train_loss" in info:
+                        losses.append(info)
+                    on_progress(info)
+        if buf:
+            log.write(redact(buf.decode("utf-8", "replace")) + "\n")
+    return losses
+
+
+def run_training(argv: list[str], run_dir: Path, workspace: Path, on_progress: Callable[[dict], None], *,
+                 env: dict | None = None, wandb: bool = False, log_name: str = "train.log") -> dict:
+    """Run the launch command; raise TrainingFailed (with the log's tail) on failure."""
+    log_path = run_dir / "logs" / log_name
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    start = time.monotonic()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=run_dir,
+                            env=train_env(workspace=workspace, extra=env, wandb=wandb), start_new_session=True)
+    try:
+        losses = _stream(proc, log_path, on_progress)
+        code = proc.wait()
+    except BaseException:  # Ctrl-C or our own crash: stop the whole training process group
+        _kill(proc)
+        raise
+    seconds = time.monotonic() - start
+    if code != 0:
+        tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+        raise TrainingFailed(f"training failed (exit {code}); log: {log_path}\n{tail}")
+    return {"train_seconds": round(seconds, 2), "losses": losses}
+
+
+def _kill(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(timeout=10)
+    except (ProcessLookupError, subprocess.TimeoutExpired):
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

@@ -1,0 +1,110 @@
+"""Profiles: the base model, tokenizer, precision, kernels and launcher a recipe trains with.
+
+A profile is YAML under `configs/profiles/`. Its `axolotl:` map is the base of the
+rendered Axolotl config; the recipe's `train:` and `axolotl:` keys override it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jsonschema
+
+from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.core.workspace import WORKSPACE_PREFIX, resolve_path
+from cl_toolkit.core.yamlio import display, format_key, load_yaml
+
+
+@dataclass(frozen=True)
+class TinySpec:
+    """The shape of a tiny model. Defaults are the tiny-cpu profile's (measured in DESIGN.md)."""
+
+    seed: int = 0
+    vocab_size: int = 2048
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    intermediate_size: int = 256
+    max_positions: int = 512
+    pretrain_epochs: int = 0  # >0: full fine-tune on the bundled general text through Axolotl
+
+
+PROFILE_SCHEMA = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["name", "base_model", "axolotl"],
+    "properties": {
+        "name": {"type": "string"},
+        "description": {"type": "string"},
+        "base_model": {"type": "string", "minLength": 1},
+        "tiny_model": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {k: {"type": "integer", "minimum": 0} for k in TinySpec.__dataclass_fields__},
+        },
+        "launcher": {
+            "type": "object",
+            "additionalProperties": False,
+            "properties": {
+                "cpu": {"type": "boolean", "description": "Train on the CPU (gloo when several processes)."},
+                "num_processes": {"type": "integer", "minimum": 1,
+                                  "description": "Processes per machine, one per GPU (clt train --nproc)."},
+                "num_machines": {"type": "integer", "minimum": 1,
+                                 "description": "Machines in the job (clt train --nnodes)."},
+                "mixed_precision": {"enum": ["no", "fp16", "bf16"]},
+                "config_file": {"type": "string", "description": "An accelerate config file; it then sets the distributed type."},
+            },
+        },
+        "offline_model_config": {"type": "string", "description": "Local copy of the base model's config.json folder, used only to validate offline."},
+        "axolotl": {"type": "object"},
+    },
+}
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    path: Path
+    base_model: str  # resolved local path, or a hub id for real models
+    base_is_local: bool
+    tiny_model: TinySpec | None
+    offline_model_config: Path | None = None
+    launcher: dict = field(default_factory=dict)
+    axolotl: dict = field(default_factory=dict)
+    description: str = ""
+
+
+def load_profile(path: Path, root: Path, workspace: Path) -> Profile:
+    """Load and check a profile; BadInput lists every problem with file, line and key."""
+    data, lines = load_yaml(path)
+    fname = display(path)
+    if not isinstance(data, dict):
+        raise BadInput([Problem(fname, "a profile must be a YAML mapping", 1)])
+    problems = [
+        Problem(fname, e.message, lines.line_for(e.absolute_path), format_key(e.absolute_path) or None)
+        for e in jsonschema.Draft202012Validator(PROFILE_SCHEMA).iter_errors(data)
+    ]
+    if problems:
+        raise BadInput(problems)
+    raw = data["base_model"]
+    local = raw.startswith(WORKSPACE_PREFIX) or raw.startswith(".") or raw.startswith("/")
+    base = str(resolve_path(raw, root, workspace)) if local else raw
+    tiny = TinySpec(**data["tiny_model"]) if "tiny_model" in data else None
+    return Profile(
+        name=data["name"], path=Path(path), base_model=base, base_is_local=local, tiny_model=tiny,
+        offline_model_config=resolve_path(data["offline_model_config"], root, workspace) if "offline_model_config" in data else None,
+        launcher=_launcher(data.get("launcher", {}), root, workspace), axolotl=dict(data["axolotl"]),
+        description=data.get("description", ""),
+    )
+
+
+def _launcher(block: dict, root: Path, workspace: Path) -> dict:
+    """The launcher block, an accelerate config file resolved (training runs in the run folder)."""
+    out = dict(block)
+    if "config_file" in out:
+        path = resolve_path(out["config_file"], root, workspace)
+        if not path.is_file():
+            raise BadInput(f"launcher.config_file not found: {out['config_file']}")
+        out["config_file"] = str(path)
+    return out

@@ -1,0 +1,213 @@
+"""Render a recipe into a run folder: the Axolotl config, the materialised training mix,
+and a manifest with the SHA-256 of every input and output. Pure composition first
+(`compose_config`), then validation, then one atomic publish of the whole folder."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import yaml
+
+from cl_toolkit import __version__
+from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.core.files import dump_json, jsonl_bytes, publish_dir, sha256_bytes, sha256_file
+from cl_toolkit.core.secret_scan import refuse_secrets
+from cl_toolkit.core.workspace import resolve_path
+from cl_toolkit.core.yamlio import display
+from cl_toolkit.recipe.model import LoadedRecipe, thaw
+from cl_toolkit.registry import RegistryStore
+from cl_toolkit.training.axolotl_check import validate_with_axolotl
+from cl_toolkit.training.launch import Topology, fill_topology
+from cl_toolkit.training.mix import Mix, build_mix
+from cl_toolkit.training.profiles import Profile, load_profile
+
+FILES = ("axolotl.yml", "manifest.json", "recipe.yml", "data/train.jsonl", "data/new.jsonl")
+
+
+@dataclass(frozen=True)
+class Rendered:
+    run_dir: Path
+    config: dict
+    profile: Profile
+    manifest: dict
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a strategy contributes: Axolotl keys, the dataset entry, and (for distillation)
+    the rows to train on instead of the plain mix."""
+
+    keys: dict
+    dataset: dict
+    rows: list[dict] | None = None
+
+
+CHAT_DATASET = {"ds_type": "json", "type": "chat_template", "field_messages": "messages",
+                "roles_to_train": ["assistant"]}
+
+
+def _initial_lora(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, mix: Mix) -> Plan:
+    return Plan({"base_model": profile.base_model}, CHAT_DATASET)
+
+
+def _continued_lora(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, mix: Mix) -> Plan:
+    """Start from the parent's adapter, trainable; rank and alpha come from its config."""
+    parent = registry.require(lr.recipe.model, lr.recipe.parent)
+    if not parent.adapter_dir or not (Path(parent.adapter_dir) / "adapter_config.json").is_file():
+        raise BadInput(f"{lr.recipe.model} {parent.version} has no LoRA adapter to continue from")
+    adapter_cfg = json.loads((Path(parent.adapter_dir) / "adapter_config.json").read_text())
+    keys = {"base_model": parent.base_model, "lora_model_dir": parent.adapter_dir,
+            "lora_r": adapter_cfg["r"], "lora_alpha": adapter_cfg["lora_alpha"]}
+    if adapter_cfg.get("modules_to_save"):
+        keys["lora_modules_to_save"] = list(adapter_cfg["modules_to_save"])
+    return Plan(keys, CHAT_DATASET)
+
+
+def _merge_and_retrain(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, mix: Mix) -> Plan:
+    """Merge the parent into a new base (cached), then a fresh LoRA on the complete data."""
+    from cl_toolkit.training.merge_lora import merged_base
+
+    parent = registry.require(lr.recipe.model, lr.recipe.parent)
+    base, _built = merged_base(parent, lr.workspace)
+    return Plan({"base_model": str(base)}, CHAT_DATASET)
+
+
+def _distillation(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, mix: Mix) -> Plan:
+    """The teacher's top-K log-probs over the mix; a fresh LoRA student trained by the KD plugin."""
+    from transformers import AutoTokenizer
+
+    from cl_toolkit.training.teacher import cache_path, teacher_rows
+
+    d = lr.recipe.distillation
+    teacher = registry.require(lr.recipe.model, d["teacher"])
+    student_tok = AutoTokenizer.from_pretrained(profile.base_model) if profile.base_is_local else None
+    rows = teacher_rows(teacher, mix.rows, d["top_k"], cache_path(lr.workspace, teacher, mix.rows, d["top_k"]),
+                        student_tokenizer=student_tok)
+    keys = {"base_model": profile.base_model, "plugins": ["axolotl.integrations.kd.KDPlugin"],
+            "kd_trainer": True, "kd_ce_alpha": round(1.0 - d["alpha"], 6), "kd_alpha": d["alpha"],
+            "kd_temperature": d["temperature"]}
+    dataset = {"ds_type": "json", "type": "axolotl.integrations.kd.chat_template", "field_messages": "messages",
+               "logprobs_field": "logprobs", "temperature": 1.0, "roles_to_train": ["assistant"]}
+    return Plan(keys, dataset, rows)
+
+
+# strategy name -> its plan (habit: name -> implementation dicts, no class hierarchy)
+STRATEGIES = {"initial_lora": _initial_lora, "continued_lora": _continued_lora,
+              "merge_and_retrain": _merge_and_retrain, "distillation": _distillation}
+
+
+def tracking_keys(tracking: dict | None, run_name: str, source: str = "recipe") -> dict:
+    """Axolotl's own W&B and MLflow keys for a recipe's `tracking:`. Keys and tokens
+    (WANDB_API_KEY, MLFLOW_TRACKING_TOKEN, ...) stay in the environment: a tracking URI
+    that carries a password is refused."""
+    tracking = tracking or {}
+    keys = {}
+    if wandb := tracking.get("wandb"):
+        keys.update({"use_wandb": True, "wandb_project": wandb["project"], "wandb_name": run_name})
+        if wandb.get("entity"):
+            keys["wandb_entity"] = wandb["entity"]
+    if mlflow := tracking.get("mlflow"):
+        uri = mlflow["tracking_uri"]
+        if urlsplit(uri).password:
+            raise BadInput([Problem(source, "a tracking URI must not carry a password; set "
+                                    "MLFLOW_TRACKING_USERNAME/PASSWORD or MLFLOW_TRACKING_TOKEN in the environment",
+                                    key="tracking.mlflow.tracking_uri")])
+        keys.update({"use_mlflow": True, "mlflow_tracking_uri": uri,
+                     "mlflow_experiment_name": mlflow["experiment"], "mlflow_run_name": run_name})
+    return keys
+
+
+def engine_keys(cfg: dict, lr: LoadedRecipe, profile: Profile, world_size: int) -> dict:
+    """What the launch needs inside the config: the DeepSpeed JSON as an absolute path
+    (training runs in the run folder), and for several CPU processes a CPU-only
+    `max_memory`: Axolotl maps each rank to device LOCAL_RANK, a GPU index, unless a
+    memory map says where the model goes."""
+    keys = {}
+    if isinstance(cfg.get("deepspeed"), str):
+        path = resolve_path(cfg["deepspeed"], lr.root, lr.workspace)
+        if not path.is_file():
+            raise BadInput([Problem("axolotl.yml (rendered)", f"DeepSpeed config not found: {cfg['deepspeed']}",
+                                    key="deepspeed")])
+        keys["deepspeed"] = str(path)
+    if profile.launcher.get("cpu") and world_size > 1 and not cfg.get("max_memory"):
+        keys["max_memory"] = {"cpu": "256GiB"}
+    return keys
+
+
+def compose_config(lr: LoadedRecipe, profile: Profile, plan: Plan, run_dir: Path) -> dict:
+    """The Axolotl config: profile < strategy < tracking < recipe.train < recipe.axolotl < fixed paths."""
+    recipe = lr.recipe
+    cfg = {**profile.axolotl, **plan.keys, **tracking_keys(thaw(recipe.tracking), recipe.run_name, display(lr.source)),
+           **thaw(recipe.train), **thaw(recipe.axolotl)}
+    cfg.setdefault("seed", recipe.data.seed)
+    cfg["datasets"] = [{"path": str(run_dir / "data" / "train.jsonl"), **plan.dataset}]
+    cfg["dataset_prepared_path"] = str(run_dir / "prepared")
+    cfg["output_dir"] = str(run_dir / "adapter")
+    return dict(sorted(cfg.items()))
+
+
+def _manifest(lr: LoadedRecipe, profile: Profile, mix: Mix, outputs: dict) -> dict:
+    r = lr.recipe
+    return {
+        "toolkit_version": __version__, "model": r.model, "version": r.version, "parent": r.parent,
+        "strategy": r.strategy, "seed": r.data.seed,
+        "recipe": {"path": display(lr.source), "sha256": lr.sha256, "overrides": list(lr.overrides)},
+        "profile": {"name": profile.name, "path": display(profile.path), "sha256": sha256_file(profile.path),
+                    "base_model": profile.base_model},
+        "inputs": mix.inputs, "mix": mix.counts, "outputs": outputs,
+    }
+
+
+def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate: bool = True,
+           topology: Topology | None = None) -> Rendered:
+    """Render `lr` into `out_dir` (replaced atomically); nothing is written on error.
+    `topology` (clt train --nproc/--nnodes) overrides the profile's process count."""
+    recipe = lr.recipe
+    profile = load_profile(resolve_path(recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
+    refuse_secrets(profile.axolotl, display(profile.path))
+    refuse_secrets(thaw(recipe.axolotl), display(lr.source))
+    out_dir = Path(out_dir).resolve()
+    mix = build_mix(lr, registry)
+    plan = STRATEGIES[recipe.strategy](lr, registry, profile, mix)
+    if plan.rows is not None:
+        mix = dataclasses.replace(mix, rows=plan.rows)
+    cfg = compose_config(lr, profile, plan, out_dir)
+    world_size = fill_topology(profile.launcher, topology).world_size
+    cfg = dict(sorted({**cfg, **engine_keys(cfg, lr, profile, world_size)}.items()))
+    refuse_secrets(cfg, "axolotl.yml (rendered)")
+    if validate:
+        validate_with_axolotl(cfg, cpu=bool(profile.launcher.get("cpu")), num_processes=world_size,
+                              offline_model_config=profile.offline_model_config)
+    return _write(lr, profile, mix, cfg, out_dir)
+
+
+def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Path) -> Rendered:
+    blobs = {
+        "axolotl.yml": yaml.safe_dump(cfg, sort_keys=True, allow_unicode=True).encode(),
+        "recipe.yml": lr.text.encode(),
+        "data/train.jsonl": jsonl_bytes(mix.rows),
+        "data/new.jsonl": jsonl_bytes(mix.new_rows),
+    }
+    outputs = {name: {"sha256": sha256_bytes(b)} for name, b in blobs.items()}
+    outputs["data/train.jsonl"]["rows"] = len(mix.rows)
+    outputs["data/new.jsonl"]["rows"] = len(mix.new_rows)
+    manifest = _manifest(lr, profile, mix, outputs)
+    blobs["manifest.json"] = dump_json(manifest).encode()
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.render.", dir=out_dir.parent))
+    try:
+        for name, data in blobs.items():
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            (staging / name).write_bytes(data)
+        staging.chmod(0o755)
+        publish_dir(staging, out_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return Rendered(run_dir=out_dir, config=cfg, profile=profile, manifest=manifest)
