@@ -24,6 +24,7 @@ from cl_toolkit import __version__
 from cl_toolkit.bench import metrics
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import jsonl_bytes, sha256_file
+from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version
 from cl_toolkit.evaluation.matchers import MATCHERS
 from cl_toolkit.evaluation.suite import load_suite
@@ -257,7 +258,7 @@ def machine() -> dict:
 def run_benchmark(root: Path, work: Path, settings: BenchSettings, say: Callable[[str], None] = lambda m: None) -> dict:
     """Run every strategy over the stream; the whole result document (see write_results)."""
     settings.check()
-    start, started_at = time.monotonic(), time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    start, started_at = time.monotonic(), utc_now()
     host = machine()
     profile = load_profile(root / settings.profile, root, work)
     spec = profile.tiny_model or TinySpec()

@@ -6,7 +6,6 @@ evaluates its baseline once) and every fresh evaluation joins the model's histor
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ from pathlib import Path
 from cl_toolkit import __version__
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_json
+from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.evaluation import history
 from cl_toolkit.evaluation.generate import (
     DEFAULT_BATCH_SIZE,
@@ -101,7 +101,7 @@ def build_result(rec: VersionRecord, suite: Suite, rows: list[dict], gen: Genera
                         "tokens_per_second": round(gen.tokens_per_second, 2),
                         "peak_memory_mb": round(gen.peak_memory_mb, 1), "device": settings["device"],
                         "batch_size": settings["batch_size"]},
-        "evaluated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "toolkit_version": __version__,
+        "evaluated_at": utc_now(), "toolkit_version": __version__,
         "cases": [{**r, "new_tokens": n} for r, n in zip(rows, gen.new_tokens, strict=True)],
     }
 

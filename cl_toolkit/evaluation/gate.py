@@ -7,7 +7,6 @@ folder; a case both versions fail is not a regression."""
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import jsonschema
 from cl_toolkit import __version__
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.files import atomic_write_json, atomic_write_text
+from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.core.workspace import project_root, resolve_path
 from cl_toolkit.core.yamlio import display, format_key, load_yaml
 from cl_toolkit.evaluation import history
@@ -179,7 +179,7 @@ def run_gate(workspace: Path, model: str, candidate: str, baseline: str | None =
         "suite_sha256": loaded.sha256, "passed": not reasons, "reasons": reasons, "policy": config.policy,
         **diff, "settings": cand_result["settings"],
         "evaluations": {"baseline": base_result["cache_path"], "candidate": cand_result["cache_path"]},
-        "gated_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "toolkit_version": __version__,
+        "gated_at": utc_now(), "toolkit_version": __version__,
     }
     write_reports(workspace, cand, result)
     _record_in_registry(workspace, model, candidate, result)

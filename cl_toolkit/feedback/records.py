@@ -11,6 +11,7 @@ import math
 import re
 from datetime import UTC, datetime
 
+from cl_toolkit.core.timefmt import format_timestamp, utc_now
 from cl_toolkit.feedback.schema import SOURCES
 
 MAX_ID_CHARS = 256
@@ -34,16 +35,7 @@ class RecordError(ValueError):
         self.key = key
 
 
-def now_timestamp() -> str:
-    """The current time in the store's timestamp format."""
-    return format_timestamp(datetime.now(UTC))
-
-
-def format_timestamp(dt: datetime) -> str:
-    """ISO 8601 UTC with milliseconds and a Z: text order is time order."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)  # naive times are taken as UTC
-    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="milliseconds") + "Z"
+now_timestamp = utc_now  # the store's timestamps are the toolkit's one format
 
 
 def normalize_timestamp(value, key: str = "timestamp") -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+
+from cl_toolkit.core.timefmt import from_epoch
 
 DOMAINS = ("hose", "ventilation", "hazmat", "ems", "rescue", "apparatus")
 QUESTIONS = (
@@ -72,7 +73,7 @@ def generate_rows(n: int, *, seed: int = 0, prefix: str = "req", start: str = "2
         previous = (question, answer)
         row = {
             "request_id": f"{prefix}-{i:08d}",
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t0 + 10 * i)),
+            "timestamp": from_epoch(t0 + 10 * i),
             "input": question, "output": answer,
             "model_version": "1.0.0" if i % 3 else "1.1.0",
             "metadata": {"domain": DOMAINS[kind], "confidence": round(rng.random(), 3),

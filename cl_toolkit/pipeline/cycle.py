@@ -21,6 +21,7 @@ from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_json, jsonl_bytes, sha256_bytes, sha256_file
+from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.core.workspace import resolve_path
 from cl_toolkit.recipe.model import LoadedRecipe, thaw
 from cl_toolkit.registry import VersionRecord, open_registry
@@ -232,7 +233,7 @@ def run_cycle(lr: LoadedRecipe, *, from_step: str | None = None, until: str | No
         c.outputs[step] = run(c)
         atomic_write_json(c.stamps / f"{step}.json", {"step": step, "inputs": inputs, "outputs": c.outputs[step],
                                                        "seconds": round(time.monotonic() - start, 2),
-                                                       "finished_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+                                                       "finished_at": utc_now()})
         ran.append(step)
         if step == until:
             break

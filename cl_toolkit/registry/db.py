@@ -24,6 +24,7 @@ from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.semver import parse as parse_semver
+from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.core.workspace import workspace_dir
 from cl_toolkit.registry.artifacts import ArtifactFile, artifact_store, run_artifacts
 
@@ -101,9 +102,7 @@ class Event:
     detail: dict
 
 
-def now() -> str:
-    t = time.time()
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int(t % 1 * 1000):03d}Z"
+now = utc_now  # the toolkit's one timestamp format
 
 
 def current_user(who: str | None = None) -> str:
@@ -340,7 +339,7 @@ def _normalise(rec: VersionRecord) -> VersionRecord:
     if rec.version in parents:
         raise BadInput(f"{rec.model} {rec.version} cannot be its own parent")
     return replace(rec, parents=parents, status="active",
-                   created_at=rec.created_at or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+                   created_at=rec.created_at or utc_now())
 
 
 def _stored(rec: VersionRecord, final: str, local: bool) -> VersionRecord:
