@@ -17,6 +17,7 @@ from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.files import atomic_write_bytes
+from cl_toolkit.feedback.ratings import NEGATIVE_MAX
 from cl_toolkit.feedback.records import now_timestamp
 from cl_toolkit.feedback.store import FeedbackStore
 
@@ -25,13 +26,13 @@ COLUMNS = ("request_id", "stratum", "timestamp", "model_version", "domain", "con
            "expert_rating", "expert_correction", "expert_notes")
 STRATA = ("errors", "low_confidence", "random")
 DEFAULT_SHARES = {"errors": 0.4, "low_confidence": 0.3}
-_CANDIDATES = """SELECT p.request_id,
+_CANDIDATES = f"""SELECT p.request_id,
     EXISTS (SELECT 1 FROM feedback f WHERE f.request_id = p.request_id
-            AND f.source != 'expert' AND (f.rating <= 2 OR f.thumbs = -1)),
+            AND f.source != 'expert' AND (f.rating <= {NEGATIVE_MAX} OR f.thumbs = -1)),
     p.confidence < ?
 FROM predictions p
 WHERE NOT EXISTS (SELECT 1 FROM feedback f WHERE f.request_id = p.request_id
-                  AND f.source = 'expert') {extra}
+                  AND f.source = 'expert') {{extra}}
 ORDER BY p.request_id"""
 _NOT_SAMPLED = "AND NOT EXISTS (SELECT 1 FROM annotation_samples s WHERE s.request_id = p.request_id)"
 _DETAILS = """SELECT p.request_id, p.timestamp, p.model_version, p.domain, p.confidence, p.input,

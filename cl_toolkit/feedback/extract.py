@@ -28,6 +28,13 @@ from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_open, atomic_write_json, sha256_file
+from cl_toolkit.feedback.ratings import (
+    EFFECTIVE_CORRECTION,
+    EFFECTIVE_RATING,
+    NEGATIVE_MAX,
+    POSITIVE_MIN,
+    SOURCE_JOINS,
+)
 from cl_toolkit.feedback.records import RecordError, normalize_timestamp
 from cl_toolkit.feedback.redact import PLACEHOLDERS, may_hold_pii, redact
 from cl_toolkit.feedback.store import FeedbackStore
@@ -47,16 +54,12 @@ FORMATS: dict[str, Callable[[str, str, str | None], str]] = {
         + (f', "system": {_q(s)}' if s else "") + "}\n"),
     "completion": lambda p, a, s: f'{{"text": {_q((s + chr(10) if s else "") + p + chr(10) + a)}}}\n',
 }
-_THUMB = "CASE {0}.thumbs WHEN 1 THEN 5 WHEN 0 THEN 3 WHEN -1 THEN 1 END"
 _SELECT = f"""SELECT p.input, p.output, p.quality_score, p.confidence,
-    COALESCE(e.rating, {_THUMB.format('e')}, i.rating, {_THUMB.format('i')},
-             u.rating, {_THUMB.format('u')}) AS rating,
-    COALESCE(e.correction, i.correction, u.correction) AS correction,
+    {EFFECTIVE_RATING} AS rating,
+    {EFFECTIVE_CORRECTION} AS correction,
     e.correction IS NOT NULL AS expert_correction
 FROM predictions p
-LEFT JOIN feedback e ON e.request_id = p.request_id AND e.source = 'expert'
-LEFT JOIN feedback i ON i.request_id = p.request_id AND i.source = 'incident'
-LEFT JOIN feedback u ON u.request_id = p.request_id AND u.source = 'user'"""
+{SOURCE_JOINS}"""
 
 
 def _where(since: str | None, until: str | None, versions: list[str]) -> tuple[str, list]:
@@ -149,8 +152,8 @@ def _write_new(examples: Iterable[tuple], f, seen: set, counts: Counter,
             pseudo_lines.append(counts["written"])
 
 
-def extract(store: FeedbackStore, out_path: str | Path, *, fmt: str = "chat", min_rating: int = 4,
-            max_bad_rating: int = 2, min_quality: float | None = None, since: str | None = None,
+def extract(store: FeedbackStore, out_path: str | Path, *, fmt: str = "chat", min_rating: int = POSITIVE_MIN,
+            max_bad_rating: int = NEGATIVE_MAX, min_quality: float | None = None, since: str | None = None,
             until: str | None = None, model_versions: list[str] | tuple = (),
             redact_pii: bool = True, dedupe: bool = True, system_prompt: str | None = None,
             pseudo_label_min_confidence: float | None = None,

@@ -2,13 +2,12 @@
 auto-rollback, over the feedback store and the registry.
 
 Library modules take data and return results (`triggers`, `drift`, `ab`, `health`,
-`stats`); `observe` is the only one that reads the store and the registry; `loop` only
-sequences the steps; `cli` parses, calls one function and prints.
+`stat_tests`); `observe` is the only one that reads the store and the registry. The loop
+that acts on the decisions is `cl_toolkit.pipeline.loop`; the commands are in `cl_toolkit.cli`.
 
-Definitions shared by every check (the same rule as `clt feedback extract`): a
-prediction's *effective rating* comes from its most trusted source that rated it (expert,
-then incident, then user), thumbs counting as 5 / 3 / 1. It is *positive* when >= 4
-(rating >= 4 or thumbs up), *negative* when <= 2. "Accuracy" is the positive rate over
-rated predictions. A prediction's model line is `metadata.model`, else the registry's only
+The meaning of a rating is defined once, in `cl_toolkit.feedback.ratings` (the same rule as
+`clt feedback extract`): the *effective rating* of a prediction comes from its most trusted
+source, thumbs counting as 5 / 3 / 1; *positive* is >= 4, *negative* <= 2. "Accuracy" is
+the positive rate over rated predictions. A prediction's model line is `metadata.model`, else the registry's only
 model line.
 """

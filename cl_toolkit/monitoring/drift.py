@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from cl_toolkit.feedback.ratings import is_positive
 from cl_toolkit.monitoring.config import Drift
 from cl_toolkit.monitoring.observe import CATEGORICAL_FEATURES, NUMERIC_FEATURES
 from cl_toolkit.monitoring.stat_tests import (
@@ -71,8 +72,8 @@ def categorical_drift(reference: list, current: list, cfg: Drift) -> dict:
 def concept_drift(reference_ratings: list, current_ratings: list, cfg: Drift) -> dict:
     """The drop in positive rate between the windows."""
     n1, n2 = len(reference_ratings), len(current_ratings)
-    x1 = sum(1 for r in reference_ratings if r >= 4)
-    x2 = sum(1 for r in current_ratings if r >= 4)
+    x1 = sum(1 for r in reference_ratings if is_positive(r))
+    x2 = sum(1 for r in current_ratings if is_positive(r))
     out = {"rated_reference": n1, "rated_current": n2}
     if not n1 or not n2:
         return {**out, "positive_rate_reference": None, "positive_rate_current": None, "drop": None,

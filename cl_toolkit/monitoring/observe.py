@@ -9,17 +9,12 @@ from dataclasses import dataclass
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.semver import parse as parse_semver
+from cl_toolkit.feedback.ratings import EFFECTIVE_RATING, NEGATIVE_MAX, POSITIVE_MIN, SOURCE_JOINS
 from cl_toolkit.monitoring.config import MonitorConfig
 from cl_toolkit.monitoring.windows import Window, shift, to_store_time
 from cl_toolkit.registry import RegistryStore, previous_champion
 
-_THUMB = "CASE {0}.thumbs WHEN 1 THEN 5 WHEN 0 THEN 3 WHEN -1 THEN 1 END"
-# the effective rating: the most trusted source that rated (as `clt feedback extract`)
-EFFECTIVE_RATING = (f"COALESCE(e.rating, {_THUMB.format('e')}, i.rating, {_THUMB.format('i')}, "
-                    f"u.rating, {_THUMB.format('u')})")
-_JOINS = """LEFT JOIN feedback e ON e.request_id = p.request_id AND e.source = 'expert'
-LEFT JOIN feedback i ON i.request_id = p.request_id AND i.source = 'incident'
-LEFT JOIN feedback u ON u.request_id = p.request_id AND u.source = 'user'"""
+_JOINS = SOURCE_JOINS
 # the model line of a prediction: metadata.model, else the registry's only line
 _LINE = "COALESCE(json_extract(p.metadata, '$.model'), :default_line) IS :model"
 NUMERIC_FEATURES = ("prompt_length", "response_length", "latency_ms", "confidence", "quality_score")
@@ -140,7 +135,7 @@ def rates(conn, model: str | None, default: str | None, window: Window, version:
     if version is not None:
         where += " AND p.model_version = :version"
     row = conn.execute(
-        f"SELECT COUNT(r), COALESCE(SUM(r >= 4), 0), COALESCE(SUM(r <= 2), 0) FROM "
+        f"SELECT COUNT(r), COALESCE(SUM(r >= {POSITIVE_MIN}), 0), COALESCE(SUM(r <= {NEGATIVE_MAX}), 0) FROM "
         f"(SELECT {EFFECTIVE_RATING} AS r FROM predictions p {_JOINS} WHERE {where})",
         {"start": window.start, "end": window.end, "model": model, "default_line": default,
          "version": version}).fetchone()
@@ -155,7 +150,7 @@ def feedback_counts(conn, model: str, default: str | None, since: str | None, at
             COALESCE(SUM(instr(lower(COALESCE(f.notes, '')), lower(:note)) > 0
                          OR (f.source = 'incident' AND f.rating <= :incident_rating)), 0),
             COALESCE(SUM(f.source = 'user' AND f.correction IS NOT NULL), 0),
-            COALESCE(SUM(f.source = 'expert' AND (f.correction IS NOT NULL OR f.rating >= 4
+            COALESCE(SUM(f.source = 'expert' AND (f.correction IS NOT NULL OR f.rating >= {POSITIVE_MIN}
                                                   OR f.thumbs = 1)), 0)
         FROM feedback f JOIN predictions p ON p.request_id = f.request_id
         WHERE f.timestamp >= :since AND f.timestamp < :at AND {_LINE}""",
@@ -188,7 +183,7 @@ def arm_rows(conn, model: str | None, default: str | None, versions: list[str],
         where += " AND p.timestamp >= :start AND p.timestamp < :end"
         params.update(start=window.start, end=window.end)
     cur = conn.execute(
-        f"SELECT v, COUNT(*), COUNT(r), COALESCE(SUM(r >= 4), 0), AVG(q), AVG(lat) FROM "
+        f"SELECT v, COUNT(*), COUNT(r), COALESCE(SUM(r >= {POSITIVE_MIN}), 0), AVG(q), AVG(lat) FROM "
         f"(SELECT p.model_version AS v, p.quality_score AS q, p.latency_ms AS lat, "
         f"{EFFECTIVE_RATING} AS r FROM predictions p {_JOINS} WHERE {where}) GROUP BY v", params)
     keys = ("predictions", "rated", "positive", "mean_quality", "mean_latency_ms")
