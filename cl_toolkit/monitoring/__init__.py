@@ -2,8 +2,8 @@
 auto-rollback, over the feedback store and the registry.
 
 Library modules take data and return results (`triggers`, `drift`, `ab`, `health`,
-`stats`); `observe` is the only one that reads the store and the registry; `loop` only
-sequences the steps; `cli` parses, calls one function and prints.
+`stats`, `decisions`); `observe` is the only one that reads the store and the registry.
+Nothing here acts: rolling back and training are `cl_toolkit.pipeline.loop`'s.
 
 Definitions shared by every check (the same rule as `clt feedback extract`): a
 prediction's *effective rating* comes from its most trusted source that rated it (expert,
