@@ -26,20 +26,30 @@ def cycle(ws, recipe, *args):
 
 @pytest.fixture(scope="module")
 def stopped_after_training(tmp_path_factory, tiny_model_dir):
+    """A workspace whose 1.0.0 cycle stopped after training; with the adapter as it was then."""
     ws = tmp_path_factory.mktemp("cycle") / "ws"
     shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")
     code, out, err = cycle(ws, R100, "--until", "train")
     assert code == 0, err[-3000:]
     assert out["ran"] == ["validate", "data", "render", "train"] and out["status"] is None
-    return ws
-
-
-def test_cycle_resumes_at_evaluation_without_training_again(stopped_after_training):
-    ws = stopped_after_training
     adapter = ws / "runs" / "firefighter-1.0.0" / "adapter" / "adapter_model.safetensors"
-    before = (adapter.stat().st_mtime_ns, adapter.read_bytes())
+    return ws, adapter, (adapter.stat().st_mtime_ns, adapter.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def resumed(stopped_after_training):
+    """The same cycle run again to its end: the workspace and what that run printed. Every
+    test that needs a released 1.0.0 (its report, a parent for 1.1.0) starts from here, so
+    each passes alone."""
+    ws = stopped_after_training[0]
     code, out, err = cycle(ws, R100)
     assert code == 0, err[-3000:]
+    return ws, out, err
+
+
+def test_cycle_resumes_at_evaluation_without_training_again(stopped_after_training, resumed):
+    _, adapter, before = stopped_after_training
+    ws, out, err = resumed
     assert out["ran"] == ["register", "evaluate", "gate", "release", "report"]
     assert "= train: done before, inputs unchanged" in err and "loss" not in err
     assert (adapter.stat().st_mtime_ns, adapter.read_bytes()) == before
@@ -48,8 +58,8 @@ def test_cycle_resumes_at_evaluation_without_training_again(stopped_after_traini
     assert code == 0 and out["ran"] == []
 
 
-def test_report_has_real_plots_and_a_computed_checklist(stopped_after_training):
-    ws = stopped_after_training
+def test_report_has_real_plots_and_a_computed_checklist(resumed):
+    ws, _, _ = resumed
     report = ws / "reports" / "firefighter"
     page = (report / "report.html").read_text()
     assert page.count("data:image/png;base64,") >= 3 and "<table>" in page
@@ -69,8 +79,8 @@ def test_report_has_real_plots_and_a_computed_checklist(stopped_after_training):
     assert "48 new examples" in checklist["at least 200 new training examples"]["evidence"]
 
 
-def test_changed_input_reruns_from_the_step_it_feeds(stopped_after_training):
-    ws = stopped_after_training
+def test_changed_input_reruns_from_the_step_it_feeds(resumed):
+    ws, _, _ = resumed
     code, out, err = cycle(ws, R110, "--until", "data")
     assert code == 0, err[-3000:]
     assert out["ran"] == ["validate", "data"]

@@ -11,12 +11,13 @@ from test_monitor_support import line_with_champion
 from cl_toolkit.core.errors import BadInput, Refused
 from cl_toolkit.core.yamlio import LineMap, load_yaml
 from cl_toolkit.monitoring.config import MonitorConfig, load_config, parse_config
-from cl_toolkit.monitoring.health import assess_health, perform_rollback
+from cl_toolkit.monitoring.decisions import decide as decide_actions
+from cl_toolkit.monitoring.decisions import suggested_recipe
+from cl_toolkit.monitoring.health import assess_health
 from cl_toolkit.monitoring.observe import Facts, LineFacts, Rates
 from cl_toolkit.monitoring.triggers import check_triggers
 from cl_toolkit.monitoring.windows import Window, shift
-from cl_toolkit.pipeline.loop import decide as decide_actions
-from cl_toolkit.pipeline.loop import suggested_recipe
+from cl_toolkit.pipeline.loop import perform_rollback
 from cl_toolkit.registry import open_registry, rollback
 
 AT = "2025-07-01T00:00:00.000Z"

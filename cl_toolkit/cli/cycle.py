@@ -31,10 +31,12 @@ def cycle_cli(recipe, from_step, until_step, overrides):
     rejected and the command exits 3."""
     lr = load_recipe(recipe, overrides)
     result = run_cycle(lr, from_step=from_step, until=until_step, say=lambda m: click.echo(m, err=True))
+    report = result["outputs"].get("report", {}).get("html")  # the stamps' paths are workspace-relative
     click.echo(json.dumps({"ran": result["ran"], "status": result["status"],
-                           "report": result["outputs"].get("report", {}).get("html")}, indent=2))
+                           "report": display(lr.workspace / report) if report else None}, indent=2))
     if result["status"] == "rejected":
-        raise Refused(f"{lr.recipe.run_name} was blocked by the gate: see {result['outputs']['gate']['report']}")
+        gate_report = display(lr.workspace / result["outputs"]["gate"]["report"])
+        raise Refused(f"{lr.recipe.run_name} was blocked by the gate: see {gate_report}")
 
 
 @click.command("report")

@@ -17,8 +17,9 @@ from cl_toolkit.feedback.records import now_timestamp
 from cl_toolkit.feedback.store import open_store
 from cl_toolkit.monitoring.ab import Arm, analyze, format_ab
 from cl_toolkit.monitoring.config import load_config
+from cl_toolkit.monitoring.decisions import format_decision
 from cl_toolkit.monitoring.drift import drift_report, format_drift
-from cl_toolkit.monitoring.health import assess_health, format_health, perform_rollback
+from cl_toolkit.monitoring.health import assess_health, format_health
 from cl_toolkit.monitoring.observe import (
     arm_rows,
     default_line,
@@ -30,6 +31,7 @@ from cl_toolkit.monitoring.observe import (
 from cl_toolkit.monitoring.triggers import check_triggers, format_report
 from cl_toolkit.monitoring.windows import at_or_now, parse_interval, parse_window
 from cl_toolkit.pipeline import loop as loop_mod
+from cl_toolkit.pipeline.loop import perform_rollback
 from cl_toolkit.registry import open_registry
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
@@ -167,13 +169,14 @@ def loop_cli(model, interval, once, recipe, auto_rollback, who, at, config, as_j
     if at and not once:
         raise BadInput("--at needs --once (a schedule runs at the current time)")
     cfg, ws = load_config(config), workspace_dir()
-    step = partial(loop_mod.run_step, ws, model, cfg, at=at, auto_train=recipe, auto_rollback=auto_rollback, who=who)
+    step = partial(loop_mod.run_step, ws, model, cfg, at=at, auto_train=recipe, auto_rollback=auto_rollback, who=who,
+                   say=lambda message: click.echo(message, err=True))
     loop_mod.run_loop(step, seconds, once, on_record=partial(_show_decision, as_json, once),
                       on_error=partial(_log_error, ws, model))
 
 
 def _show_decision(as_json: bool, once: bool, record: dict) -> None:
-    click.echo(json.dumps(record, ensure_ascii=False) if as_json else loop_mod.format_decision(record))
+    click.echo(json.dumps(record, ensure_ascii=False) if as_json else format_decision(record))
     errors = [a["error"] for a in record["actions"] if "error" in a]
     if once and errors:
         raise CltError("; ".join(errors))

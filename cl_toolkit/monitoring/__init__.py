@@ -2,8 +2,9 @@
 auto-rollback, over the feedback store and the registry.
 
 Library modules take data and return results (`triggers`, `drift`, `ab`, `health`,
-`stat_tests`); `observe` is the only one that reads the store and the registry. The loop
-that acts on the decisions is `cl_toolkit.pipeline.loop`; the commands are in `cl_toolkit.cli`.
+`stat_tests`, `decisions`); `observe` is the only one that reads the store and the registry.
+Nothing here acts: rolling back and training are `cl_toolkit.pipeline.loop`'s; the
+commands are in `cl_toolkit.cli`.
 
 The meaning of a rating is defined once, in `cl_toolkit.feedback.ratings` (the same rule as
 `clt feedback extract`): the *effective rating* of a prediction comes from its most trusted

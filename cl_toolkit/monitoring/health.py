@@ -3,20 +3,18 @@
 Status: "ok" (drop under planned.accuracy_drop), "warning" (at or over it), "critical"
 (over immediate.accuracy_drop and significant: z-test p < accuracy.alpha), "no data"
 (a window has fewer than accuracy.min_rated rated predictions, or there is no champion).
-A critical champion is rolled back to the previous one, through the registry, so the
-move is in its history with who and why; without --auto-rollback it is recommended.
+A critical champion is to be rolled back to the previous one (`rollback_to`); this module
+only judges and words it, the move itself is `pipeline.loop.perform_rollback` (through the
+registry, so it is in the history with who and why); without --auto-rollback it is recommended.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
-from cl_toolkit.core.errors import Refused
 from cl_toolkit.monitoring.config import MonitorConfig
 from cl_toolkit.monitoring.observe import Facts
 from cl_toolkit.monitoring.triggers import accuracy_change
-from cl_toolkit.registry import RegistryStore, rollback
-from cl_toolkit.registry.db import current_user
 
 
 @dataclass(frozen=True)
@@ -65,24 +63,6 @@ def assess_health(facts: Facts, cfg: MonitorConfig) -> HealthReport:
         baseline=_dict(facts.baseline), recent=_dict(facts.recent), drop=change.drop,
         p_value=change.p_value, status=status,
         rollback_to=facts.line.previous_champion if status == "critical" else None, detail=detail)
-
-
-def rollback_reason(report: HealthReport) -> str:
-    return f"auto-rollback: {report.champion} is critical ({report.detail})"
-
-
-def perform_rollback(reg: RegistryStore, report: HealthReport, who: str | None = None,
-                     via: str = "clt health --auto-rollback"):
-    """Roll a critical champion back through the registry (logged with who and why)."""
-    if report.status != "critical":
-        raise ValueError("only a critical champion is rolled back")
-    if reg.alias(report.model, "champion") != report.champion:
-        raise Refused(f"{report.model}'s champion changed since the check; run it again")
-    if report.rollback_to is None:
-        raise Refused(f"{report.model} {report.champion} is critical but has no earlier champion to roll "
-                      f"back to; pick one: clt registry rollback {report.model} --to VERSION --reason ...")
-    return rollback(reg, report.model, to=report.rollback_to, reason=rollback_reason(report),
-                    who=who or f"{current_user()} ({via})")
 
 
 def format_health(report: HealthReport, action: str | None) -> list[str]:

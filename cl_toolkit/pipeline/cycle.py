@@ -9,6 +9,9 @@ Ctrl-C or a crash leaves the stamps of the finished steps, so the next run resum
 The version is registered right after training (only a finished run registers) and before
 the gate, because evaluation and the gate read versions from the registry; a blocked
 version is then archived as rejected, with the gate report, and never gets an alias.
+Evaluation and the gate also rerun when the regression suite's bytes, the gate policy or
+the evaluation settings change, not only the adapter. Paths in the stamps are relative
+to the workspace, so a moved workspace resumes where it stopped.
 This module only sequences; the work lives in render, train, evaluation and registry."""
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_json, jsonl_bytes, sha256_bytes, sha256_file
 from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.core.workspace import resolve_path
+from cl_toolkit.evaluation.evaluate import EvalSettings
+from cl_toolkit.evaluation.gate import default_policy
 from cl_toolkit.recipe.model import LoadedRecipe, thaw
 from cl_toolkit.registry import VersionRecord, open_registry
 from cl_toolkit.training.launch import Topology
@@ -47,6 +52,7 @@ class Context:
     outputs: dict = field(default_factory=dict)  # step -> its outputs (from the stamp or the run)
     mix: Mix | None = None  # built once for the data step's input hash, reused when the step runs
     topology: Topology | None = None  # clt cycle --nproc/--nnodes/...: the same launch as clt train
+    eval_settings: EvalSettings = field(default_factory=EvalSettings)  # evaluate and gate alike
 
     @property
     def run_dir(self) -> Path:
@@ -54,11 +60,34 @@ class Context:
 
     @property
     def stamps(self) -> Path:
-        return self.lr.workspace / "cycles" / self.lr.recipe.run_name
+        return cycle_dir(self.lr)
+
+    def rel(self, path: str | Path | None) -> str | None:
+        """A path as the stamps keep it: relative to the workspace (when inside it)."""
+        if path is None:
+            return None
+        try:
+            return Path(path).resolve().relative_to(self.lr.workspace.resolve()).as_posix()
+        except ValueError:
+            return str(path)
+
+    def suite(self) -> Path | None:
+        gate = self.lr.recipe.gate
+        return resolve_path(gate["suite"], self.lr.root, self.lr.workspace) if gate else None
 
     def record(self) -> VersionRecord | None:
         with open_registry(self.lr.workspace) as reg:
             return reg.get(self.lr.recipe.model, self.lr.recipe.version)
+
+
+def cycle_dir(lr: LoadedRecipe) -> Path:
+    """The folder of the stamps of `lr`'s cycle."""
+    return lr.workspace / "cycles" / lr.recipe.run_name
+
+
+def stamp_path(lr: LoadedRecipe, step: str) -> Path:
+    """Where the cycle of `lr` keeps the completion stamp of `step`."""
+    return cycle_dir(lr) / f"{step}.json"
 
 
 def _sha_json(obj) -> str:
@@ -88,8 +117,19 @@ def _in_after_train(c: Context) -> dict:
     return {"adapter": c.outputs["train"]["adapter"]}
 
 
+def _in_evaluate(c: Context) -> dict:
+    """The adapter, the suite's bytes and how answers are produced: each changes a score."""
+    suite = c.suite()
+    return {"adapter": c.outputs["train"]["adapter"], "suite": sha256_file(suite) if suite else None,
+            "settings": c.eval_settings.key(None)}
+
+
 def _in_gate(c: Context) -> dict:
-    return {"adapter": c.outputs["train"]["adapter"], "evaluations": c.outputs["evaluate"]}
+    """What evaluate saw, its results, and the policy with its defaults resolved (a new
+    default in the toolkit reruns the gate as surely as an edited recipe)."""
+    gate = c.lr.recipe.gate
+    return {**_in_evaluate(c), "evaluations": c.outputs["evaluate"],
+            "policy": default_policy(thaw(gate)) if gate else None}
 
 
 def _in_release(c: Context) -> dict:
@@ -139,7 +179,7 @@ def _register(c: Context) -> dict:
         outcome = json.loads((c.stamps / "train_outcome.json").read_text())
         with open_registry(c.lr.workspace) as reg:
             rec = register_run(c.lr, reg, c.run_dir, outcome)
-    return {"version": rec.version, "adapter_dir": rec.adapter_dir}
+    return {"version": rec.version, "adapter_dir": c.rel(rec.adapter_dir)}
 
 
 def _evaluate(c: Context) -> dict:
@@ -149,14 +189,14 @@ def _evaluate(c: Context) -> dict:
     gate = c.lr.recipe.gate
     if not gate:
         return {"skipped": "the recipe names no gate suite"}
-    suite = load_suite(resolve_path(gate["suite"], c.lr.root, c.lr.workspace))
+    suite = load_suite(c.suite())
     out = {}
     with open_registry(c.lr.workspace) as reg:
         versions = [v for v in (c.lr.recipe.parent, c.lr.recipe.version) if v]
         for v in versions:
-            result = evaluate_version(c.lr.workspace, reg.require(c.lr.recipe.model, v), suite)
+            result = evaluate_version(c.lr.workspace, reg.require(c.lr.recipe.model, v), suite, c.eval_settings)
             c.say(f"  {v}: accuracy {result['accuracy']:.1%} on {suite.name} ({len(suite.cases)} cases)")
-            out[v] = {"accuracy": result["accuracy"], "cache": result["cache_path"]}
+            out[v] = {"accuracy": result["accuracy"], "cache": c.rel(result["cache_path"])}
     return out
 
 
@@ -165,11 +205,11 @@ def _gate(c: Context) -> dict:
 
     if not c.lr.recipe.parent or not c.lr.recipe.gate:
         return {"passed": True, "skipped": "no parent to compare with" if not c.lr.recipe.parent else "no suite"}
-    suite = resolve_path(c.lr.recipe.gate["suite"], c.lr.root, c.lr.workspace)
-    result = run_gate(c.lr.workspace, c.lr.recipe.model, c.lr.recipe.version, c.lr.recipe.parent, suite)
+    result = run_gate(c.lr.workspace, c.lr.recipe.model, c.lr.recipe.version, c.lr.recipe.parent, c.suite(),
+                      c.eval_settings)
     c.say(f"  gate {'passed' if result['passed'] else 'BLOCKED'}: "
           + ("; ".join(result["reasons"]) if result["reasons"] else "no blocking regression"))
-    return {"passed": result["passed"], "reasons": result["reasons"], "report": str(c.run_dir / "gate.md")}
+    return {"passed": result["passed"], "reasons": result["reasons"], "report": c.rel(c.run_dir / "gate.md")}
 
 
 def _release(c: Context) -> dict:
@@ -181,6 +221,9 @@ def _release(c: Context) -> dict:
             archive(reg, model, version, reason="rejected by the gate: " + "; ".join(gate.get("reasons", [])),
                     who="clt cycle")
             return {"status": "rejected"}
+        held = [alias for alias, v in reg.aliases(model).items() if v == version]
+        if held:  # a rerun (say, after a suite edit) that passed again: the version keeps its alias
+            return {"status": held[0]}
         to = "champion" if not reg.aliases(model).get("champion") else "challenger"
         promote(reg, model, version, to=to, reason="clt cycle: gate passed" if "skipped" not in gate
                 else f"clt cycle: first version ({gate['skipped']})", who="clt cycle")
@@ -191,13 +234,13 @@ def _report(c: Context) -> dict:
     from cl_toolkit.pipeline.quarterly_report import write_report
 
     paths = write_report(c.lr.workspace, c.lr.recipe.model, html=True)
-    return {k: str(v) for k, v in paths.items()}
+    return {k: c.rel(v) for k, v in paths.items()}
 
 
 STEP_FUNCS = {
     "validate": (_in_validate, _validate), "data": (_in_data, _data), "render": (_in_render, _render),
     "train": (_in_train, _train), "register": (_in_after_train, _register),
-    "evaluate": (_in_after_train, _evaluate), "gate": (_in_gate, _gate), "release": (_in_release, _release),
+    "evaluate": (_in_evaluate, _evaluate), "gate": (_in_gate, _gate), "release": (_in_release, _release),
     "report": (_in_report, _report),
 }
 
@@ -208,13 +251,15 @@ def _stamp(c: Context, step: str) -> dict | None:
 
 
 def run_cycle(lr: LoadedRecipe, *, from_step: str | None = None, until: str | None = None,
-              say: Callable[[str], None] = print, topology: Topology | None = None) -> dict:
+              say: Callable[[str], None] = print, topology: Topology | None = None,
+              eval_settings: EvalSettings | None = None) -> dict:
     """Run (or resume) the cycle of one recipe, up to `until` (default: all); returns every
-    step's outputs, what ran, and the release status (None when stopped early)."""
+    step's outputs (paths relative to the workspace), what ran, and the release status
+    (None when stopped early)."""
     for name, value in (("--from", from_step), ("--until", until)):
         if value and value not in STEPS:
             raise BadInput(f"{name} must be one of {', '.join(STEPS)}")
-    c, ran, dirty = Context(lr, say, topology=topology), [], False
+    c, ran, dirty = Context(lr, say, topology=topology, eval_settings=eval_settings or EvalSettings()), [], False
     c.stamps.mkdir(parents=True, exist_ok=True)
     for step in STEPS:
         inputs_of, run = STEP_FUNCS[step]

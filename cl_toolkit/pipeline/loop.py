@@ -1,9 +1,12 @@
-"""`clt loop`: the trigger and health checks on a schedule.
+"""`clt loop`: the trigger and health checks on a schedule, and the actions they decide.
 
-Each step reads the facts once, judges triggers and health, decides, acts, and appends
-the decision to `workspace/monitoring/decisions.jsonl` (one JSON object a line). It rolls
-back only with --auto-rollback and trains only when --auto-train names a recipe;
-otherwise the decision says which rollback to run or which recipe to write.
+Each step reads the facts once, judges triggers and health, decides (the pure part lives in
+`monitoring.decisions`), acts, and appends the decision to
+`workspace/monitoring/decisions.jsonl` (one JSON object a line). It rolls back only with
+--auto-rollback and updates only when --auto-train names a recipe, by running that
+recipe's whole cycle (train, evaluate, gate, release, report), so an automatic update is
+gated like a manual one; otherwise the decision says which rollback to run or which
+recipe to write.
 """
 
 from __future__ import annotations
@@ -14,71 +17,75 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from cl_toolkit.core.errors import BadInput, CltError
-from cl_toolkit.core.semver import bump
+from cl_toolkit.core.errors import BadInput, CltError, Refused
 from cl_toolkit.feedback.store import open_store
 from cl_toolkit.monitoring.config import MonitorConfig
-from cl_toolkit.monitoring.health import HealthReport, assess_health, perform_rollback
-from cl_toolkit.monitoring.observe import LineFacts, gather, registry_model
-from cl_toolkit.monitoring.triggers import TriggerReport, check_triggers
+from cl_toolkit.monitoring.decisions import decide
+from cl_toolkit.monitoring.health import HealthReport, assess_health
+from cl_toolkit.monitoring.observe import gather, registry_model
+from cl_toolkit.monitoring.triggers import check_triggers
 from cl_toolkit.monitoring.windows import at_or_now
-from cl_toolkit.registry import RegistryStore, open_registry
+from cl_toolkit.registry import RegistryStore, open_registry, rollback
+from cl_toolkit.registry.db import current_user
 
 DECISIONS = Path("monitoring") / "decisions.jsonl"
 
 
-def suggested_recipe(line: LineFacts, urgency: str | None) -> dict:
-    """The next recipe to write: a patch after an immediate trigger, else a minor bump,
-    continued from the champion (from the newest version if that number is taken)."""
-    part = "patch" if urgency == "immediate" else "minor"
-    base = line.champion or line.newest_version
-    if bump(base, part) in line.versions:
-        base = line.newest_version
-    version = bump(base, part)
-    return {"recipe": f"recipes/{line.model}/{version}.yml", "version": version,
-            "command": f"clt recipe new {line.model} --from {base} --strategy continued_lora "
-                       f"--bump {part} --data NEW_DATA.jsonl"}
+def rollback_reason(report: HealthReport) -> str:
+    return f"auto-rollback: {report.champion} is critical ({report.detail})"
 
 
-def decide(trigger: TriggerReport, health: HealthReport, line: LineFacts, *,
-           auto_train: str | None, auto_rollback: bool) -> list[dict]:
-    """What to do about one check: rollback (or its recommendation), train (or the recipe
-    to write), or nothing."""
-    actions = []
-    if health.status == "critical":
-        do = auto_rollback and health.rollback_to is not None
-        actions.append({"action": "rollback" if do else "recommend_rollback", "to": health.rollback_to})
-    if trigger.due:
-        if auto_train:
-            actions.append({"action": "train", "recipe": str(auto_train)})
-        else:
-            actions.append({"action": "write_recipe", **suggested_recipe(line, trigger.urgency)})
-    return actions or [{"action": "none"}]
+def perform_rollback(reg: RegistryStore, report: HealthReport, who: str | None = None,
+                     via: str = "clt health --auto-rollback"):
+    """Roll a critical champion back through the registry (logged with who and why)."""
+    if report.status != "critical":
+        raise ValueError("only a critical champion is rolled back")
+    if reg.alias(report.model, "champion") != report.champion:
+        raise Refused(f"{report.model}'s champion changed since the check; run it again")
+    if report.rollback_to is None:
+        raise Refused(f"{report.model} {report.champion} is critical but has no earlier champion to roll "
+                      f"back to; pick one: clt registry rollback {report.model} --to VERSION --reason ...")
+    return rollback(reg, report.model, to=report.rollback_to, reason=rollback_reason(report),
+                    who=who or f"{current_user()} ({via})")
 
 
-def _train(recipe: str, reg: RegistryStore, model: str, workspace: Path) -> dict:
-    from cl_toolkit.recipe.validate import (
-        load_recipe,  # training imports are heavy: only when asked
-    )
-    from cl_toolkit.training.train import train
+def cycle_outcome(result: dict, version: str) -> dict:
+    """What the decision log keeps of a cycle: the version, its release status, the gate's
+    verdict and reasons, and the reports (paths relative to the workspace)."""
+    outputs = result["outputs"]
+    gate = outputs.get("gate", {})
+    return {"version": version, "status": result["status"], "ran": result["ran"],
+            "gate": {k: gate[k] for k in ("passed", "reasons", "skipped") if k in gate},
+            "gate_report": gate.get("report"), "report": outputs.get("report", {}).get("html")}
+
+
+def _train(recipe: str, model: str, workspace: Path, say: Callable[[str], None]) -> dict:
+    """Run (or resume) the recipe's cycle. A version registered outside a cycle (`clt train`)
+    or whose cycle finished already is skipped: the next update needs the next recipe."""
+    from cl_toolkit.pipeline.cycle import run_cycle, stamp_path  # training imports are heavy
+    from cl_toolkit.recipe.validate import load_recipe
 
     lr = load_recipe(recipe, workspace=workspace)
+    version = lr.recipe.version
     if lr.recipe.model != model:
         raise BadInput(f"{recipe} trains {lr.recipe.model}, not {model}")
-    if reg.get(model, lr.recipe.version):
-        return {"skipped": f"{model} {lr.recipe.version} is already registered; write the next recipe"}
-    result = train(lr, reg)
-    return {"registered": result.record.version}
+    with open_registry(workspace) as reg:
+        registered = reg.get(model, version) is not None
+    if registered and (not stamp_path(lr, "register").is_file() or stamp_path(lr, "release").is_file()):
+        return {"skipped": f"{model} {version} is already registered; write the next recipe"}
+    return {"cycle": cycle_outcome(run_cycle(lr, say=say), version)}
 
 
-def execute(action: dict, reg: RegistryStore, health: HealthReport, workspace: Path, who: str | None) -> dict:
-    """Carry out one action; the outcome, or the error that stopped it."""
+def execute(action: dict, health: HealthReport, workspace: Path, who: str | None,
+            say: Callable[[str], None] = lambda message: None) -> dict:
+    """Carry out one action; the outcome, or the error that stopped it (recorded, not raised)."""
     try:
         if action["action"] == "rollback":
-            move = perform_rollback(reg, health, who, via="clt loop --auto-rollback")
+            with open_registry(workspace) as reg:
+                move = perform_rollback(reg, health, who, via="clt loop --auto-rollback")
             return {"rolled_back": {"from": move.previous, "to": move.version}}
         if action["action"] == "train":
-            return _train(action["recipe"], reg, health.model, workspace)
+            return _train(action["recipe"], health.model, workspace, say)
     except CltError as e:
         return {"error": str(e)}
     return {}
@@ -99,15 +106,17 @@ def append_decision(workspace: Path, record: dict) -> Path:
 
 
 def run_step(workspace: Path, model: str | None, cfg: MonitorConfig, *, at: str | None = None,
-             auto_train: str | None = None, auto_rollback: bool = False, who: str | None = None) -> dict:
-    """One check: gather, judge, decide, act, log. Returns the logged decision."""
+             auto_train: str | None = None, auto_rollback: bool = False, who: str | None = None,
+             say: Callable[[str], None] = lambda message: None) -> dict:
+    """One check: gather, judge, decide, act, log. Returns the logged decision. The store
+    and registry are closed before acting: a cycle opens its own connections, for minutes."""
     with open_store(workspace) as store, open_registry(workspace) as reg:
         model = registry_model(reg, model)
         facts = gather(store.conn, reg, model, at_or_now(at), cfg)
-        trigger, health = check_triggers(facts, cfg), assess_health(facts, cfg)
-        actions = decide(trigger, health, facts.line, auto_train=auto_train, auto_rollback=auto_rollback)
-        for action in actions:
-            action.update(execute(action, reg, health, workspace, who))
+    trigger, health = check_triggers(facts, cfg), assess_health(facts, cfg)
+    actions = decide(trigger, health, facts.line, auto_train=auto_train, auto_rollback=auto_rollback)
+    for action in actions:
+        action.update(execute(action, health, workspace, who, say))
     record = {"at": facts.at, "model": model, "champion": facts.line.champion,
               "trigger": {"due": trigger.due, "urgency": trigger.urgency,
                           "fired": [r.name for r in trigger.rules if r.fired],
@@ -132,25 +141,3 @@ def run_loop(step: Callable[[], dict], interval_s: float, once: bool, *, on_reco
         if once:
             return
         sleep(interval_s)
-
-
-def format_decision(record: dict) -> str:
-    trig, health = record["trigger"], record["health"]
-    due = f"update due ({trig['urgency']}: {', '.join(trig['fired'])})" if trig["due"] else "no update due"
-    acts = []
-    for a in record["actions"]:
-        text = a["action"]
-        if a.get("to"):
-            text += f" to {a['to']}"
-        if a.get("recipe"):
-            text += f" {a['recipe']}"
-        if a.get("command"):
-            text += f" ({a['command']})"
-        if "rolled_back" in a:
-            text += f" -> rolled back {a['rolled_back']['from']} -> {a['rolled_back']['to']}"
-        for key in ("registered", "skipped", "error"):
-            if key in a:
-                text += f" -> {key}: {a[key]}"
-        acts.append(text)
-    return (f"{record['at']} {record['model']} champion {record['champion'] or '-'}: {due}; "
-            f"health {health['status']}; {'; '.join(acts)}")

@@ -1,0 +1,108 @@
+"""A resumed cycle notices every input of evaluate and gate: the regression suite's bytes,
+the gate policy (its defaults resolved) and the evaluation settings, not only the adapter;
+and its stamps keep workspace-relative paths, so a moved workspace resumes."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+from project import BASE_RECIPE, make_project, write_recipe
+
+from cl_toolkit.evaluation.evaluate import EvalSettings
+from cl_toolkit.pipeline.cycle import STEP_FUNCS, STEPS, Context, run_cycle
+from cl_toolkit.recipe.validate import load_recipe
+
+EXTRA_CASE = {"id": "reg-extra", "input": "What is the UN number for propane?", "expected": "UN1978",
+              "match": "contains", "criticality": "low", "domain": "hazmat_id", "tags": []}
+
+
+def _add_case(project) -> None:
+    with (project / "data" / "firefighter" / "regression.jsonl").open("a") as f:
+        f.write(json.dumps(EXTRA_CASE) + "\n")
+
+
+def _inputs(lr, settings: EvalSettings | None = None) -> dict:
+    """The inputs of register, evaluate and gate, as a resumed cycle computes them."""
+    c = Context(lr, say=lambda m: None, eval_settings=settings or EvalSettings())
+    c.outputs = {"train": {"adapter": "a" * 64}, "evaluate": {"1.0.0": {"accuracy": 0.5, "cache": "evals/x.json"}}}
+    return {step: STEP_FUNCS[step][0](c) for step in ("register", "evaluate", "gate")}
+
+
+def test_evaluate_and_gate_inputs_cover_suite_policy_and_settings(proj):
+    recipe = write_recipe(proj, BASE_RECIPE)
+    lr = load_recipe(recipe, workspace=proj / "ws")
+    before = _inputs(lr)
+
+    _add_case(proj)  # the suite's bytes: evaluate and gate, not register
+    after = _inputs(lr)
+    assert after["register"] == before["register"]
+    assert after["evaluate"] != before["evaluate"] and after["gate"] != before["gate"]
+
+    settings = _inputs(lr, EvalSettings(max_new_tokens=8))  # how answers are produced
+    assert settings["register"] == after["register"]
+    assert settings["evaluate"] != after["evaluate"] and settings["gate"] != after["gate"]
+
+    stricter = _inputs(load_recipe(recipe, ["gate.min_accuracy_delta=0.05"], workspace=proj / "ws"))
+    assert stricter["evaluate"] == after["evaluate"] and stricter["gate"] != after["gate"]
+    assert stricter["gate"]["policy"]["min_accuracy_delta"] == 0.05
+
+    # the policy is compared with its defaults resolved: spelling a default out changes nothing
+    spelled = _inputs(load_recipe(recipe, ["gate.max_critical_regressions=0", "gate.min_accuracy_delta=0.0"],
+                                  workspace=proj / "ws"))
+    assert spelled["gate"] == after["gate"]
+    assert after["gate"]["policy"] == {"max_critical_regressions": 0, "min_accuracy_delta": 0.0,
+                                       "max_regressions": {}}
+
+
+# --- slow: one real training --------------------------------------------------------------
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory, tiny_model_dir):
+    """A project copy whose ff 1.0.0 went through the whole cycle (one Axolotl run)."""
+    project = make_project(tmp_path_factory.mktemp("resume") / "proj")
+    ws = project / "ws"
+    shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")
+    recipe = write_recipe(project, BASE_RECIPE)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(project)
+        result = run_cycle(load_recipe(recipe, workspace=ws), say=lambda m: None)
+    assert result["ran"] == list(STEPS) and result["status"] == "champion"
+    return project, ws, recipe
+
+
+def _cycle(recipe, ws) -> tuple[dict, list[str]]:
+    said = []
+    return run_cycle(load_recipe(recipe, workspace=ws), say=said.append), said
+
+
+@pytest.mark.slow
+def test_a_suite_edit_reruns_evaluate_and_gate_and_nothing_before(finished, monkeypatch):
+    project, ws, recipe = finished
+    monkeypatch.chdir(project)
+    first = json.loads((ws / "cycles" / "ff-1.0.0" / "evaluate.json").read_text())["outputs"]["1.0.0"]
+    _add_case(project)
+    result, said = _cycle(recipe, ws)
+    assert result["ran"] == ["evaluate", "gate", "release", "report"]
+    for step in ("validate", "data", "render", "train", "register"):
+        assert f"= {step}: done before, inputs unchanged" in said
+    assert result["status"] == "champion"  # it passed again and keeps its alias
+    again = result["outputs"]["evaluate"]["1.0.0"]
+    assert again["cache"] != first["cache"] and again["cache"].startswith("evals/ff/1.0.0/")
+    cases = json.loads((ws / again["cache"]).read_text())["cases"]
+    assert cases[-1]["id"] == "reg-extra"  # the edited suite was evaluated
+    assert _cycle(recipe, ws)[0]["ran"] == []
+
+
+@pytest.mark.slow
+def test_a_moved_workspace_resumes_with_nothing_to_do(finished, tmp_path, monkeypatch):
+    project, ws, recipe = finished
+    monkeypatch.chdir(project)
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(ws, moved)
+    for stamp in (moved / "cycles" / "ff-1.0.0").glob("*.json"):
+        assert str(ws) not in stamp.read_text(), stamp.name
+    result, _ = _cycle(recipe, moved)
+    assert result["ran"] == [] and result["status"] == "champion"
+    assert result["outputs"]["report"]["html"] == "reports/ff/report.html"
+    assert (moved / result["outputs"]["report"]["html"]).is_file()
