@@ -239,7 +239,8 @@ class RegistryStore:
         """Copy the run's artifacts into the artifact root, then record the version.
 
         A version is immutable: registering it twice is an error. Returns the record as
-        stored: `artifact_dir` set and, for a local root, `adapter_dir` in the copy."""
+        `get` hands it out: `artifact_dir` set and, for a local root, `adapter_dir` in the
+        copy (absolute paths; the row keeps them relative)."""
         rec = _normalise(rec)
         if self.get(rec.model, rec.version):
             raise BadInput(f"{rec.model} {rec.version} is already registered")
