@@ -130,6 +130,11 @@ def test_a_schema_1_registry_is_migrated(empty_workspace):
         add_version(reg, empty_workspace, "1.1.0", "1.0.0")
         report = check_registry(reg)
     assert report.ok and any("registered before artifacts were copied" in n for n in report.notes)
+    conn = sqlite3.connect(db)  # migration 3 made the old absolute paths relative
+    assert conn.execute("SELECT run_dir, adapter_dir FROM versions WHERE version='1.0.0'").fetchone() == \
+        ("runs/ff-1.0.0", "runs/ff-1.0.0/adapter")
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    conn.close()
 
 
 def test_artifact_file_prefers_the_stored_copy(reg, empty_workspace):

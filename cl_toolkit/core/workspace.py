@@ -50,3 +50,46 @@ def resolve_path(raw: str, root: Path, workspace: Path) -> Path:
     if not (_inside(path, root) or _inside(path, workspace)):
         raise BadInput(f"path {raw!r} leaves the project root and the workspace")
     return path
+
+
+def relative_inside(path: str, base: Path) -> str:
+    """`path` relative to `base` (POSIX separators) when it lies inside it; else unchanged.
+
+    What a store keeps instead of an absolute path, so that copying or moving the folder
+    keeps every reference valid. Both sides are compared resolved (symlinks, `..`)."""
+    p = Path(path)
+    if not p.is_absolute():
+        return path
+    base = Path(base).resolve()
+    for cand in (p, p.resolve()):
+        if _inside(cand, base):
+            return cand.relative_to(base).as_posix() or "."
+    return path
+
+
+def absolute_under(stored: str, base: Path) -> str:
+    """The inverse of relative_inside: a relative stored path under `base`, as a string."""
+    return stored if Path(stored).is_absolute() else str(Path(base) / stored)
+
+
+def workspace_ref(path: str, workspace: Path) -> str:
+    """A local path inside the workspace as `workspace:sub/path` (the recipes' notation);
+    anything else (a hub id, a path elsewhere) unchanged. For values that may also be a
+    plain name, such as a base model, where a bare relative path would be ambiguous."""
+    rel = relative_inside(path, workspace)
+    return f"{WORKSPACE_PREFIX}{rel}" if rel != path else path
+
+
+def from_workspace_ref(stored: str, workspace: Path) -> str:
+    """The inverse of workspace_ref: `workspace:sub/path` as an absolute path string."""
+    if stored.startswith(WORKSPACE_PREFIX):
+        return str(Path(workspace) / stored[len(WORKSPACE_PREFIX):])
+    return stored
+
+
+def portable_path(path: str | os.PathLike, root: Path, workspace: Path) -> str:
+    """A path as a record that travels keeps it: `workspace:sub/path` when inside the
+    workspace, relative to the project root when inside that, else as it is."""
+    text = str(path)
+    ref = workspace_ref(text, workspace)
+    return ref if ref != text else relative_inside(text, root)

@@ -14,6 +14,7 @@ from cl_toolkit import __version__
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_json
 from cl_toolkit.core.timefmt import utc_now
+from cl_toolkit.core.workspace import relative_inside, workspace_ref
 from cl_toolkit.evaluation import history
 from cl_toolkit.evaluation.generate import (
     DEFAULT_BATCH_SIZE,
@@ -88,15 +89,25 @@ def cache_path(workspace: Path, model: str, version: str, suite_sha256: str) -> 
     return history.evals_dir(workspace, model) / version / f"{suite_sha256}.json"
 
 
-def fingerprint(rec: VersionRecord) -> str:
-    """What makes a version's weights: a retrained workspace must not reuse old results."""
-    return f"{rec.recipe_sha256}:{rec.data_sha256}:{rec.created_at}:{rec.adapter_dir or rec.base_model}"
+def fingerprint(rec: VersionRecord, workspace: Path) -> str:
+    """What makes a version's weights: a retrained workspace must not reuse old results.
+    Paths inside the workspace count relative to it, so a moved workspace keeps its cache."""
+    weights = workspace_ref(rec.adapter_dir or rec.base_model, workspace)
+    return f"{rec.recipe_sha256}:{rec.data_sha256}:{rec.created_at}:{weights}"
 
 
-def build_result(rec: VersionRecord, suite: Suite, rows: list[dict], gen: Generation, settings: dict) -> dict:
+def suite_label(suite: Suite, workspace: Path) -> str:
+    """How results name a suite: `workspace:...` for one in the workspace, else as shown
+    (relative to the current folder when it is below it): never this machine's workspace path."""
+    ref = workspace_ref(str(suite.path), Path(workspace))
+    return ref if ref != str(suite.path) else suite.name
+
+
+def build_result(rec: VersionRecord, suite: Suite, rows: list[dict], gen: Generation, settings: dict,
+                 workspace: Path) -> dict:
     return {
-        "model": rec.model, "version": rec.version, "suite": suite.name, "suite_sha256": suite.sha256,
-        "version_fingerprint": fingerprint(rec), "settings": settings, **summarize(rows),
+        "model": rec.model, "version": rec.version, "suite": suite_label(suite, workspace),
+        "suite_sha256": suite.sha256, "version_fingerprint": fingerprint(rec, workspace), "settings": settings, **summarize(rows),
         "performance": {"seconds": round(gen.seconds, 4), "generated_tokens": sum(gen.new_tokens),
                         "tokens_per_second": round(gen.tokens_per_second, 2),
                         "peak_memory_mb": round(gen.peak_memory_mb, 1), "device": settings["device"],
@@ -106,32 +117,33 @@ def build_result(rec: VersionRecord, suite: Suite, rows: list[dict], gen: Genera
     }
 
 
-def _cached(path: Path, rec: VersionRecord, settings: dict) -> dict | None:
+def _cached(path: Path, rec: VersionRecord, settings: dict, workspace: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return None  # a damaged cache entry is recomputed, never trusted
-    ok = doc.get("version_fingerprint") == fingerprint(rec) and doc.get("settings") == settings
+    ok = doc.get("version_fingerprint") == fingerprint(rec, workspace) and doc.get("settings") == settings
     return doc if ok else None
 
 
 def evaluate_version(workspace: Path, rec: VersionRecord, suite: Suite, settings: EvalSettings | None = None,
                      judge: Callable[[str, str, str], float] | None = None, fresh: bool = False) -> dict:
     """Evaluate `rec` on `suite`, from the cache when possible. The returned result has
-    `cached` (bool) and `cache_path` added; neither is stored."""
+    `cached` (bool) and `cache_path` (relative to the workspace) added; neither is stored."""
     settings = settings or EvalSettings()
     require_judge(suite.cases, judge)
     key = settings.key(getattr(judge, "name", None) if judge else None)
     path = cache_path(workspace, rec.model, rec.version, suite.sha256)
-    doc = None if fresh else _cached(path, rec, key)
+    where = relative_inside(str(path), Path(workspace))  # gate.json keeps it: no machine's path
+    doc = None if fresh else _cached(path, rec, key, workspace)
     if doc is None:
         lm = load_model(rec.base_model, rec.adapter_dir, settings.device)
         with torch_threads(settings.threads):
             gen = generate(lm, [c.input for c in suite.cases], settings.batch_size, settings.max_new_tokens)
-        doc = build_result(rec, suite, score_cases(suite.cases, gen.outputs, judge), gen, key)
+        doc = build_result(rec, suite, score_cases(suite.cases, gen.outputs, judge), gen, key, workspace)
         atomic_write_json(path, doc)
         history.append_evaluation(workspace, doc)
-        return {**doc, "cached": False, "cache_path": str(path)}
-    return {**doc, "cached": True, "cache_path": str(path)}
+        return {**doc, "cached": False, "cache_path": where}
+    return {**doc, "cached": True, "cache_path": where}

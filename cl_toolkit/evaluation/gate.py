@@ -20,7 +20,7 @@ from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.core.workspace import project_root, resolve_path
 from cl_toolkit.core.yamlio import display, format_key, load_yaml
 from cl_toolkit.evaluation import history
-from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version
+from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version, suite_label
 from cl_toolkit.evaluation.gate_report import gate_markdown
 from cl_toolkit.evaluation.suite import CRITICALITIES, load_suite
 from cl_toolkit.recipe.model import apply_defaults, recipe_schema
@@ -175,7 +175,7 @@ def run_gate(workspace: Path, model: str, candidate: str, baseline: str | None =
     diff = compare(base_result, cand_result)
     reasons = decide(diff, config.policy)
     result = {
-        "model": model, "candidate": candidate, "baseline": base.version, "suite": loaded.name,
+        "model": model, "candidate": candidate, "baseline": base.version, "suite": suite_label(loaded, workspace),
         "suite_sha256": loaded.sha256, "passed": not reasons, "reasons": reasons, "policy": config.policy,
         **diff, "settings": cand_result["settings"],
         "evaluations": {"baseline": base_result["cache_path"], "candidate": cand_result["cache_path"]},

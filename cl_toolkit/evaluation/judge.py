@@ -93,5 +93,5 @@ def load_judge(spec: str, workspace, device: str | None = None) -> LocalModelJud
     if not sep:
         raise BadInput(f"--judge: {spec!r} is neither a model folder nor MODEL@VERSION")
     with open_registry(workspace) as reg:
-        rec = reg.require(model, version)
-    return LocalModelJudge(load_model(rec.base_model, rec.adapter_dir, device), name=f"registry:{spec}")
+        rec = reg.resolve(model, version)  # MODEL@champion works too; the name keys the cache by version
+    return LocalModelJudge(load_model(rec.base_model, rec.adapter_dir, device), name=f"registry:{model}@{rec.version}")

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import sqlite3
 
-from cl_toolkit.core.errors import CltError
+from cl_toolkit.core import sqlitedb
 
 SOURCES = ("user", "expert", "incident")
 
@@ -92,27 +92,9 @@ LATEST = max(MIGRATIONS)
 
 def schema_version(conn: sqlite3.Connection) -> int:
     """The schema version recorded in the database file (0 for a new file)."""
-    return conn.execute("PRAGMA user_version").fetchone()[0]
+    return sqlitedb.schema_version(conn)
 
 
 def migrate(conn: sqlite3.Connection) -> int:
     """Bring the database to LATEST; safe when several processes open it at once."""
-    if schema_version(conn) == LATEST:
-        return LATEST
-    conn.execute("BEGIN IMMEDIATE")  # one writer migrates; the others wait, then see it done
-    try:
-        current = schema_version(conn)
-        if current > LATEST:
-            raise CltError(
-                f"feedback store has schema version {current}, newer than this toolkit "
-                f"knows ({LATEST}); upgrade cl_toolkit"
-            )
-        for version in range(current + 1, LATEST + 1):
-            for statement in MIGRATIONS[version]:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {version}")
-        conn.execute("COMMIT")
-    except BaseException:
-        conn.execute("ROLLBACK")
-        raise
-    return LATEST
+    return sqlitedb.migrate(conn, sorted(MIGRATIONS.items()), "feedback store")

@@ -17,11 +17,10 @@ tables are described in :mod:`cl_toolkit.feedback.schema`.
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterable
-from contextlib import contextmanager
 from pathlib import Path
 
+from cl_toolkit.core import sqlitedb
 from cl_toolkit.core.errors import BadInput, CltError, Problem
 from cl_toolkit.core.workspace import workspace_dir
 from cl_toolkit.feedback.records import RecordError, check_feedback, check_prediction
@@ -43,20 +42,9 @@ BUSY_TIMEOUT_S = 120
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    conn = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)
-    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_S * 1000}")
-    deadline = time.monotonic() + BUSY_TIMEOUT_S
-    while conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        try:  # switching needs a moment alone with a new file; others may be doing it too
-            conn.execute("PRAGMA journal_mode = WAL")
-        except sqlite3.OperationalError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
-    for pragma in ("synchronous = NORMAL", "foreign_keys = ON", "cache_size = -65536",
-                   "temp_store = MEMORY"):
-        conn.execute(f"PRAGMA {pragma}")
-    return conn
+    # plain tuple rows: the monitoring and extraction code reads this connection directly
+    return sqlitedb.connect(path, synchronous="NORMAL", busy_timeout_s=BUSY_TIMEOUT_S, row_factory=None,
+                            pragmas=("foreign_keys = ON", "cache_size = -65536", "temp_store = MEMORY"))
 
 
 class FeedbackStore:
@@ -90,16 +78,9 @@ class FeedbackStore:
         """Where rejected import lines are copied: beside the store."""
         return self.path.with_name("feedback.quarantine.jsonl")
 
-    @contextmanager
     def transaction(self):
         """One write transaction (taken up front, so concurrent writers queue, not fail)."""
-        self.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.conn
-        except BaseException:
-            self.conn.execute("ROLLBACK")
-            raise
-        self.conn.execute("COMMIT")
+        return sqlitedb.transaction(self.conn)
 
     # --- the application API -------------------------------------------------------------
     def log_prediction(self, request_id, input, output, model_version, *, timestamp=None,

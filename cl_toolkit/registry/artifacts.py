@@ -212,6 +212,16 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+def local_root(root: str | os.PathLike) -> Path | None:
+    """The folder of a local root (a plain path or file://), resolved; None for a URL."""
+    text = str(root)
+    if text.startswith("file://"):
+        text = text[len("file://"):]
+    elif "://" in text:
+        return None
+    return Path(text).expanduser().resolve()
+
+
 def artifact_store(root: str | os.PathLike):
     """The backend for a root: a plain path or file:// is local, any other URL is fsspec."""
     text = str(root)

@@ -1,5 +1,6 @@
 """`clt registry check`: is every recorded artifact present with its recorded SHA-256, does
-every alias name an active version, and do the aliases agree with the history?"""
+every alias name an active version, do the aliases agree with the history, and is every
+stored local path relative to the workspace (artifact root), so the workspace can move?"""
 
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class CheckReport:
 
 
 def check_registry(reg: RegistryStore) -> CheckReport:
+    """Every problem and note of the registry (see CheckReport)."""
     report = CheckReport()
     integrity = reg.integrity()
     if integrity != "ok":
@@ -32,6 +34,8 @@ def check_registry(reg: RegistryStore) -> CheckReport:
     recs = reg.versions()
     for rec in recs:
         _check_version(reg, rec, report)
+    for stored in reg.stored_versions():
+        _check_stored_paths(reg, stored, report)
     _check_aliases(reg, {(r.model, r.version): r for r in recs}, report)
     _note_orphans(reg, {(r.model, r.version) for r in recs}, report)
     return report
@@ -56,6 +60,31 @@ def _check_version(reg: RegistryStore, rec: VersionRecord, report: CheckReport) 
             report.problems.append(f"{name}: {f.path} is missing from {rec.artifact_dir}")
         elif got != f.sha256:
             report.problems.append(f"{name}: {f.path} changed (SHA-256 {got[:12]}, recorded {f.sha256[:12]})")
+
+
+def _escapes(stored: str, base: Path) -> bool:
+    """A stored local path that is absolute, or relative but leading out of `base`."""
+    if Path(stored).is_absolute():
+        return True
+    return not (base / stored).resolve().is_relative_to(base.resolve())
+
+
+def _check_stored_paths(reg: RegistryStore, rec: VersionRecord, report: CheckReport) -> None:
+    """Every local path is kept relative to the workspace (artifact root): an absolute one
+    breaks when the workspace is copied or moved, one leading out of it was never its own."""
+    name = f"{rec.model} {rec.version}"
+    paths = [("run_dir", rec.run_dir, reg.workspace, "the workspace")]
+    local_copy = rec.artifact_dir and reg.local_root and "://" not in rec.artifact_dir
+    if local_copy:
+        paths.append(("artifact_dir", rec.artifact_dir, reg.local_root, "the artifact root"))
+    if rec.adapter_dir and "://" not in rec.adapter_dir:
+        base = (reg.local_root, "the artifact root") if local_copy else (reg.workspace, "the workspace")
+        paths.append(("adapter_dir", rec.adapter_dir, *base))
+    for key, stored, base, where in paths:
+        if _escapes(stored, base):
+            how = "is absolute, not relative to" if Path(stored).is_absolute() else "leads outside"
+            report.problems.append(f"{name}: stored {key} {stored} {how} {where} ({base}); "
+                                   f"it breaks when the workspace is moved")
 
 
 def replay_aliases(events) -> dict[tuple[str, str], str]:

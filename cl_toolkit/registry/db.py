@@ -17,28 +17,37 @@ import re
 import sqlite3
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
+from cl_toolkit.core import sqlitedb
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.semver import parse as parse_semver
 from cl_toolkit.core.timefmt import utc_now
-from cl_toolkit.core.workspace import workspace_dir
-from cl_toolkit.registry.artifacts import ArtifactFile, artifact_store, run_artifacts
+from cl_toolkit.core.workspace import (
+    absolute_under,
+    from_workspace_ref,
+    relative_inside,
+    workspace_dir,
+    workspace_ref,
+)
+from cl_toolkit.registry.artifacts import ArtifactFile, artifact_store, local_root, run_artifacts
 
-SCHEMA_VERSION = 2
 ARTIFACT_ROOT_ENV = "CLT_REGISTRY_ARTIFACTS"  # a local folder or an fsspec URL
 PAUSE_ENV = "CLT_TEST_PAUSE_AT"  # tests: stop at a named point so they can SIGKILL us there
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
-_TABLES = [
+# schema 1: the registry as first shipped, one table
+_V1 = [
     """CREATE TABLE IF NOT EXISTS versions (
         model TEXT NOT NULL, version TEXT NOT NULL, parent TEXT, strategy TEXT NOT NULL,
         base_model TEXT NOT NULL, recipe_sha256 TEXT NOT NULL, data_sha256 TEXT NOT NULL,
         run_dir TEXT NOT NULL, adapter_dir TEXT, metrics TEXT NOT NULL DEFAULT '{}',
         train_seconds REAL, created_at TEXT NOT NULL, PRIMARY KEY (model, version))""",
+]
+# schema 2: artifact copies and their hashes, aliases, the append-only history, gate
+# results, and the columns `versions` gained with them
+_V2 = [
     """CREATE TABLE IF NOT EXISTS artifacts (
         model TEXT NOT NULL, version TEXT NOT NULL, path TEXT NOT NULL,
         sha256 TEXT NOT NULL, bytes INTEGER NOT NULL, PRIMARY KEY (model, version, path))""",
@@ -58,10 +67,10 @@ _TABLES = [
     """CREATE TABLE IF NOT EXISTS gates (
         id INTEGER PRIMARY KEY AUTOINCREMENT, model TEXT NOT NULL, candidate TEXT NOT NULL,
         baseline TEXT, passed INTEGER NOT NULL, result TEXT NOT NULL, recorded_at TEXT NOT NULL)""",
+    "ALTER TABLE versions ADD COLUMN artifact_dir TEXT",
+    "ALTER TABLE versions ADD COLUMN parents TEXT NOT NULL DEFAULT '[]'",
+    "ALTER TABLE versions ADD COLUMN status TEXT NOT NULL DEFAULT 'active'",
 ]
-# columns added by schema 2 to a schema-1 `versions` table
-_V2_COLUMNS = {"artifact_dir": "TEXT", "parents": "TEXT NOT NULL DEFAULT '[]'",
-               "status": "TEXT NOT NULL DEFAULT 'active'"}
 
 
 @dataclass(frozen=True)
@@ -75,7 +84,7 @@ class VersionRecord:
     base_model: str  # path or hub id of the base the adapter applies to
     recipe_sha256: str
     data_sha256: str
-    run_dir: str  # the training run folder, as given
+    run_dir: str  # the training run folder
     adapter_dir: str | None  # a local folder that loads; None for merged / full weights
     metrics: dict = field(default_factory=dict)
     train_seconds: float | None = None
@@ -133,18 +142,27 @@ def check_names(model: str, version: str | None = None) -> None:
 
 
 class RegistryStore:
-    """SQLite-backed registry. Every write is one transaction."""
+    """SQLite-backed registry. Every write is one transaction.
 
-    def __init__(self, path: Path, artifact_root: str | os.PathLike | None = None):
+    Local paths are stored relative, so a workspace that is copied or moved keeps working:
+    `run_dir` relative to the workspace, `artifact_dir` relative to a local artifact root,
+    `adapter_dir` relative to the artifact root when it is the version's artifact copy
+    (always, for a local root) and to the workspace otherwise, and a `base_model` inside
+    the workspace as `workspace:sub/path`. URLs and paths outside stay as they are (and
+    `clt registry check` reports the local ones). Every record handed out has them
+    resolved back to absolute paths, so callers use them as they are."""
+
+    def __init__(self, path: Path, artifact_root: str | os.PathLike | None = None,
+                 workspace: Path | None = None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # the registry lives at <workspace>/registry/registry.db
+        self.workspace = Path(workspace or self.path.parent.parent).resolve()
         self.artifact_root = str(artifact_root or self.path.parent / "artifacts")
-        self._artifacts = None  # built on first register (fsspec imports only then)
-        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
-        self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=FULL")
-        self._ensure_schema()
+        self.local_root = local_root(self.artifact_root)
+        self._artifacts = None  # built on first use (fsspec imports only then)
+        self._conn = sqlitedb.connect(self.path, synchronous="FULL", busy_timeout_s=30)
+        sqlitedb.migrate(self._conn, self.migrations(), f"registry {self.path}")
 
     def close(self) -> None:
         self._conn.close()
@@ -161,31 +179,59 @@ class RegistryStore:
             self._artifacts = artifact_store(self.artifact_root)
         return self._artifacts
 
-    def _ensure_schema(self) -> None:
-        if self._conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
-            return
-        with self.transaction():
-            if self._conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
-                return  # another process migrated while we waited for the lock
-            for stmt in _TABLES:
-                self._conn.execute(stmt)
-            have = {r[1] for r in self._conn.execute("PRAGMA table_info(versions)")}
-            for col, decl in _V2_COLUMNS.items():
-                if col not in have:
-                    self._conn.execute(f"ALTER TABLE versions ADD COLUMN {col} {decl}")
-            self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+    def migrations(self) -> list[sqlitedb.Migration]:
+        """1: the versions table; 2: artifacts, aliases, events, gates and three columns;
+        3: the absolute paths of schemas 1 and 2 made relative (see the class docstring)."""
+        return [(1, _V1), (2, _V2), (3, self._relative_paths)]
 
-    @contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
+    def transaction(self):
         """One write transaction; BEGIN IMMEDIATE takes the write lock up front."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
+        return sqlitedb.transaction(self._conn)
+
+    # -- stored paths ----------------------------------------------------------------------
+
+    def _adapter_base(self, artifact_dir: str | None) -> Path:
+        local_copy = artifact_dir and self.local_root and "://" not in artifact_dir
+        return self.local_root if local_copy else self.workspace
+
+    def to_stored(self, rec: VersionRecord) -> VersionRecord:
+        """The record as the database keeps it: local paths relative to their base."""
+        artifact = rec.artifact_dir
+        if artifact and self.local_root:
+            artifact = relative_inside(artifact, self.local_root)
+        adapter = rec.adapter_dir and relative_inside(rec.adapter_dir, self._adapter_base(artifact))
+        return replace(rec, run_dir=relative_inside(rec.run_dir, self.workspace), adapter_dir=adapter,
+                       artifact_dir=artifact, base_model=workspace_ref(rec.base_model, self.workspace))
+
+    def _resolved(self, rec: VersionRecord) -> VersionRecord:
+        """The inverse of to_stored: what callers get, every local path absolute."""
+        artifact = rec.artifact_dir
+        adapter = rec.adapter_dir and absolute_under(rec.adapter_dir, self._adapter_base(artifact))
+        if artifact and self.local_root and "://" not in artifact:
+            artifact = absolute_under(artifact, self.local_root)
+        return replace(rec, run_dir=absolute_under(rec.run_dir, self.workspace), adapter_dir=adapter,
+                       artifact_dir=artifact, base_model=from_workspace_ref(rec.base_model, self.workspace))
+
+    def stored_versions(self) -> list[VersionRecord]:
+        """Every version exactly as stored (paths unresolved): what `check` inspects."""
+        return [_record(r) for r in self._conn.execute("SELECT * FROM versions ORDER BY model, created_at, rowid")]
+
+    def _relative_paths(self, conn: sqlite3.Connection) -> None:
+        """Migration 3: absolute paths inside the workspace (artifact root) made relative,
+        in the versions and in the evaluation paths of recorded gate results. The register
+        events keep the absolute folder they named then: the history is append-only."""
+        for row in conn.execute("SELECT * FROM versions").fetchall():
+            rec = self.to_stored(_record(row))
+            conn.execute("UPDATE versions SET run_dir=?, adapter_dir=?, artifact_dir=?, base_model=? "
+                         "WHERE model=? AND version=?", (rec.run_dir, rec.adapter_dir, rec.artifact_dir,
+                                                        rec.base_model, rec.model, rec.version))
+        for gate_id, result in conn.execute("SELECT id, result FROM gates").fetchall():
+            doc = json.loads(result)
+            evals = doc.get("evaluations")
+            if isinstance(evals, dict):
+                doc["evaluations"] = {k: relative_inside(v, self.workspace) if isinstance(v, str) else v
+                                      for k, v in evals.items()}
+                conn.execute("UPDATE gates SET result=? WHERE id=?", (json.dumps(doc, sort_keys=True), gate_id))
 
     # -- versions -------------------------------------------------------------------------
 
@@ -193,7 +239,8 @@ class RegistryStore:
         """Copy the run's artifacts into the artifact root, then record the version.
 
         A version is immutable: registering it twice is an error. Returns the record as
-        stored: `artifact_dir` set and, for a local root, `adapter_dir` in the copy."""
+        `get` hands it out: `artifact_dir` set and, for a local root, `adapter_dir` in the
+        copy (absolute paths; the row keeps them relative)."""
         rec = _normalise(rec)
         if self.get(rec.model, rec.version):
             raise BadInput(f"{rec.model} {rec.version} is already registered")
@@ -213,9 +260,10 @@ class RegistryStore:
                 published = True
                 pause_point("after_publish")
                 rec = _stored(rec, final, store.is_local)
-                self._insert_version(rec, files)
+                stored = self.to_stored(rec)
+                self._insert_version(stored, files)
                 self.append_event(rec.model, "register", version=rec.version, who=who,
-                                  detail={"artifact_dir": final, "files": len(files)})
+                                  detail={"artifact_dir": stored.artifact_dir, "files": len(files)})
                 pause_point("before_commit")
         except BaseException:
             store.remove(final if published else staging)
@@ -237,7 +285,7 @@ class RegistryStore:
         row = self._conn.execute(
             "SELECT * FROM versions WHERE model=? AND version=?", (model, version)
         ).fetchone()
-        return _record(row) if row else None
+        return self._resolved(_record(row)) if row else None
 
     def require(self, model: str, version: str) -> VersionRecord:
         rec = self.get(model, version)
@@ -248,13 +296,18 @@ class RegistryStore:
     def resolve(self, model: str, ref: str) -> VersionRecord:
         """A version by number (`1.1.0`) or by alias (`champion`, `challenger`): the one
         way gate, eval, serve and report turn what a user typed into a version."""
+        rec = self.lookup(model, ref)
+        if rec is None:
+            raise BadInput(f"{model} has no version or alias {ref!r}")
+        return rec
+
+    def lookup(self, model: str, ref: str) -> VersionRecord | None:
+        """Like resolve, but None for an alias that is not set (a version number must exist)."""
         try:
             parse_semver(ref)
         except ValueError:
             version = self.alias(model, ref)
-            if version is None:
-                raise BadInput(f"{model} has no version or alias {ref!r}") from None
-            ref = version
+            return None if version is None else self.require(model, version)
         return self.require(model, ref)
 
     def versions(self, model: str | None = None) -> list[VersionRecord]:
@@ -262,7 +315,7 @@ class RegistryStore:
             rows = self._conn.execute("SELECT * FROM versions WHERE model=? ORDER BY created_at, rowid", (model,))
         else:
             rows = self._conn.execute("SELECT * FROM versions ORDER BY model, created_at, rowid")
-        return [_record(r) for r in rows]
+        return [self._resolved(_record(r)) for r in rows]
 
     def models(self) -> list[str]:
         return [r[0] for r in self._conn.execute("SELECT DISTINCT model FROM versions ORDER BY model")]
@@ -338,8 +391,10 @@ def _normalise(rec: VersionRecord) -> VersionRecord:
         raise BadInput(f"{rec.model} {rec.version}: parents must start with parent {rec.parent}")
     if rec.version in parents:
         raise BadInput(f"{rec.model} {rec.version} cannot be its own parent")
-    return replace(rec, parents=parents, status="active",
-                   created_at=rec.created_at or utc_now())
+    # absolute from here on: the stored form is relative to the workspace, not to the cwd
+    adapter = str(Path(rec.adapter_dir).resolve()) if rec.adapter_dir else rec.adapter_dir
+    return replace(rec, parents=parents, status="active", created_at=rec.created_at or utc_now(),
+                   run_dir=str(Path(rec.run_dir).resolve()), adapter_dir=adapter)
 
 
 def _stored(rec: VersionRecord, final: str, local: bool) -> VersionRecord:
@@ -351,7 +406,7 @@ def _stored(rec: VersionRecord, final: str, local: bool) -> VersionRecord:
 def _record(row: sqlite3.Row) -> VersionRecord:
     d = dict(row)
     d["metrics"] = json.loads(d["metrics"] or "{}")
-    # rows from schema 1 have no parents column: their one parent is the list
+    # rows from schema 1 got parents '[]' from migration 2: their one parent is the list
     d["parents"] = tuple(json.loads(d.get("parents") or "[]")) or ((d["parent"],) if d["parent"] else ())
     return VersionRecord(**d)
 
@@ -361,4 +416,4 @@ def open_registry(workspace: Path | None = None, *, artifact_root: str | None = 
     else $CLT_REGISTRY_ARTIFACTS, else workspace/registry/artifacts."""
     ws = Path(workspace) if workspace else workspace_dir()
     root = artifact_root or os.environ.get(ARTIFACT_ROOT_ENV) or None
-    return RegistryStore(ws / "registry" / "registry.db", artifact_root=root)
+    return RegistryStore(ws / "registry" / "registry.db", artifact_root=root, workspace=ws)

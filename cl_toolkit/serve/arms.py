@@ -47,13 +47,11 @@ class Arms:
 def read_targets(workspace: Path | None, model: str, share: float) -> dict[str, VersionRecord | None]:
     """The records the aliases point at now (no challenger when the share is 0)."""
     with open_registry(workspace) as reg:
-        aliases = reg.aliases(model)
-        if "champion" not in aliases:
+        champion = reg.lookup(model, "champion")
+        if champion is None:
             raise BadInput(f"{model} has no champion in the registry ({reg.path}); "
                            f"promote a version first (clt registry promote)")
-        challenger = aliases.get("challenger") if share > 0 else None
-        return {"champion": reg.require(model, aliases["champion"]),
-                "challenger": reg.require(model, challenger) if challenger else None}
+        return {"champion": champion, "challenger": reg.lookup(model, "challenger") if share > 0 else None}
 
 
 class ArmWatcher:

@@ -18,7 +18,7 @@ from cl_toolkit import __version__
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.files import dump_json, jsonl_bytes, publish_dir, sha256_bytes, sha256_file
 from cl_toolkit.core.secret_scan import refuse_secrets
-from cl_toolkit.core.workspace import resolve_path
+from cl_toolkit.core.workspace import portable_path, resolve_path
 from cl_toolkit.core.yamlio import display
 from cl_toolkit.recipe.model import LoadedRecipe, thaw
 from cl_toolkit.registry import RegistryStore
@@ -157,9 +157,11 @@ def _manifest(lr: LoadedRecipe, profile: Profile, mix: Mix, outputs: dict) -> di
     return {
         "toolkit_version": __version__, "model": r.model, "version": r.version, "parent": r.parent,
         "strategy": r.strategy, "seed": r.data.seed,
-        "recipe": {"path": display(lr.source), "sha256": lr.sha256, "overrides": list(lr.overrides)},
-        "profile": {"name": profile.name, "path": display(profile.path), "sha256": sha256_file(profile.path),
-                    "base_model": profile.base_model},
+        "recipe": {"path": portable_path(lr.source, lr.root, lr.workspace), "sha256": lr.sha256,
+                   "overrides": list(lr.overrides)},
+        "profile": {"name": profile.name, "path": portable_path(profile.path, lr.root, lr.workspace),
+                    "sha256": sha256_file(profile.path),
+                    "base_model": portable_path(profile.base_model, lr.root, lr.workspace)},
         "inputs": mix.inputs, "mix": mix.counts, "outputs": outputs,
     }
 
