@@ -57,7 +57,7 @@ def decide(trigger: TriggerReport, health: HealthReport, line: LineFacts, *,
 
 
 def _train(recipe: str, reg: RegistryStore, model: str, workspace: Path) -> dict:
-    from cl_toolkit.recipe.validate import (
+    from cl_toolkit.training.strategies import (
         load_recipe,  # training imports are heavy: only when asked
     )
     from cl_toolkit.training.train import train
