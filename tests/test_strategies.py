@@ -43,9 +43,11 @@ def wide(monkeypatch):
 
 
 def test_the_schema_enum_for_editors_is_the_table():
-    assert recipe_schema()["properties"]["strategy"]["enum"] == list(STRATEGIES)
+    fix = ("put the table's names, in its order, in the strategy enum of cl_toolkit/recipe/recipe.schema.json, "
+           "then run: clt recipe schema -o recipes/recipe.schema.json")
+    assert recipe_schema()["properties"]["strategy"]["enum"] == list(STRATEGIES), fix
     shipped = json.loads((REPO / "recipes" / "recipe.schema.json").read_text())
-    assert shipped["properties"]["strategy"]["enum"] == list(STRATEGIES)
+    assert shipped["properties"]["strategy"]["enum"] == list(STRATEGIES), fix
 
 
 def test_a_strategy_added_to_the_table_renders_its_axolotl_keys(proj, clt, wide, tiny_model_dir):
