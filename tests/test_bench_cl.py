@@ -14,7 +14,7 @@ from cl_toolkit.bench.cl import STRATEGIES, BenchSettings, build_cases, split_ac
 from cl_toolkit.bench.output import markdown, plot, summary_table
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.recipe.model import thaw
-from cl_toolkit.recipe.validate import load_recipe
+from cl_toolkit.training.strategies import load_recipe
 
 R = [[0.9, 0.0, 0.1],
      [0.3, 0.8, 0.0],

@@ -11,9 +11,9 @@ from project import BASE_RECIPE, write_recipe
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import jsonl_bytes, sha256_bytes
-from cl_toolkit.recipe.validate import load_recipe
 from cl_toolkit.registry import open_registry
 from cl_toolkit.training.mix import build_mix, read_chat_jsonl, rehearsal_count, sample_exact
+from cl_toolkit.training.strategies import load_recipe
 
 
 def mix_for(proj, overrides=(), **changes):

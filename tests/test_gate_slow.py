@@ -21,8 +21,8 @@ def trained(tmp_path_factory, tiny_model_dir, repo_root):
     were trained and registered through the real pipeline."""
     import shutil
 
-    from cl_toolkit.recipe.validate import load_recipe
     from cl_toolkit.registry import open_registry
+    from cl_toolkit.training.strategies import load_recipe
     from cl_toolkit.training.train import train
 
     ws = tmp_path_factory.mktemp("gate-e2e") / "ws"

@@ -9,7 +9,7 @@ import yaml
 from conftest import REPO
 
 from cl_toolkit.core.errors import BadInput
-from cl_toolkit.recipe.validate import load_recipe
+from cl_toolkit.training.strategies import load_recipe
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from project import BASE_RECIPE, REPO, write_recipe
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.recipe.model import Recipe, apply_defaults, recipe_schema
-from cl_toolkit.recipe.validate import load_recipe
+from cl_toolkit.training.strategies import load_recipe
 
 
 def recipe(**changes):

@@ -28,9 +28,10 @@ from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version
 from cl_toolkit.evaluation.matchers import MATCHERS
 from cl_toolkit.evaluation.suite import load_suite
-from cl_toolkit.recipe.validate import load_recipe
 from cl_toolkit.registry import VersionRecord, open_registry
 from cl_toolkit.training.profiles import load_profile
+from cl_toolkit.training.strategies import STRATEGIES as TRAINING_STRATEGIES
+from cl_toolkit.training.strategies import load_recipe
 from cl_toolkit.training.tiny_model import TinySpec, describe, make_tiny_model
 from cl_toolkit.training.train import train
 
@@ -42,27 +43,33 @@ MODEL = "firefighter"
 
 
 @dataclass(frozen=True)
-class Strategy:
-    """How a line learns experiences 2..T: the shipped recipe it starts from and its
+class Variant:
+    """How a line learns experiences 2..T: a training strategy (a name in
+    training.strategies.STRATEGIES), the shipped recipe of it it starts from, and its
     rehearsal ratio (None: the recipe's own). Experience 1 is always recipes 1.0.0
     (initial_lora), with the same ratio of general rehearsal (None: 1.0.0's own)."""
 
+    strategy: str
     recipe: str
     rehearsal: float | None
-    major: bool  # every experience gets a new base (merge): a major version bump
     about: str
 
+    @property
+    def major(self) -> bool:
+        """Every experience gets a new base (merge): a major version bump."""
+        return TRAINING_STRATEGIES[self.strategy].new_base
 
-# name -> strategy (habit: name -> implementation dicts)
-STRATEGIES: dict[str, Strategy] = {
-    "naive": Strategy("1.1.0.yml", 0.0, False, "continued LoRA on the new quarter only, no rehearsal"),
-    "continued_r0.1": Strategy("1.1.0.yml", 0.1, False, "continued LoRA, 10% rehearsal (earlier quarters + general)"),
-    "continued_r0.2": Strategy("1.1.0.yml", 0.2, False, "continued LoRA, 20% rehearsal (earlier quarters + general)"),
-    "continued_r0.5": Strategy("1.1.0.yml", 0.5, False, "continued LoRA, 50% rehearsal (earlier quarters + general)"),
-    "merge_and_retrain": Strategy("2.0.0.yml", None, True,
-                                  "merge the previous version into the base; fresh LoRA on every quarter so far + general"),
-    "distillation": Strategy("2.1.0.yml", None, False,
-                             "fresh LoRA student distilled from the previous version over new + rehearsal"),
+
+# name -> the benchmark's variant of a training strategy
+STRATEGIES: dict[str, Variant] = {
+    "naive": Variant("continued_lora", "1.1.0.yml", 0.0, "continued LoRA on the new quarter only, no rehearsal"),
+    "continued_r0.1": Variant("continued_lora", "1.1.0.yml", 0.1, "continued LoRA, 10% rehearsal (earlier quarters + general)"),
+    "continued_r0.2": Variant("continued_lora", "1.1.0.yml", 0.2, "continued LoRA, 20% rehearsal (earlier quarters + general)"),
+    "continued_r0.5": Variant("continued_lora", "1.1.0.yml", 0.5, "continued LoRA, 50% rehearsal (earlier quarters + general)"),
+    "merge_and_retrain": Variant("merge_and_retrain", "2.0.0.yml", None,
+                                 "merge the previous version into the base; fresh LoRA on every quarter so far + general"),
+    "distillation": Variant("distillation", "2.1.0.yml", None,
+                            "fresh LoRA student distilled from the previous version over new + rehearsal"),
 }
 
 
@@ -95,7 +102,7 @@ class BenchSettings:
 
 # ---- the plan: pure ----------------------------------------------------------------------
 
-def version_of(strategy: Strategy, i: int) -> str:
+def version_of(strategy: Variant, i: int) -> str:
     return f"{i + 1}.0.0" if strategy.major else f"1.{i}.0"
 
 
@@ -119,8 +126,8 @@ def step_recipe(name: str, i: int, settings: BenchSettings) -> tuple[str, list[s
         overrides.append(f"train.num_epochs={settings.epochs}")
     if settings.learning_rate:
         overrides.append(f"train.learning_rate={settings.learning_rate}")
-    if i and s.recipe == "2.1.0.yml":
-        overrides.append(f"distillation.teacher={parent}")  # the previous version teaches
+    if i:  # versions the shipped recipe names (distillation's teacher) become the previous one
+        overrides += [f"{key}={parent}" for key in TRAINING_STRATEGIES[s.strategy].parent_refs]
     return recipe, overrides
 
 

@@ -11,7 +11,7 @@ from cl_toolkit.core.errors import Refused
 from cl_toolkit.core.workspace import workspace_dir
 from cl_toolkit.core.yamlio import display
 from cl_toolkit.pipeline.cycle import STEPS, run_cycle
-from cl_toolkit.recipe.validate import load_recipe
+from cl_toolkit.training.strategies import load_recipe
 
 
 @click.command("cycle")

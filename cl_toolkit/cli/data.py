@@ -9,9 +9,9 @@ import click
 
 from cl_toolkit.core.files import atomic_write_bytes, atomic_write_json, jsonl_bytes, sha256_bytes
 from cl_toolkit.core.yamlio import display
-from cl_toolkit.recipe.validate import load_recipe
 from cl_toolkit.registry import open_registry
 from cl_toolkit.training.mix import build_mix
+from cl_toolkit.training.strategies import load_recipe
 
 
 @click.group("data")

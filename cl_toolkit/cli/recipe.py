@@ -11,10 +11,9 @@ from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_text
 from cl_toolkit.core.yamlio import display
 from cl_toolkit.recipe.model import recipe_schema
-from cl_toolkit.recipe.scaffold import STRATEGY_DEFAULTS, new_recipe
-from cl_toolkit.recipe.validate import load_recipe
 from cl_toolkit.registry import open_registry
 from cl_toolkit.training.render import render
+from cl_toolkit.training.strategies import load_recipe, new_recipe, scaffold_names
 from cl_toolkit.training.tiny_model import ensure_base
 
 set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
@@ -69,7 +68,7 @@ def render_cmd(recipe, out_dir, overrides):
 @cli.command("new")
 @click.argument("model")
 @click.option("--from", "from_version", required=True, help="The version the new recipe continues from.")
-@click.option("--strategy", required=True, type=click.Choice(sorted(STRATEGY_DEFAULTS)), help="How to train it.")
+@click.option("--strategy", required=True, type=click.Choice(sorted(scaffold_names())), help="How to train it.")
 @click.option("--bump", required=True, type=click.Choice(["major", "minor", "patch"]), help="Which semver part to raise.")
 @click.option("--data", "data_paths", multiple=True, help="This quarter's training data (repeatable; default: the parent's).")
 @click.option("--recipes-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("recipes"), show_default=True)

@@ -8,9 +8,9 @@ from pathlib import Path
 import click
 
 from cl_toolkit.core.yamlio import display
-from cl_toolkit.recipe.validate import load_recipe
 from cl_toolkit.registry import open_registry
 from cl_toolkit.training.launch import LAUNCHERS, Topology
+from cl_toolkit.training.strategies import load_recipe
 from cl_toolkit.training.train import train
 
 

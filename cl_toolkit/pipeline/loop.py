@@ -63,7 +63,7 @@ def _train(recipe: str, model: str, workspace: Path, say: Callable[[str], None])
     """Run (or resume) the recipe's cycle. A version registered outside a cycle (`clt train`)
     or whose cycle finished already is skipped: the next update needs the next recipe."""
     from cl_toolkit.pipeline.cycle import run_cycle, stamp_path  # training imports are heavy
-    from cl_toolkit.recipe.validate import load_recipe
+    from cl_toolkit.training.strategies import load_recipe
 
     lr = load_recipe(recipe, workspace=workspace)
     version = lr.recipe.version

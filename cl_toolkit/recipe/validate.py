@@ -1,11 +1,18 @@
 """Load a recipe file: parse safely, apply --set overrides, validate against the schema and
 the cross-field rules, and return a frozen Recipe. Every problem is collected and
-reported together (file, line, key path); nothing is written."""
+reported together (file, line, key path); nothing is written.
+
+Strategies live above this layer (cl_toolkit.training.strategies, whose `load_recipe` is
+the one to call): the table comes in as `strategies`, name -> an object with `rules` (a
+JSON Schema for recipes of that strategy) and `parent_refs` (dotted keys defaulting to the
+parent). Its names replace the schema's `strategy` enum when validating."""
 
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jsonschema
 import yaml
@@ -61,9 +68,19 @@ def apply_overrides(data: dict, overrides: list[tuple[list, object]]) -> dict:
     return data
 
 
-def _schema_problems(data: dict, lines: LineMap, fname: str) -> list[Problem]:
+def schema_for(strategies: Mapping[str, Any]) -> dict:
+    """The recipe schema as validation uses it: the strategy enum is the table's names, and
+    each strategy's `rules` apply to the recipes of that strategy."""
+    schema = copy.deepcopy(recipe_schema())
+    schema["properties"]["strategy"]["enum"] = list(strategies)
+    schema["allOf"] = [{"if": {"properties": {"strategy": {"const": name}}, "required": ["strategy"]},
+                        "then": copy.deepcopy(s.rules)} for name, s in strategies.items() if s.rules]
+    return schema
+
+
+def _schema_problems(data: dict, lines: LineMap, fname: str, schema: dict) -> list[Problem]:
     problems = []
-    validator = jsonschema.Draft202012Validator(recipe_schema())
+    validator = jsonschema.Draft202012Validator(schema)
     for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
         path = list(err.absolute_path)
         if err.validator == "additionalProperties" and isinstance(err.instance, dict):
@@ -136,9 +153,20 @@ def _semantic_problems(data: dict, lines: LineMap, fname: str, recipe_file: Path
     return problems
 
 
+def _fill_parent_refs(data: dict, keys: tuple[str, ...]) -> None:
+    """A strategy's version references left out (distillation.teacher) name the parent."""
+    for dotted in keys:
+        *path, last = dotted.split(".")
+        node = data
+        for part in path:
+            node = node.setdefault(part, {})
+        node.setdefault(last, data["parent"])
+
+
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), workspace: Path | None = None,
-                check_files: bool = True) -> LoadedRecipe:
-    """Read, validate and freeze a recipe. Raises BadInput with every problem found."""
+                check_files: bool = True, *, strategies: Mapping[str, Any]) -> LoadedRecipe:
+    """Read, validate and freeze a recipe against the strategy table `strategies`.
+    Raises BadInput with every problem found."""
     path = Path(path)
     fname = display(path)
     raw_bytes = path.read_bytes() if path.is_file() else None
@@ -146,7 +174,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), w
     if not isinstance(data, dict):
         raise BadInput([Problem(fname, "a recipe must be a YAML mapping", 1)])
     data = apply_overrides(data, parse_overrides(overrides))
-    problems = _schema_problems(data, lines, fname)
+    problems = _schema_problems(data, lines, fname, schema_for(strategies))
     if problems:
         raise BadInput(problems)
     data = apply_defaults(data)
@@ -156,8 +184,7 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), w
     problems += _semantic_problems(data, lines, fname, path.resolve(), root, ws)
     if problems:
         raise BadInput(problems)
-    if data["strategy"] == "distillation" and "teacher" not in data["distillation"]:
-        data["distillation"]["teacher"] = data["parent"]
+    _fill_parent_refs(data, strategies[data["strategy"]].parent_refs)
     text = raw_bytes.decode("utf-8")
     return LoadedRecipe(recipe=build_recipe(data), source=path.resolve(), root=root, workspace=ws,
                         text=text, sha256=sha256_bytes(raw_bytes), raw=freeze(data), overrides=tuple(overrides))

@@ -5,7 +5,6 @@ and a manifest with the SHA-256 of every input and output. Pure composition firs
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -26,6 +25,8 @@ from cl_toolkit.training.axolotl_check import validate_with_axolotl
 from cl_toolkit.training.launch import Topology, fill_topology
 from cl_toolkit.training.mix import Mix, build_mix
 from cl_toolkit.training.profiles import Profile, load_profile
+from cl_toolkit.training.strategies import STRATEGIES
+from cl_toolkit.training.strategies.interface import Plan
 
 FILES = ("axolotl.yml", "manifest.json", "recipe.yml", "data/train.jsonl", "data/new.jsonl")
 
@@ -36,70 +37,6 @@ class Rendered:
     config: dict
     profile: Profile
     manifest: dict
-
-
-@dataclass(frozen=True)
-class Plan:
-    """What a strategy contributes: Axolotl keys, the dataset entry, and (for distillation)
-    the rows to train on instead of the plain mix."""
-
-    keys: dict
-    dataset: dict
-    rows: list[dict] | None = None
-
-
-CHAT_DATASET = {"ds_type": "json", "type": "chat_template", "field_messages": "messages",
-                "roles_to_train": ["assistant"]}
-
-
-def _initial_lora(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, mix: Mix) -> Plan:
-    return Plan({"base_model": profile.base_model}, CHAT_DATASET)
-
-
-def _continued_lora(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, mix: Mix) -> Plan:
-    """Start from the parent's adapter, trainable; rank and alpha come from its config."""
-    parent = registry.require(lr.recipe.model, lr.recipe.parent)
-    if not parent.adapter_dir or not (Path(parent.adapter_dir) / "adapter_config.json").is_file():
-        raise BadInput(f"{lr.recipe.model} {parent.version} has no LoRA adapter to continue from")
-    adapter_cfg = json.loads((Path(parent.adapter_dir) / "adapter_config.json").read_text())
-    keys = {"base_model": parent.base_model, "lora_model_dir": parent.adapter_dir,
-            "lora_r": adapter_cfg["r"], "lora_alpha": adapter_cfg["lora_alpha"]}
-    if adapter_cfg.get("modules_to_save"):
-        keys["lora_modules_to_save"] = list(adapter_cfg["modules_to_save"])
-    return Plan(keys, CHAT_DATASET)
-
-
-def _merge_and_retrain(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, mix: Mix) -> Plan:
-    """Merge the parent into a new base (cached), then a fresh LoRA on the complete data."""
-    from cl_toolkit.training.merge_lora import merged_base
-
-    parent = registry.require(lr.recipe.model, lr.recipe.parent)
-    base, _built = merged_base(parent, lr.workspace)
-    return Plan({"base_model": str(base)}, CHAT_DATASET)
-
-
-def _distillation(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, mix: Mix) -> Plan:
-    """The teacher's top-K log-probs over the mix; a fresh LoRA student trained by the KD plugin."""
-    from transformers import AutoTokenizer
-
-    from cl_toolkit.training.teacher import cache_path, teacher_rows
-
-    d = lr.recipe.distillation
-    teacher = registry.require(lr.recipe.model, d["teacher"])
-    student_tok = AutoTokenizer.from_pretrained(profile.base_model) if profile.base_is_local else None
-    rows = teacher_rows(teacher, mix.rows, d["top_k"], cache_path(lr.workspace, teacher, mix.rows, d["top_k"]),
-                        student_tokenizer=student_tok)
-    keys = {"base_model": profile.base_model, "plugins": ["axolotl.integrations.kd.KDPlugin"],
-            "kd_trainer": True, "kd_ce_alpha": round(1.0 - d["alpha"], 6), "kd_alpha": d["alpha"],
-            "kd_temperature": d["temperature"]}
-    dataset = {"ds_type": "json", "type": "axolotl.integrations.kd.chat_template", "field_messages": "messages",
-               "logprobs_field": "logprobs", "temperature": 1.0, "roles_to_train": ["assistant"]}
-    return Plan(keys, dataset, rows)
-
-
-# strategy name -> its plan (habit: name -> implementation dicts, no class hierarchy)
-STRATEGIES = {"initial_lora": _initial_lora, "continued_lora": _continued_lora,
-              "merge_and_retrain": _merge_and_retrain, "distillation": _distillation}
 
 
 def tracking_keys(tracking: dict | None, run_name: str, source: str = "recipe") -> dict:
@@ -176,7 +113,7 @@ def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate
     refuse_secrets(thaw(recipe.axolotl), display(lr.source))
     out_dir = Path(out_dir).resolve()
     mix = build_mix(lr, registry)
-    plan = STRATEGIES[recipe.strategy](lr, registry, profile, mix)
+    plan = STRATEGIES[recipe.strategy].plan(lr, registry, profile, mix.rows)
     if plan.rows is not None:
         mix = dataclasses.replace(mix, rows=plan.rows)
     cfg = compose_config(lr, profile, plan, out_dir)

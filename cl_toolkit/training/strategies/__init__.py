@@ -1,0 +1,46 @@
+"""The training strategies: `STRATEGIES`, name -> Strategy, is the only list of them. Render,
+the mix, `clt recipe new`, recipe validation and the benchmark look a strategy up here, so a
+new one is a module with a `STRATEGY` and one line below (docs/strategies.md).
+
+The recipe layer sits below training and cannot import this table: `load_recipe` and
+`new_recipe` here are its strategy-aware entry points, and every caller uses them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cl_toolkit.recipe import scaffold as _scaffold
+from cl_toolkit.recipe import validate as _validate
+from cl_toolkit.recipe.model import LoadedRecipe
+from cl_toolkit.training.strategies import (
+    continued_lora,
+    distillation,
+    initial_lora,
+    merge_and_retrain,
+)
+from cl_toolkit.training.strategies.interface import Strategy
+
+STRATEGIES: dict[str, Strategy] = {
+    "initial_lora": initial_lora.STRATEGY,
+    "continued_lora": continued_lora.STRATEGY,
+    "merge_and_retrain": merge_and_retrain.STRATEGY,
+    "distillation": distillation.STRATEGY,
+}
+
+
+def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), workspace: Path | None = None,
+                check_files: bool = True) -> LoadedRecipe:
+    """Read, validate (against the live table's names and rules) and freeze a recipe.
+    Raises BadInput with every problem found."""
+    return _validate.load_recipe(path, overrides, workspace, check_files, strategies=STRATEGIES)
+
+
+def new_recipe(model_dir: Path, from_version: str, strategy: str, bump: str, data_paths: list[str],
+               force: bool = False) -> Path:
+    """`clt recipe new`: write the next recipe of a line with the strategy's defaults."""
+    return _scaffold.new_recipe(model_dir, from_version, strategy, bump, data_paths, force, strategies=STRATEGIES)
+
+
+def scaffold_names() -> list[str]:
+    """The strategies `clt recipe new` offers: those with scaffold defaults."""
+    return _scaffold.scaffold_names(STRATEGIES)

@@ -1,0 +1,65 @@
+"""What a training strategy is: one frozen `Strategy` per module, looked up by name in
+`cl_toolkit.training.strategies.STRATEGIES`. Render, the mix, `clt recipe new`, recipe
+validation and the benchmark ask it; none of them names a strategy. See docs/strategies.md."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from cl_toolkit.recipe.model import LoadedRecipe
+from cl_toolkit.recipe.scaffold import ScaffoldDefaults
+from cl_toolkit.registry import RegistryStore
+from cl_toolkit.training.profiles import Profile
+
+__all__ = ["CHAT_DATASET", "PARENT_FORBIDDEN", "PARENT_REQUIRED", "Plan", "ScaffoldDefaults", "Strategy"]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What a strategy contributes to the rendered run: Axolotl keys (above the profile,
+    below the recipe's `train:` and `axolotl:`), the dataset entry, and (for distillation)
+    the rows to train on instead of the plain mix."""
+
+    keys: dict
+    dataset: dict
+    rows: list[dict] | None = None
+
+
+# the dataset entry of every strategy that trains on plain chat rows
+CHAT_DATASET = {"ds_type": "json", "type": "chat_template", "field_messages": "messages",
+                "roles_to_train": ["assistant"]}
+
+# JSON Schema rules on a recipe (`Strategy.rules`): whether it continues from a parent
+PARENT_REQUIRED = {"properties": {"parent": {"type": "string"}}}
+PARENT_FORBIDDEN = {"properties": {"parent": {"type": "null"}}}
+
+PlanHook = Callable[[LoadedRecipe, RegistryStore, Profile, list[dict]], Plan]
+HistoryHook = Callable[[LoadedRecipe, RegistryStore], tuple[list[dict], list[dict]]]
+ScaffoldHook = Callable[[dict], ScaffoldDefaults]
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """One training strategy. Only `about` and `plan` are required.
+
+    - plan(lr, registry, profile, rows) -> Plan: the Axolotl keys and dataset it renders,
+      after any preparation (merging the parent, the teacher's log-probs); `rows` is the mix.
+    - rules: a JSON Schema every recipe of this strategy must also meet (checked with the
+      recipe schema, so problems read `file:line: [key] message`).
+    - parent_refs: dotted recipe keys that name a version and default to the parent.
+    - scaffold(source recipe data) -> ScaffoldDefaults: what `clt recipe new` writes;
+      None: not offered there (it always continues from a parent).
+    - history(lr, registry) -> (rows, manifest inputs): data trained on in full besides the
+      new rows (deduplicated with them); None: nothing.
+    - rehearses_parent_data: False drops `parent_data` rehearsal (already in the history).
+    - new_base: the version's base is not its parent's (so a new lineage is a major bump)."""
+
+    about: str
+    plan: PlanHook
+    rules: dict = field(default_factory=lambda: dict(PARENT_REQUIRED))
+    parent_refs: tuple[str, ...] = ()
+    scaffold: ScaffoldHook | None = None
+    history: HistoryHook | None = None
+    rehearses_parent_data: bool = True
+    new_base: bool = False
