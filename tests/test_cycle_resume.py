@@ -12,7 +12,7 @@ from project import BASE_RECIPE, make_project, write_recipe
 
 from cl_toolkit.evaluation.evaluate import EvalSettings
 from cl_toolkit.pipeline.cycle import STEP_FUNCS, STEPS, Context, run_cycle
-from cl_toolkit.recipe.validate import load_recipe
+from cl_toolkit.training.strategies import load_recipe
 
 EXTRA_CASE = {"id": "reg-extra", "input": "What is the UN number for propane?", "expected": "UN1978",
               "match": "contains", "criticality": "low", "domain": "hazmat_id", "tags": []}

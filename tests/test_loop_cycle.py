@@ -13,8 +13,8 @@ from project import BASE_RECIPE, make_project, write_recipe
 from cl_toolkit.feedback.records import now_timestamp
 from cl_toolkit.monitoring.windows import shift
 from cl_toolkit.pipeline.cycle import run_cycle
-from cl_toolkit.recipe.validate import load_recipe
 from cl_toolkit.registry import open_registry
+from cl_toolkit.training.strategies import load_recipe
 
 pytestmark = pytest.mark.slow
 SMALL_DATA = {"train": [{"path": "data/firefighter/q2.jsonl", "max_rows": 24}], "seed": 7}
