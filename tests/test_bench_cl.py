@@ -5,6 +5,7 @@ Axolotl (slow): 2 strategies x 2 experiences x 8 facts."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from conftest import REPO
@@ -13,6 +14,7 @@ from cl_toolkit.bench import metrics
 from cl_toolkit.bench.cl import STRATEGIES, BenchSettings, build_cases, split_accuracy, step_recipe
 from cl_toolkit.bench.output import markdown, plot, summary_table
 from cl_toolkit.core.errors import BadInput
+from cl_toolkit.evaluation.evaluate import cache_path
 from cl_toolkit.recipe.model import thaw
 from cl_toolkit.training.strategies import load_recipe
 
@@ -28,6 +30,31 @@ def test_metrics_of_a_known_matrix():
     assert m["forgetting_per_experience"] == pytest.approx([0.9 - 0.2, 0.8 - 0.4])
     assert m["forgetting"] == pytest.approx((0.7 + 0.4) / 2)
     assert m["plasticity"] == [0.9, 0.8, 1.0] and m["plasticity_mean"] == pytest.approx(0.9)
+
+
+def test_metrics_match_a_matrix_worked_by_hand():
+    """The standard definitions, T experiences, R[i][j] = accuracy on experience j after
+    training on experience i (0-based; the papers count from 1):
+      ACC = 1/T * sum_j R[T-1][j]                          (Lopez-Paz & Ranzato 2017)
+      BWT = 1/(T-1) * sum_{j<T-1} (R[T-1][j] - R[j][j])    (Lopez-Paz & Ranzato 2017)
+      forgetting f_j = max_{l in j..T-2} R[l][j] - R[T-1][j], averaged over j < T-1
+                                                           (Chaudhry et al. 2018)
+      plasticity = R[j][j], and its mean: each experience right after it was learned."""
+    r = [[0.50, 0.10, 0.05],
+         [0.70, 0.80, 0.20],
+         [0.40, 0.60, 0.90]]
+    m = metrics.summarize(r)
+    # ACC = (0.40 + 0.60 + 0.90) / 3 = 1.90 / 3 = 0.633333
+    assert m["acc"] == pytest.approx(0.633333, abs=1e-6)
+    # BWT = ((0.40 - 0.50) + (0.60 - 0.80)) / 2 = (-0.10 - 0.20) / 2 = -0.15
+    assert m["bwt"] == pytest.approx(-0.15, abs=1e-6)
+    # f_0 = max(0.50, 0.70) - 0.40 = 0.30 (experience 0 improved to 0.70 before falling);
+    # f_1 = max(0.80) - 0.60 = 0.20; forgetting = (0.30 + 0.20) / 2 = 0.25, not -BWT
+    assert m["forgetting_per_experience"] == pytest.approx([0.30, 0.20], abs=1e-6)
+    assert m["forgetting"] == pytest.approx(0.25, abs=1e-6)
+    # plasticity = [0.50, 0.80, 0.90], mean 2.20 / 3 = 0.733333
+    assert m["plasticity"] == [0.50, 0.80, 0.90]
+    assert m["plasticity_mean"] == pytest.approx(0.733333, abs=1e-6)
 
 
 def test_forgetting_is_measured_from_the_best_earlier_accuracy():
@@ -145,6 +172,18 @@ def test_bench_verb_is_listed_and_bad_strategies_exit_2(clt, tmp_path):
     assert code == 2 and "unknown strategy bogus" in err
 
 
+def recorded_accuracy(ws: Path, version: str, suite_sha256: str, phrasing: str) -> list[float]:
+    """Accuracy on each experience's facts, counted from the passed flags of the cases in
+    the evaluation file that `evaluate_version` wrote for this version."""
+    doc = json.loads(cache_path(ws, "firefighter", version, suite_sha256).read_text())
+    per_experience = []
+    for q in ("q1", "q2"):
+        hits = [c["passed"] for c in doc["cases"] if c["id"].startswith(f"{q}/{phrasing}/")]
+        assert len(hits) == 8  # --max-rows 8
+        per_experience.append(round(sum(hits) / len(hits), 6))
+    return per_experience
+
+
 @pytest.mark.slow
 def test_reduced_benchmark_trains_through_axolotl(clt, tmp_path, monkeypatch):
     """2 strategies x 2 experiences x 8 facts, 2 epochs, a base pretrained 1 epoch."""
@@ -159,9 +198,18 @@ def test_reduced_benchmark_trains_through_axolotl(clt, tmp_path, monkeypatch):
     assert [s["facts"] for s in doc["stream"]] == [8, 8]
     for res in doc["strategies"].values():
         for phrasing in ("asked", "paraphrased"):
+            # R from the per-case results each version's evaluation wrote, not from `metrics`
+            r = [recorded_accuracy(Path(res["workspace"]), step["version"], doc["suite"]["sha256"], phrasing)
+                 for step in res["steps"]]
+            assert r == [step[phrasing] for step in res["steps"]]  # the document's per-step results
             m = res["metrics"][phrasing]
-            assert len(m["R"]) == 2 and all(len(row) == 2 and all(0 <= v <= 1 for v in row) for row in m["R"])
-            assert m["bwt"] == pytest.approx(m["R"][1][0] - m["R"][0][0], abs=1e-6)
+            assert m["R"] == r and all(0 <= v <= 1 for row in r for v in row)
+            # T = 2: BWT = R[1][0] - R[0][0]; forgetting f_0 = R[0][0] - R[1][0];
+            # ACC = (R[1][0] + R[1][1]) / 2; plasticity = [R[0][0], R[1][1]]
+            assert m["bwt"] == pytest.approx(r[1][0] - r[0][0], abs=1e-6)
+            assert m["forgetting"] == pytest.approx(r[0][0] - r[1][0], abs=1e-6)
+            assert m["acc"] == pytest.approx((r[1][0] + r[1][1]) / 2, abs=1e-6)
+            assert m["plasticity"] == [r[0][0], r[1][1]]
         steps = res["steps"]
         assert [s["version"] for s in steps] == ["1.0.0", "1.1.0"] and steps[1]["parent"] == "1.0.0"
         assert all(s["train_seconds"] > s["trainer_seconds"] > 0 for s in steps) and steps[0]["mix"]["new"] == 8

@@ -3,6 +3,7 @@ case is blocked (exit 3) and the report names it; a clean candidate passes (exit
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 
@@ -138,12 +139,25 @@ def test_the_baseline_is_evaluated_once_per_suite(clt, env):
     assert sorted(e["version"] for e in runs) == ["1.0.0", "1.1.0", "1.2.0"]
 
 
+def _sha256_and_cases(path) -> tuple[str, int]:
+    """Computed here, not by the toolkit: the file's SHA-256 and its non-blank lines."""
+    data = path.read_bytes()
+    return hashlib.sha256(data).hexdigest(), sum(1 for line in data.splitlines() if line.strip())
+
+
 def test_suite_option_overrides_the_recipe(clt, env, repo_root):
     ws, _ = env
-    code, out, _ = clt("gate", "toy", "--candidate", "1.1.0", "--suite",
-                       repo_root / "data" / "firefighter" / "smoke_suite.jsonl", "--json", *FAST)
+    smoke = repo_root / "data" / "firefighter" / "smoke_suite.jsonl"
+    code, out, _ = clt("gate", "toy", "--candidate", "1.1.0", "--suite", smoke, "--json", *FAST)
     gate = json.loads(out)
     assert gate["suite"].endswith("smoke_suite.jsonl") and code == (0 if gate["passed"] else 3)
+    sha, cases = _sha256_and_cases(smoke)
+    assert (gate["suite_sha256"], gate["suite_cases"]) == (sha, cases) == (sha, 12)
+    assert sum(d["total"] for d in gate["per_domain"].values()) == cases
+    own_sha, _ = _sha256_and_cases(ws / "suites" / "derived.jsonl")  # the recipe's gate.suite
+    assert own_sha != sha  # (its case count may equal 12 by chance: the hash tells them apart)
+    on_disk = json.loads((ws / "runs" / "toy-1.1.0" / "gate.json").read_text())
+    assert (on_disk["suite_sha256"], on_disk["suite_cases"]) == (sha, cases)
 
 
 def test_gate_refuses_what_it_cannot_compare(clt, env):

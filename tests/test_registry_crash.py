@@ -33,12 +33,15 @@ with open_registry() as reg:
     print("ready", flush=True)
     for i in range(10**6):
         promote(reg, "ff", versions[i % len(versions)], reason=f"loop {i}", force=True)
+        if i < 5:  # progress for the test, then silence (nobody drains the pipe)
+            print(f"promoted {i}", flush=True)
 """
 RACE = """
 import os, sys, time
 from cl_toolkit.registry import open_registry, promote
 go, versions = sys.argv[1], sys.argv[2:]
 with open_registry() as reg:
+    print("ready", flush=True)
     while not os.path.exists(go):
         time.sleep(0.002)
     moves = sum(promote(reg, "ff", versions[i % len(versions)], reason=f"race {i}", force=True).changed
@@ -119,7 +122,10 @@ def test_sigkill_at_random_moments_of_a_promote_loop(ws, check_passes):
     for _ in range(3):
         proc = python(PROMOTE_LOOP, ws, "1.0.0", "1.1.0", "1.2.0")
         assert proc.stdout.readline().strip() == "ready"
-        time.sleep(rng.uniform(0.05, 0.3))
+        # at least 2 promotes committed, whatever the machine's speed; then a random moment
+        for i in range(rng.randint(2, 5)):
+            assert proc.stdout.readline().strip() == f"promoted {i}"
+        time.sleep(rng.uniform(0.0, 0.2))
         kill(proc)
         check_passes()  # includes: the aliases are what the history says
     with open_registry(ws) as reg:
@@ -133,7 +139,8 @@ def test_four_processes_promoting_at_once_leave_one_champion(ws, check_passes):
     go = ws / "go"
     order = [["1.0.0", "1.1.0"], ["1.1.0", "1.2.0"], ["1.2.0", "1.3.0"], ["1.3.0", "1.0.0"]]
     procs = [python(RACE, ws, str(go), *vs) for vs in order]
-    time.sleep(0.3)
+    for p in procs:  # every process has its registry open and waits: then they start at once
+        assert p.stdout.readline().strip() == "ready", p.stderr.read()[-500:]
     go.touch()
     outs = [p.communicate(timeout=60) for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, [o[1][-500:] for o in outs]

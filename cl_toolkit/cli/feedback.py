@@ -232,25 +232,13 @@ def review_cmd(incident, since, until, tags, ids, answers, reviewer, as_json):
         elif not sys.stdin.isatty():
             raise BadInput("review asks in a terminal; for scripts pass --answers FILE")
         else:
-            r = review.walk(store, incident, selected, reviewer=reviewer, ask=_asker(as_json),
+            r = review.walk(store, incident, selected, reviewer=reviewer, ask=review.terminal_input,
                             say=lambda text: click.echo(text, err=as_json))
     problems = r.pop("problems", [])
     if answers or as_json:  # a walk has already said how far it got
         emit({**r, "problems": [str(p) for p in problems]}, as_json,
              [", ".join(f"{k} {v}" for k, v in r.items() if k != "incident")])
     _fail_on(problems, "rejected answers")
-
-
-def _asker(to_stderr: bool):
-    """input(), with the prompt on stderr when stdout carries JSON."""
-    if not to_stderr:
-        return input
-
-    def ask(prompt: str) -> str:
-        click.echo(prompt, nl=False, err=True)
-        return input()
-
-    return ask
 
 
 @cli.command("score")

@@ -176,7 +176,8 @@ def run_gate(workspace: Path, model: str, candidate: str, baseline: str | None =
     reasons = decide(diff, config.policy)
     result = {
         "model": model, "candidate": candidate, "baseline": base.version, "suite": suite_label(loaded, workspace),
-        "suite_sha256": loaded.sha256, "passed": not reasons, "reasons": reasons, "policy": config.policy,
+        "suite_sha256": loaded.sha256, "suite_cases": len(loaded.cases), "passed": not reasons, "reasons": reasons,
+        "policy": config.policy,
         **diff, "settings": cand_result["settings"],
         "evaluations": {"baseline": base_result["cache_path"], "candidate": cand_result["cache_path"]},
         "gated_at": utc_now(), "toolkit_version": __version__,

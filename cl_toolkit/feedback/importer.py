@@ -1,6 +1,6 @@
 """`clt feedback import`: JSONL production logs into the store.
 
-Each line is one JSON object (DESIGN.md, "Feedback row"). Lines are checked one by one;
+Each line is one JSON object (docs/formats.md, "The feedback row"). Lines are checked one by one;
 a bad line is reported with its file and line number and copied to the quarantine file
 beside the store, and the rest still imports. Good lines are written in batches, one
 transaction per batch: a crash loses at most the batch in flight, never half of one, and

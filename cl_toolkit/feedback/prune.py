@@ -12,7 +12,7 @@ The order of work, so that nothing is lost:
 4. only then delete, in the same transaction (feedback, annotation samples, incident
    review records, predictions), and commit; VACUUM comes after.
 
-Archive lines are the import format of DESIGN.md. A prediction with feedback from
+Archive lines are in the import format (docs/formats.md). A prediction with feedback from
 several sources takes one line per source (import is idempotent on the prediction).
 The annotation-sample and incident-review bookkeeping of pruned rows is deleted and
 counted, not archived (an incident's context lives on in its feedback's notes).

@@ -17,7 +17,11 @@ import csv
 import getpass
 import io
 import json
+import os
 import re
+import select as select_io  # the module defines select() (an incident's predictions)
+import signal
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,6 +225,52 @@ def apply_answers(store: FeedbackStore, incident: str, path: str | Path,
 
 
 # --- in a terminal ------------------------------------------------------------------------
+def terminal_input(prompt: str, out=None, fd: int | None = None) -> str:
+    """input() for the review's terminal, without its lost-Ctrl-C race: the prompt goes to
+    `out` (stderr, where input() puts it on a terminal), then one line is read from `fd`
+    (stdin); EOFError on Ctrl-D at the start of a line.
+
+    input() writes the prompt and then blocks in read(); a Ctrl-C that lands between the
+    two only sets Python's signal flag, which nothing checks until the next signal, so the
+    reviewer's Ctrl-C is ignored (seen about once in ten when it follows the prompt at
+    once). Here a signal wakeup pipe is armed before the prompt shows and waited on with
+    the terminal, so a Ctrl-C at any moment after the prompt raises KeyboardInterrupt.
+    """
+    out = out if out is not None else sys.stderr
+    fd = sys.stdin.fileno() if fd is None else fd
+    wake_r, wake_w = os.pipe()
+    os.set_blocking(wake_r, False)
+    os.set_blocking(wake_w, False)
+    old = signal.set_wakeup_fd(wake_w, warn_on_full_buffer=False)
+    try:
+        out.write(prompt)
+        out.flush()
+        return _read_line(fd, wake_r)
+    finally:
+        signal.set_wakeup_fd(old)
+        os.close(wake_r)
+        os.close(wake_w)
+
+
+def _read_line(fd: int, wake_r: int) -> str:
+    """One line from `fd`. A signal wakes the wait up; its Python handler runs as soon as
+    select returns (Ctrl-C: KeyboardInterrupt), so only signals that raise nothing get here."""
+    data = b""
+    while not data.endswith(b"\n"):
+        ready, _, _ = select_io.select([fd, wake_r], [], [])
+        if wake_r in ready:
+            os.read(wake_r, 512)  # drain it, or the next wait would return at once
+        if fd not in ready:
+            continue
+        byte = os.read(fd, 1)  # one at a time: what follows the line stays for the next ask
+        if not byte:
+            if not data:
+                raise EOFError
+            break
+        data += byte
+    return data.decode(getattr(sys.stdin, "encoding", None) or "utf-8", errors="replace").removesuffix("\n")
+
+
 def _ask_one(request_id: str, ask: Callable[[str], str], say: Callable[[str], None]):
     """An Answer, SKIP or QUIT, from the reviewer."""
     while True:

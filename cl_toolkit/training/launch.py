@@ -25,8 +25,8 @@ from pathlib import Path
 from cl_toolkit.core.errors import BadInput, CltError
 from cl_toolkit.core.secret_scan import redact
 
-# Settings every Axolotl process needs here (DESIGN.md): telemetry off (else the process
-# hangs after training retrying it), no W&B unless a recipe asks for it, no hub.
+# Settings every Axolotl process needs here (measured: docs/environment.md): telemetry off
+# (else the process hangs after training retrying it), no W&B unless a recipe asks, no hub.
 TRAIN_ENV = {
     "AXOLOTL_DO_NOT_TRACK": "1",
     "DO_NOT_TRACK": "1",

@@ -18,7 +18,7 @@ from cl_toolkit.core.yamlio import display, format_key, load_yaml
 
 @dataclass(frozen=True)
 class TinySpec:
-    """The shape of a tiny model. Defaults are the tiny-cpu profile's (measured in DESIGN.md)."""
+    """The shape of a tiny model. Defaults are the tiny-cpu profile's (see docs/environment.md)."""
 
     seed: int = 0
     vocab_size: int = 2048
