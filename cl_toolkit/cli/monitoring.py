@@ -4,14 +4,15 @@ no promotion, a critical champion left in place)."""
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import click
 
-from cl_toolkit.core.errors import EXIT_NO, BadInput, CltError
+from cl_toolkit.cli.options import json_option, who_option
+from cl_toolkit.cli.output import emit, say
+from cl_toolkit.core.errors import BadInput, CltError, Refused
 from cl_toolkit.core.workspace import workspace_dir
 from cl_toolkit.feedback.records import now_timestamp
 from cl_toolkit.feedback.store import open_store
@@ -32,21 +33,11 @@ from cl_toolkit.monitoring.windows import at_or_now, parse_interval, parse_windo
 from cl_toolkit.pipeline import loop as loop_mod
 from cl_toolkit.registry import open_registry
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 config_option = click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
                              help="Monitoring policy (default: configs/triggers.yml, else built-in defaults).")
 at_option = click.option("--at", default=None, metavar="TIME",
                          help="Judge as of this ISO time instead of now (replays history).")
-who_option = click.option("--who", default=None, help="Recorded in the registry history (default: $USER).")
 model_argument = click.argument("model", required=False)
-
-
-def _emit(data: dict, as_json: bool, lines: list[str]) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False) if as_json else "\n".join(lines))
-
-
-def _exit_no() -> None:
-    click.get_current_context().exit(EXIT_NO)
 
 
 @click.group("trigger")
@@ -58,23 +49,23 @@ def trigger_cli():
 @model_argument
 @at_option
 @config_option
-@json_option
+@json_option()
 def check_cmd(model, at, config, as_json):
     """Evaluate every trigger rule for MODEL. Exit 0 when an update is due, 3 when not."""
     cfg = load_config(config)
     with open_store() as store, open_registry() as reg:
         model = registry_model(reg, model)
         report = check_triggers(gather(store.conn, reg, model, at_or_now(at), cfg), cfg)
-    _emit({**report.as_dict(), "config": cfg.source}, as_json, format_report(report))
+    emit({**report.as_dict(), "config": cfg.source}, as_json, format_report(report))
     if not report.due:
-        _exit_no()
+        raise Refused(f"no update due for {model}")
 
 
 @click.command("drift")
 @click.option("--reference", required=True, metavar="START..END", help="Reference window (ISO dates or times).")
 @click.option("--current", required=True, metavar="START..END", help="Current window (a date END is inclusive).")
 @config_option
-@json_option
+@json_option()
 def drift_cli(reference, current, config, as_json):
     """PSI and Kolmogorov-Smirnov per feature, and concept drift, between two windows."""
     cfg = load_config(config)
@@ -86,7 +77,7 @@ def drift_cli(reference, current, config, as_json):
             raise BadInput(f"--{name} {windows[name].start}..{windows[name].end} holds no predictions")
     report = {**{k: w.as_dict() for k, w in windows.items()},
               **drift_report(columns["reference"], columns["current"], cfg.drift), "config": cfg.source}
-    _emit(report, as_json, format_drift(report))
+    emit(report, as_json, format_drift(report))
 
 
 @click.group("ab")
@@ -104,7 +95,7 @@ def ab_cli():
 @click.option("--min-improvement", type=click.FloatRange(0, 1), default=None,
               help="Gain in positive rate needed to promote (default: ab.min_improvement).")
 @config_option
-@json_option
+@json_option()
 def analyze_cmd(model, champion, challenger, window, min_samples, min_improvement, config, as_json):
     """z-test, weighted score and verdict for CHAMPION vs CHALLENGER. Exit 0 on promote, else 3."""
     if champion == challenger:
@@ -120,18 +111,18 @@ def analyze_cmd(model, champion, challenger, window, min_samples, min_improvemen
     empty = {"predictions": 0, "rated": 0, "positive": 0, "mean_quality": None, "mean_latency_ms": None}
     arms = [Arm(v, **rows.get(v, empty)) for v in (champion, challenger)]
     result = analyze(*arms, ab_cfg, model)
-    _emit({**result.as_dict(), "config": cfg.source}, as_json, format_ab(result))
+    emit({**result.as_dict(), "config": cfg.source}, as_json, format_ab(result))
     if result.verdict != "promote":
-        _exit_no()
+        raise Refused(f"challenger {challenger} is not promoted over champion {champion}: {result.verdict}")
 
 
 @click.command("health")
 @model_argument
 @click.option("--auto-rollback", is_flag=True, help="Roll a critical champion back through the registry.")
-@who_option
+@who_option()
 @at_option
 @config_option
-@json_option
+@json_option()
 def health_cli(model, auto_rollback, who, at, config, as_json):
     """The champion's recent positive rate against its release baseline. Exit 3 when it is
     critical and was not rolled back."""
@@ -144,9 +135,9 @@ def health_cli(model, auto_rollback, who, at, config, as_json):
             move = perform_rollback(reg, report, who)
     done = f"rolled back: {model} champion {move.previous} -> {move.version}" if move else None
     rolled = {"from": move.previous, "to": move.version} if move else None
-    _emit({**report.as_dict(), "rolled_back": rolled, "config": cfg.source}, as_json, format_health(report, done))
+    emit({**report.as_dict(), "rolled_back": rolled, "config": cfg.source}, as_json, format_health(report, done))
     if report.status == "critical" and move is None:
-        _exit_no()
+        raise Refused(f"{model}'s champion is critical and was not rolled back")
 
 
 @click.command("loop")
@@ -156,10 +147,10 @@ def health_cli(model, auto_rollback, who, at, config, as_json):
 @click.option("--auto-train", "recipe", default=None, metavar="RECIPE",
               help="Train this recipe when an update is due (else: say which recipe to write).")
 @click.option("--auto-rollback", is_flag=True, help="Roll a critical champion back.")
-@who_option
+@who_option()
 @click.option("--at", default=None, metavar="TIME", help="With --once: judge as of this ISO time.")
 @config_option
-@json_option
+@json_option()
 def loop_cli(model, interval, once, recipe, auto_rollback, who, at, config, as_json):
     """Run the trigger and health checks on a schedule; every decision is appended to
     WORKSPACE/monitoring/decisions.jsonl."""
@@ -173,7 +164,7 @@ def loop_cli(model, interval, once, recipe, auto_rollback, who, at, config, as_j
 
 
 def _show_decision(as_json: bool, once: bool, record: dict) -> None:
-    click.echo(json.dumps(record, ensure_ascii=False) if as_json else loop_mod.format_decision(record))
+    emit(record, as_json, lambda: [loop_mod.format_decision(record)], one_line=True)
     errors = [a["error"] for a in record["actions"] if "error" in a]
     if once and errors:
         raise CltError("; ".join(errors))
@@ -181,4 +172,4 @@ def _show_decision(as_json: bool, once: bool, record: dict) -> None:
 
 def _log_error(ws: Path, model: str | None, error: CltError) -> None:
     loop_mod.append_decision(ws, {"at": now_timestamp(), "model": model, "error": str(error)})
-    click.echo(f"error: {error} (will check again)", err=True)
+    say(f"error: {error} (will check again)")
