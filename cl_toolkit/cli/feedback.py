@@ -19,7 +19,7 @@ from cl_toolkit.feedback.prune import prune
 from cl_toolkit.feedback.schema import SOURCES
 from cl_toolkit.feedback.scoring import SCORERS, score_store
 from cl_toolkit.feedback.store import open_store
-from cl_toolkit.feedback.summary import compute_stats
+from cl_toolkit.feedback.summary import compute_stats, format_stats
 
 SHOWN_PROBLEMS = 20
 THUMBS = {"up": 1, "neutral": 0, "down": -1, "1": 1, "0": 0, "-1": -1}
@@ -122,19 +122,7 @@ def stats_cmd(as_json):
     """Totals, feedback rate, mean rating and quality, by model version and domain."""
     with open_store() as store:
         s = compute_stats(store)
-    lines = [f"predictions {s['predictions']:,}, with feedback {s['with_feedback']:,} "
-             f"(rate {s['feedback_rate']:.1%}), feedback events {s['feedback_events']:,}",
-             f"mean rating {s['mean_rating']}, mean quality {s['mean_quality']}, "
-             f"corrections {s['corrections']:,}, thumbs {s['thumbs']}"]
-    for group in ("by_model_version", "by_domain"):
-        lines.append(f"{group.replace('_', ' ')}:")
-        lines += [f"  {key}: {v['predictions']:,} predictions, {v['with_feedback']:,} rated, "
-                  f"mean rating {v['mean_rating']}, corrections {v['corrections']:,}"
-                  for key, v in s[group].items()]
-    lines.append("latency ms by model version:")
-    lines += [f"  {key}: p50 {v['p50']}, p95 {v['p95']}, p99 {v['p99']} (n {v['count']:,})"
-              for key, v in s["latency_ms_by_model_version"].items()]
-    emit(s, as_json, lines)
+    emit(s, as_json, lambda: format_stats(s))
 
 
 @cli.command("extract")
@@ -218,15 +206,8 @@ def review_cmd(incident, since, until, tags, ids, answers, reviewer, as_json):
     recommended (stored as source incident). Resumable: run it again to continue."""
     with open_store() as store:
         wanted = review.Selection(since, until, tags, review.read_ids(ids) if ids else None)
-        # an answers file may stand alone; a walk needs to know what to walk through
-        selected = review.select(store, wanted) if wanted.given() or not answers else None
-        if answers:
-            r = review.apply_answers(store, incident, answers, selected, reviewer)
-        elif not sys.stdin.isatty():
-            raise BadInput("review asks in a terminal; for scripts pass --answers FILE")
-        else:
-            r = review.walk(store, incident, selected, reviewer=reviewer, ask=_asker(as_json),
-                            say=lambda text: click.echo(text, err=as_json))
+        r = review.run_review(store, incident, wanted, answers=answers, interactive=sys.stdin.isatty(),
+                              ask=_asker(as_json), say=lambda text: click.echo(text, err=as_json), reviewer=reviewer)
     problems = r.pop("problems", [])
     if answers or as_json:  # a walk has already said how far it got
         emit({**r, "problems": [str(p) for p in problems]}, as_json,

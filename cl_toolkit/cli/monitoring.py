@@ -4,7 +4,6 @@ no promotion, a critical champion left in place)."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
@@ -16,18 +15,11 @@ from cl_toolkit.core.errors import BadInput, CltError, Refused
 from cl_toolkit.core.workspace import workspace_dir
 from cl_toolkit.feedback.records import now_timestamp
 from cl_toolkit.feedback.store import open_store
-from cl_toolkit.monitoring.ab import Arm, analyze, format_ab
+from cl_toolkit.monitoring.ab import analyze, arms_of, format_ab, with_overrides
 from cl_toolkit.monitoring.config import load_config
 from cl_toolkit.monitoring.drift import drift_report, format_drift
-from cl_toolkit.monitoring.health import assess_health, format_health, perform_rollback
-from cl_toolkit.monitoring.observe import (
-    arm_rows,
-    default_line,
-    feature_columns,
-    gather,
-    registry_model,
-    store_model,
-)
+from cl_toolkit.monitoring.health import check_health, format_health
+from cl_toolkit.monitoring.observe import ab_rows, gather, registry_model, window_columns
 from cl_toolkit.monitoring.triggers import check_triggers, format_report
 from cl_toolkit.monitoring.windows import at_or_now, parse_interval, parse_window
 from cl_toolkit.pipeline import loop as loop_mod
@@ -71,10 +63,7 @@ def drift_cli(reference, current, config, as_json):
     cfg = load_config(config)
     windows = {"reference": parse_window(reference, "--reference"), "current": parse_window(current, "--current")}
     with open_store() as store:
-        columns = {name: feature_columns(store.conn, w) for name, w in windows.items()}
-    for name, cols in columns.items():
-        if not cols["prompt_length"]:
-            raise BadInput(f"--{name} {windows[name].start}..{windows[name].end} holds no predictions")
+        columns = window_columns(store.conn, windows)
     report = {**{k: w.as_dict() for k, w in windows.items()},
               **drift_report(columns["reference"], columns["current"], cfg.drift), "config": cfg.source}
     emit(report, as_json, format_drift(report))
@@ -100,17 +89,10 @@ def analyze_cmd(model, champion, challenger, window, min_samples, min_improvemen
     """z-test, weighted score and verdict for CHAMPION vs CHALLENGER. Exit 0 on promote, else 3."""
     if champion == challenger:
         raise BadInput("--champion and --challenger must be different versions")
-    cfg = load_config(config)
-    ab_cfg = replace(cfg.ab, min_samples_per_arm=min_samples or cfg.ab.min_samples_per_arm,
-                     min_improvement=cfg.ab.min_improvement if min_improvement is None else min_improvement)
+    cfg, versions = load_config(config), [champion, challenger]
     with open_store() as store, open_registry() as reg:
-        default = default_line(reg, model)
-        model = model or store_model(store.conn, [champion, challenger], default)
-        rows = arm_rows(store.conn, model, default, [champion, challenger],
-                        parse_window(window, "--window") if window else None)
-    empty = {"predictions": 0, "rated": 0, "positive": 0, "mean_quality": None, "mean_latency_ms": None}
-    arms = [Arm(v, **rows.get(v, empty)) for v in (champion, challenger)]
-    result = analyze(*arms, ab_cfg, model)
+        model, rows = ab_rows(store.conn, reg, model, versions, parse_window(window, "--window") if window else None)
+    result = analyze(*arms_of(rows, versions), with_overrides(cfg.ab, min_samples, min_improvement), model)
     emit({**result.as_dict(), "config": cfg.source}, as_json, format_ab(result))
     if result.verdict != "promote":
         raise Refused(f"challenger {challenger} is not promoted over champion {champion}: {result.verdict}")
@@ -129,10 +111,8 @@ def health_cli(model, auto_rollback, who, at, config, as_json):
     cfg = load_config(config)
     with open_store() as store, open_registry() as reg:
         model = registry_model(reg, model)
-        report = assess_health(gather(store.conn, reg, model, at_or_now(at), cfg), cfg)
-        move = None
-        if auto_rollback and report.status == "critical" and report.rollback_to:
-            move = perform_rollback(reg, report, who)
+        report, move = check_health(reg, gather(store.conn, reg, model, at_or_now(at), cfg), cfg,
+                                    auto_rollback=auto_rollback, who=who)
     done = f"rolled back: {model} champion {move.previous} -> {move.version}" if move else None
     rolled = {"from": move.previous, "to": move.version} if move else None
     emit({**report.as_dict(), "rolled_back": rolled, "config": cfg.source}, as_json, format_health(report, done))

@@ -15,7 +15,7 @@ from cl_toolkit.core.errors import Refused
 from cl_toolkit.monitoring.config import MonitorConfig
 from cl_toolkit.monitoring.observe import Facts
 from cl_toolkit.monitoring.triggers import accuracy_change
-from cl_toolkit.registry import RegistryStore, rollback
+from cl_toolkit.registry import AliasMove, RegistryStore, rollback
 from cl_toolkit.registry.db import current_user
 
 
@@ -92,3 +92,13 @@ def format_health(report: HealthReport, action: str | None) -> list[str]:
         target = report.rollback_to or "(no earlier champion)"
         lines.append(f"  {action or f'recommend: clt registry rollback {report.model} --to {target} --reason ...'}")
     return lines
+
+
+def check_health(reg: RegistryStore, facts: Facts, cfg: MonitorConfig, *, auto_rollback: bool = False,
+                 who: str | None = None) -> tuple[HealthReport, AliasMove | None]:
+    """`clt health`: assess the champion and, with `auto_rollback`, roll a critical one back
+    when it has an earlier champion; the report and the move made, if any."""
+    report = assess_health(facts, cfg)
+    if auto_rollback and report.status == "critical" and report.rollback_to:
+        return report, perform_rollback(reg, report, who)
+    return report, None
