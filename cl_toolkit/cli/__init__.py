@@ -48,16 +48,23 @@ class LazyGroup(click.Group):
         return sorted(set(super().list_commands(ctx)) | set(self.lazy))
 
     def get_command(self, ctx, name):
-        if name in self.lazy:
-            target, _ = self.lazy[name]
-            module, attr = target.split(":")
-            try:
-                return getattr(importlib.import_module(module), attr)
-            except ModuleNotFoundError as e:
-                if e.name and e.name.startswith("cl_toolkit"):
-                    return None  # a verb that is not built yet is simply not offered
+        if name not in self.lazy:
+            return super().get_command(ctx, name)
+        module, attr = self.lazy[name][0].split(":")
+        try:
+            return getattr(importlib.import_module(module), attr)
+        except ModuleNotFoundError as e:
+            # a verb in the table whose own code is missing is a broken install, not an
+            # unknown verb: say which verb and which module (a missing third-party
+            # package stays an unexpected failure with its own name)
+            if os.environ.get("CLT_DEBUG") or not (e.name or "").startswith("cl_toolkit"):
                 raise
-        return super().get_command(ctx, name)
+            raise CltError(f"verb {name!r} is unavailable: its module {e.name} is missing "
+                           f"(from {module}:{attr})") from None
+        except AttributeError:
+            if os.environ.get("CLT_DEBUG"):
+                raise
+            raise CltError(f"verb {name!r} is unavailable: {module} has no {attr}") from None
 
     def format_commands(self, ctx, formatter):
         rows = [(name, self.lazy[name][1]) for name in sorted(self.lazy)]

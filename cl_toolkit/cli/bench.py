@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from cl_toolkit.bench.cl import STRATEGIES, BenchSettings, run_benchmark
 from cl_toolkit.bench.output import summary_table, write_results
+from cl_toolkit.cli.options import json_option, threads_option
+from cl_toolkit.cli.output import emit, say
 from cl_toolkit.core.workspace import project_root, workspace_dir
 from cl_toolkit.core.yamlio import display
 
@@ -32,15 +33,14 @@ def cli():
               show_default=True, help="Learning rate of every training.")
 @click.option("--pretrain-epochs", type=click.IntRange(min=0), help="Pretraining epochs of the tiny base (default: the profile's).")
 @click.option("--seed", type=int, default=DEFAULTS.seed, show_default=True, help="data.seed of every recipe.")
-@click.option("--threads", type=click.IntRange(min=1), default=DEFAULTS.threads, show_default=True,
-              help="Torch threads while evaluating.")
+@threads_option(BenchSettings, "Torch threads while evaluating.")
 @click.option("--train-threads", type=click.IntRange(min=1), default=DEFAULTS.train_threads, show_default=True,
               help="OMP/MKL threads of each training process.")
 @click.option("--work-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Where the base and each strategy's workspace go (default: WORKSPACE/bench-cl).")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=Path("benchmarks/results"),
               show_default=True, help="Folder for cl.json, cl.md and cl.png.")
-@click.option("--json", "as_json", is_flag=True, help="Print the result document instead of the table.")
+@json_option("Print the result document instead of the table.")
 def cl_cli(strategies: str, experiences: int, max_rows: int | None, epochs: int, learning_rate: float,
            pretrain_epochs: int | None, seed: int, threads: int, train_threads: int, work_dir: Path | None, out: Path,
            as_json: bool):
@@ -52,7 +52,7 @@ def cl_cli(strategies: str, experiences: int, max_rows: int | None, epochs: int,
                              pretrain_epochs=pretrain_epochs,
                              seed=seed, threads=threads, train_threads=train_threads)
     doc = run_benchmark(project_root(), (work_dir or workspace_dir() / "bench-cl").resolve(), settings,
-                        say=lambda m: click.echo(m, err=True))
+                        say=say)
     paths = write_results(doc, out)
-    click.echo(json.dumps(doc, indent=2) if as_json else summary_table(doc))
-    click.echo("wrote " + ", ".join(display(p) for p in paths.values()), err=True)
+    emit(doc, as_json, [summary_table(doc)])
+    say("wrote " + ", ".join(display(p) for p in paths.values()))

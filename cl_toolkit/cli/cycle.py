@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
-from cl_toolkit.core.errors import Refused
+from cl_toolkit.cli.options import set_option, topology_of, topology_options
+from cl_toolkit.cli.output import emit, say
+from cl_toolkit.cli.train import dry_run
+from cl_toolkit.core.errors import BadInput, Refused
 from cl_toolkit.core.workspace import workspace_dir
 from cl_toolkit.core.yamlio import display
 from cl_toolkit.pipeline.cycle import STEPS, run_cycle
@@ -20,20 +22,28 @@ from cl_toolkit.training.strategies import load_recipe
               help="Run again from this step, even if its inputs did not change.")
 @click.option("--until", "until_step", type=click.Choice(STEPS), default=None,
               help="Stop after this step (a later run resumes from the next one).")
-@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a recipe key. Repeatable.")
-def cycle_cli(recipe, from_step, until_step, overrides):
+@click.option("--dry-run", "dry", is_flag=True,
+              help="Render and print this node's launch command, as `clt train --dry-run` does; run no step.")
+@set_option()
+@topology_options()
+def cycle_cli(recipe, from_step, until_step, dry, overrides, **options):
     """validate → data → render → train → register → evaluate → gate → release → report.
 
     Each finished step leaves a stamp with its input hashes under
     workspace/cycles/<model>-<version>/; a rerun resumes after the last finished step and
     reruns from the first step whose inputs changed. A version that passes the gate becomes
     the challenger (the champion, if the line has none); one that is blocked is archived as
-    rejected and the command exits 3."""
-    lr = load_recipe(recipe, overrides)
-    result = run_cycle(lr, from_step=from_step, until=until_step, say=lambda m: click.echo(m, err=True))
+    rejected and the command exits 3. On a cluster run the same command on every node, each
+    with its --node-rank (the launch options are those of `clt train`)."""
+    lr, topology = load_recipe(recipe, overrides), topology_of(options)
+    if dry:
+        if from_step or until_step:
+            raise BadInput("--dry-run runs no step: drop --from and --until")
+        return dry_run(lr, topology)
+    result = run_cycle(lr, from_step=from_step, until=until_step, say=say, topology=topology)
     report = result["outputs"].get("report", {}).get("html")  # the stamps' paths are workspace-relative
-    click.echo(json.dumps({"ran": result["ran"], "status": result["status"],
-                           "report": display(lr.workspace / report) if report else None}, indent=2))
+    emit({"ran": result["ran"], "status": result["status"],
+          "report": display(lr.workspace / report) if report else None}, as_json=True)
     if result["status"] == "rejected":
         gate_report = display(lr.workspace / result["outputs"]["gate"]["report"])
         raise Refused(f"{lr.recipe.run_name} was blocked by the gate: see {gate_report}")

@@ -9,8 +9,9 @@ import time
 
 import click
 
+from cl_toolkit.cli.options import default_of, json_option, window_options
+from cl_toolkit.cli.output import emit, say
 from cl_toolkit.core.errors import BadInput, Problem
-from cl_toolkit.core.files import dump_json
 from cl_toolkit.feedback import annotate, importer, review
 from cl_toolkit.feedback.endpoint import Endpoint
 from cl_toolkit.feedback.extract import FORMATS, extract, manifest_path
@@ -18,17 +19,10 @@ from cl_toolkit.feedback.prune import prune
 from cl_toolkit.feedback.schema import SOURCES
 from cl_toolkit.feedback.scoring import SCORERS, score_store
 from cl_toolkit.feedback.store import open_store
-from cl_toolkit.feedback.summary import compute_stats
+from cl_toolkit.feedback.summary import compute_stats, format_stats
 
 SHOWN_PROBLEMS = 20
 THUMBS = {"up": 1, "neutral": 0, "down": -1, "1": 1, "0": 0, "-1": -1}
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
-
-
-def emit(data: dict, as_json: bool, lines: list[str]) -> None:
-    click.echo(dump_json(data).rstrip() if as_json else "\n".join(lines))
-
 
 def _fail_on(problems: list[Problem], what: str, total: int | None = None) -> None:
     """Exit 2 listing the first problems, once the good part is stored and reported."""
@@ -54,7 +48,7 @@ class _Progress:
             return
         self.last = now
         n = done if isinstance(done, int) else done.lines
-        click.echo(f"... {n:,} {self.noun} ({n / (now - self.start):,.0f}/s)", err=True)
+        say(f"... {n:,} {self.noun} ({n / (now - self.start):,.0f}/s)")
 
 
 @click.group()
@@ -68,7 +62,7 @@ def cli():
               help="Lines per transaction.")
 @click.option("--max-line-bytes", default=importer.MAX_LINE_BYTES, show_default=True,
               type=click.IntRange(1), help="Longer lines are rejected.")
-@json_option
+@json_option()
 def import_cmd(files, batch_size, max_line_bytes, as_json):
     """Import JSONL production logs (.jsonl, or .jsonl.gz such as a prune archive);
     idempotent. Exit 2 if any line was rejected."""
@@ -123,43 +117,30 @@ def rate_cmd(request_id, rating, thumbs, correction, notes, source):
 
 
 @cli.command("stats")
-@json_option
+@json_option()
 def stats_cmd(as_json):
     """Totals, feedback rate, mean rating and quality, by model version and domain."""
     with open_store() as store:
         s = compute_stats(store)
-    lines = [f"predictions {s['predictions']:,}, with feedback {s['with_feedback']:,} "
-             f"(rate {s['feedback_rate']:.1%}), feedback events {s['feedback_events']:,}",
-             f"mean rating {s['mean_rating']}, mean quality {s['mean_quality']}, "
-             f"corrections {s['corrections']:,}, thumbs {s['thumbs']}"]
-    for group in ("by_model_version", "by_domain"):
-        lines.append(f"{group.replace('_', ' ')}:")
-        lines += [f"  {key}: {v['predictions']:,} predictions, {v['with_feedback']:,} rated, "
-                  f"mean rating {v['mean_rating']}, corrections {v['corrections']:,}"
-                  for key, v in s[group].items()]
-    lines.append("latency ms by model version:")
-    lines += [f"  {key}: p50 {v['p50']}, p95 {v['p95']}, p99 {v['p99']} (n {v['count']:,})"
-              for key, v in s["latency_ms_by_model_version"].items()]
-    emit(s, as_json, lines)
+    emit(s, as_json, lambda: format_stats(s))
 
 
 @cli.command("extract")
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False))
-@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="chat", show_default=True)
-@click.option("--min-rating", default=4, show_default=True, type=click.IntRange(1, 5),
+@click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default=default_of(extract, "fmt"), show_default=True)
+@click.option("--min-rating", default=default_of(extract, "min_rating"), show_default=True, type=click.IntRange(1, 5),
               help="Keep answers rated at least this, as they are.")
-@click.option("--max-bad-rating", default=2, show_default=True, type=click.IntRange(1, 5),
+@click.option("--max-bad-rating", default=default_of(extract, "max_bad_rating"), show_default=True, type=click.IntRange(1, 5),
               help="Train on the correction of answers rated at most this.")
 @click.option("--min-quality", type=float, help="Drop predictions with a lower quality score.")
-@click.option("--since", help="Keep predictions at or after this ISO 8601 time.")
-@click.option("--until", help="Keep predictions before this ISO 8601 time.")
+@window_options("Keep predictions")
 @click.option("--model-version", "versions", multiple=True, help="Only these (repeatable).")
 @click.option("--redact/--no-redact", default=True, show_default=True, help="PII redaction.")
 @click.option("--dedupe/--no-dedupe", default=True, show_default=True)
 @click.option("--system", "system_prompt", help="A system message for every example.")
 @click.option("--pseudo-label-min-confidence", type=click.FloatRange(0, 1),
               help="Also keep unrated answers at or above this model confidence (off by default).")
-@json_option
+@json_option()
 def extract_cmd(out, fmt, versions, redact, as_json, **options):
     """Write training examples and OUT.manifest.json beside them."""
     with open_store() as store:
@@ -178,15 +159,16 @@ def extract_cmd(out, fmt, versions, redact, as_json, **options):
 
 
 @cli.command("annotate-export")
-@click.option("-n", "n", default=50, show_default=True, type=click.IntRange(0))
+@click.option("-n", "n", default=default_of(annotate.export_batch, "n"), show_default=True, type=click.IntRange(0))
 @click.option("-o", "--output", "out", required=True, type=click.Path(dir_okay=False))
 @click.option("--errors", type=click.IntRange(0), help="From requests rated <= 2 (default 40%).")
 @click.option("--low-confidence", type=click.IntRange(0), help="Below the threshold (default 30%).")
-@click.option("--confidence-threshold", default=0.5, show_default=True, type=float)
-@click.option("--seed", default=0, show_default=True, type=int)
+@click.option("--confidence-threshold", default=default_of(annotate.sample, "confidence_threshold"), show_default=True,
+              type=float)
+@click.option("--seed", default=default_of(annotate.sample, "seed"), show_default=True, type=int)
 @click.option("--resample", is_flag=True, help="Allow requests already sent out or annotated.")
 @click.option("--batch", help="A name for the batch (default: OUT@time).")
-@json_option
+@json_option()
 def annotate_export_cmd(out, as_json, **options):
     """Sample requests by strata into a CSV for expert annotation."""
     with open_store() as store:
@@ -197,7 +179,7 @@ def annotate_export_cmd(out, as_json, **options):
 
 @cli.command("annotate-import")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False))
-@json_option
+@json_option()
 def annotate_import_cmd(file, as_json):
     """Store an annotated CSV's expert ratings and corrections (source expert)."""
     with open_store() as store:
@@ -210,8 +192,7 @@ def annotate_import_cmd(file, as_json):
 
 @cli.command("review")
 @click.argument("incident")
-@click.option("--since", help="Predictions at or after this ISO 8601 time.")
-@click.option("--until", help="Predictions before this ISO 8601 time.")
+@window_options()
 @click.option("--tag", "tags", multiple=True,
               help="KEY=VALUE (a metadata key or column) or TAG (in metadata.tags); repeatable.")
 @click.option("--ids", type=click.Path(exists=True, dir_okay=False),
@@ -219,21 +200,14 @@ def annotate_import_cmd(file, as_json):
 @click.option("--answers", type=click.Path(exists=True, dir_okay=False),
               help="Take the answers from a CSV or YAML file instead of asking.")
 @click.option("--reviewer", default=review.default_reviewer, help="Recorded with each answer.")
-@json_option
+@json_option()
 def review_cmd(incident, since, until, tags, ids, answers, reviewer, as_json):
     """Review an incident's predictions: rating, what happened, what should have been
     recommended (stored as source incident). Resumable: run it again to continue."""
     with open_store() as store:
         wanted = review.Selection(since, until, tags, review.read_ids(ids) if ids else None)
-        # an answers file may stand alone; a walk needs to know what to walk through
-        selected = review.select(store, wanted) if wanted.given() or not answers else None
-        if answers:
-            r = review.apply_answers(store, incident, answers, selected, reviewer)
-        elif not sys.stdin.isatty():
-            raise BadInput("review asks in a terminal; for scripts pass --answers FILE")
-        else:
-            r = review.walk(store, incident, selected, reviewer=reviewer, ask=review.terminal_input,
-                            say=lambda text: click.echo(text, err=as_json))
+        r = review.run_review(store, incident, wanted, answers=answers, interactive=sys.stdin.isatty(),
+                              ask=review.terminal_input, say=lambda text: click.echo(text, err=as_json), reviewer=reviewer)
     problems = r.pop("problems", [])
     if answers or as_json:  # a walk has already said how far it got
         emit({**r, "problems": [str(p) for p in problems]}, as_json,
@@ -242,16 +216,15 @@ def review_cmd(incident, since, until, tags, ids, answers, reviewer, as_json):
 
 
 @cli.command("score")
-@click.option("--scorer", type=click.Choice(list(SCORERS)), default="heuristic", show_default=True)
-@click.option("--since", help="Predictions at or after this ISO 8601 time.")
-@click.option("--until", help="Predictions before this ISO 8601 time.")
+@click.option("--scorer", type=click.Choice(list(SCORERS)), default=default_of(score_store, "scorer"), show_default=True)
+@window_options()
 @click.option("--model-version", "model_versions", multiple=True, help="Only these (repeatable).")
 @click.option("--rescore", is_flag=True, help="Score again what already has a score.")
 @click.option("--base-url", help="Judge: OpenAI-compatible base URL (http://HOST:PORT/v1).")
 @click.option("--model", help="Judge: the model name.")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+@click.option("--api-key-env", default=default_of(Endpoint, "api_key_env"), show_default=True,
               help="Judge: environment variable holding the API key (never stored).")
-@json_option
+@json_option()
 def score_cmd(scorer, base_url, model, api_key_env, as_json, **options):
     """Fill quality_score with a scorer (by default only unscored predictions)."""
     endpoint = Endpoint(base_url, model or "", api_key_env=api_key_env) if base_url else None
@@ -267,7 +240,7 @@ def score_cmd(scorer, base_url, model, api_key_env, as_json, **options):
 @click.option("--archive", required=True, type=click.Path(dir_okay=False),
               help="The gzip JSONL archive to write (FILE.jsonl.gz; importable).")
 @click.option("--dry-run", is_flag=True, help="Only count what would go.")
-@json_option
+@json_option()
 def prune_cmd(older_than, archive, dry_run, as_json):
     """Move old predictions and their feedback to a verified archive, then VACUUM."""
     with open_store() as store:

@@ -4,51 +4,34 @@ no promotion, a critical champion left in place)."""
 
 from __future__ import annotations
 
-import json
-from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import click
 
-from cl_toolkit.core.errors import EXIT_NO, BadInput, CltError
+from cl_toolkit.cli.options import json_option, who_option
+from cl_toolkit.cli.output import emit, say
+from cl_toolkit.core.errors import BadInput, CltError, Refused
 from cl_toolkit.core.workspace import workspace_dir
 from cl_toolkit.feedback.records import now_timestamp
 from cl_toolkit.feedback.store import open_store
-from cl_toolkit.monitoring.ab import Arm, analyze, format_ab
+from cl_toolkit.monitoring.ab import analyze, arms_of, format_ab, with_overrides
 from cl_toolkit.monitoring.config import load_config
 from cl_toolkit.monitoring.decisions import format_decision
 from cl_toolkit.monitoring.drift import drift_report, format_drift
-from cl_toolkit.monitoring.health import assess_health, format_health
-from cl_toolkit.monitoring.observe import (
-    arm_rows,
-    default_line,
-    feature_columns,
-    gather,
-    registry_model,
-    store_model,
-)
+from cl_toolkit.monitoring.health import format_health
+from cl_toolkit.monitoring.observe import ab_rows, gather, registry_model, window_columns
 from cl_toolkit.monitoring.triggers import check_triggers, format_report
 from cl_toolkit.monitoring.windows import at_or_now, parse_interval, parse_window
 from cl_toolkit.pipeline import loop as loop_mod
-from cl_toolkit.pipeline.loop import perform_rollback
+from cl_toolkit.pipeline.loop import check_health
 from cl_toolkit.registry import open_registry
 
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 config_option = click.option("--config", type=click.Path(dir_okay=False, path_type=Path), default=None,
                              help="Monitoring policy (default: configs/triggers.yml, else built-in defaults).")
 at_option = click.option("--at", default=None, metavar="TIME",
                          help="Judge as of this ISO time instead of now (replays history).")
-who_option = click.option("--who", default=None, help="Recorded in the registry history (default: $USER).")
 model_argument = click.argument("model", required=False)
-
-
-def _emit(data: dict, as_json: bool, lines: list[str]) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False) if as_json else "\n".join(lines))
-
-
-def _exit_no() -> None:
-    click.get_current_context().exit(EXIT_NO)
 
 
 @click.group("trigger")
@@ -60,35 +43,32 @@ def trigger_cli():
 @model_argument
 @at_option
 @config_option
-@json_option
+@json_option()
 def check_cmd(model, at, config, as_json):
     """Evaluate every trigger rule for MODEL. Exit 0 when an update is due, 3 when not."""
     cfg = load_config(config)
     with open_store() as store, open_registry() as reg:
         model = registry_model(reg, model)
         report = check_triggers(gather(store.conn, reg, model, at_or_now(at), cfg), cfg)
-    _emit({**report.as_dict(), "config": cfg.source}, as_json, format_report(report))
+    emit({**report.as_dict(), "config": cfg.source}, as_json, format_report(report))
     if not report.due:
-        _exit_no()
+        raise Refused(f"no update due for {model}")
 
 
 @click.command("drift")
 @click.option("--reference", required=True, metavar="START..END", help="Reference window (ISO dates or times).")
 @click.option("--current", required=True, metavar="START..END", help="Current window (a date END is inclusive).")
 @config_option
-@json_option
+@json_option()
 def drift_cli(reference, current, config, as_json):
     """PSI and Kolmogorov-Smirnov per feature, and concept drift, between two windows."""
     cfg = load_config(config)
     windows = {"reference": parse_window(reference, "--reference"), "current": parse_window(current, "--current")}
     with open_store() as store:
-        columns = {name: feature_columns(store.conn, w) for name, w in windows.items()}
-    for name, cols in columns.items():
-        if not cols["prompt_length"]:
-            raise BadInput(f"--{name} {windows[name].start}..{windows[name].end} holds no predictions")
+        columns = window_columns(store.conn, windows)
     report = {**{k: w.as_dict() for k, w in windows.items()},
               **drift_report(columns["reference"], columns["current"], cfg.drift), "config": cfg.source}
-    _emit(report, as_json, format_drift(report))
+    emit(report, as_json, format_drift(report))
 
 
 @click.group("ab")
@@ -106,49 +86,40 @@ def ab_cli():
 @click.option("--min-improvement", type=click.FloatRange(0, 1), default=None,
               help="Gain in positive rate needed to promote (default: ab.min_improvement).")
 @config_option
-@json_option
+@json_option()
 def analyze_cmd(model, champion, challenger, window, min_samples, min_improvement, config, as_json):
     """z-test, weighted score and verdict for CHAMPION vs CHALLENGER. Exit 0 on promote, else 3."""
     if champion == challenger:
         raise BadInput("--champion and --challenger must be different versions")
-    cfg = load_config(config)
-    ab_cfg = replace(cfg.ab, min_samples_per_arm=min_samples or cfg.ab.min_samples_per_arm,
-                     min_improvement=cfg.ab.min_improvement if min_improvement is None else min_improvement)
+    cfg, versions = load_config(config), [champion, challenger]
     with open_store() as store, open_registry() as reg:
-        default = default_line(reg, model)
-        model = model or store_model(store.conn, [champion, challenger], default)
-        rows = arm_rows(store.conn, model, default, [champion, challenger],
-                        parse_window(window, "--window") if window else None)
-    empty = {"predictions": 0, "rated": 0, "positive": 0, "mean_quality": None, "mean_latency_ms": None}
-    arms = [Arm(v, **rows.get(v, empty)) for v in (champion, challenger)]
-    result = analyze(*arms, ab_cfg, model)
-    _emit({**result.as_dict(), "config": cfg.source}, as_json, format_ab(result))
+        model, rows = ab_rows(store.conn, reg, model, versions, parse_window(window, "--window") if window else None)
+    result = analyze(*arms_of(rows, versions), with_overrides(cfg.ab, min_samples, min_improvement), model)
+    emit({**result.as_dict(), "config": cfg.source}, as_json, format_ab(result))
     if result.verdict != "promote":
-        _exit_no()
+        raise Refused(f"challenger {challenger} is not promoted over champion {champion}: {result.verdict}")
 
 
 @click.command("health")
 @model_argument
 @click.option("--auto-rollback", is_flag=True, help="Roll a critical champion back through the registry.")
-@who_option
+@who_option()
 @at_option
 @config_option
-@json_option
+@json_option()
 def health_cli(model, auto_rollback, who, at, config, as_json):
     """The champion's recent positive rate against its release baseline. Exit 3 when it is
     critical and was not rolled back."""
     cfg = load_config(config)
     with open_store() as store, open_registry() as reg:
         model = registry_model(reg, model)
-        report = assess_health(gather(store.conn, reg, model, at_or_now(at), cfg), cfg)
-        move = None
-        if auto_rollback and report.status == "critical" and report.rollback_to:
-            move = perform_rollback(reg, report, who)
+        report, move = check_health(reg, gather(store.conn, reg, model, at_or_now(at), cfg), cfg,
+                                    auto_rollback=auto_rollback, who=who)
     done = f"rolled back: {model} champion {move.previous} -> {move.version}" if move else None
     rolled = {"from": move.previous, "to": move.version} if move else None
-    _emit({**report.as_dict(), "rolled_back": rolled, "config": cfg.source}, as_json, format_health(report, done))
+    emit({**report.as_dict(), "rolled_back": rolled, "config": cfg.source}, as_json, format_health(report, done))
     if report.status == "critical" and move is None:
-        _exit_no()
+        raise Refused(f"{model}'s champion is critical and was not rolled back")
 
 
 @click.command("loop")
@@ -158,10 +129,10 @@ def health_cli(model, auto_rollback, who, at, config, as_json):
 @click.option("--auto-train", "recipe", default=None, metavar="RECIPE",
               help="Train this recipe when an update is due (else: say which recipe to write).")
 @click.option("--auto-rollback", is_flag=True, help="Roll a critical champion back.")
-@who_option
+@who_option()
 @click.option("--at", default=None, metavar="TIME", help="With --once: judge as of this ISO time.")
 @config_option
-@json_option
+@json_option()
 def loop_cli(model, interval, once, recipe, auto_rollback, who, at, config, as_json):
     """Run the trigger and health checks on a schedule; every decision is appended to
     WORKSPACE/monitoring/decisions.jsonl."""
@@ -176,7 +147,7 @@ def loop_cli(model, interval, once, recipe, auto_rollback, who, at, config, as_j
 
 
 def _show_decision(as_json: bool, once: bool, record: dict) -> None:
-    click.echo(json.dumps(record, ensure_ascii=False) if as_json else format_decision(record))
+    emit(record, as_json, lambda: [format_decision(record)], one_line=True)
     errors = [a["error"] for a in record["actions"] if "error" in a]
     if once and errors:
         raise CltError("; ".join(errors))
@@ -184,4 +155,4 @@ def _show_decision(as_json: bool, once: bool, record: dict) -> None:
 
 def _log_error(ws: Path, model: str | None, error: CltError) -> None:
     loop_mod.append_decision(ws, {"at": now_timestamp(), "model": model, "error": str(error)})
-    click.echo(f"error: {error} (will check again)", err=True)
+    say(f"error: {error} (will check again)")

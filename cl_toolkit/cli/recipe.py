@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from cl_toolkit.cli.options import json_option, set_option
+from cl_toolkit.cli.output import emit
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_text
 from cl_toolkit.core.yamlio import display
@@ -16,9 +18,6 @@ from cl_toolkit.training.render import render
 from cl_toolkit.training.strategies import load_recipe, new_recipe, scaffold_names
 from cl_toolkit.training.tiny_model import ensure_base
 
-set_option = click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
-                          help="Override a recipe key (dotted path, YAML value). Repeatable.")
-
 
 @click.group("recipe")
 def cli():
@@ -27,8 +26,8 @@ def cli():
 
 @cli.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
-@set_option
-@click.option("--json", "as_json", is_flag=True, help="Print results as JSON.")
+@set_option()
+@json_option("Print results as JSON.")
 def validate_cmd(paths, overrides, as_json):
     """Check recipes against the schema, semver rules and the files they name.
     Every problem is printed (file:line: [key] message); exit 2 if any."""
@@ -39,11 +38,8 @@ def validate_cmd(paths, overrides, as_json):
             ok.append({"path": display(path), "model": lr.recipe.model, "version": lr.recipe.version})
         except BadInput as e:
             problems.extend(e.problems)
-    if as_json:
-        click.echo(json.dumps({"valid": ok, "problems": [p.__dict__ for p in problems]}, indent=2))
-    else:
-        for item in ok:
-            click.echo(f"ok: {item['path']} ({item['model']} {item['version']})")
+    emit({"valid": ok, "problems": [p.__dict__ for p in problems]}, as_json,
+         [f"ok: {item['path']} ({item['model']} {item['version']})" for item in ok])
     if problems:
         raise BadInput(problems)
 
@@ -52,7 +48,7 @@ def validate_cmd(paths, overrides, as_json):
 @click.argument("recipe", type=click.Path(path_type=Path))
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write axolotl.yml, data/ and manifest.json into (replaced atomically).")
-@set_option
+@set_option()
 def render_cmd(recipe, out_dir, overrides):
     """Render RECIPE into an Axolotl config, the materialised dataset and a manifest,
     checked by Axolotl's own validators."""

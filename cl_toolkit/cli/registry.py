@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from cl_toolkit.cli.options import json_option, reason_option, who_option
+from cl_toolkit.cli.output import emit
 from cl_toolkit.core.errors import Refused
 from cl_toolkit.core.files import atomic_write_text
 from cl_toolkit.registry import (
@@ -21,19 +23,28 @@ from cl_toolkit.registry import (
     rollback,
     summary,
 )
-from cl_toolkit.registry.views import format_event, format_lineage, history
-
-json_option = click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-reason_option = click.option("--reason", required=True, help="Why: recorded in the history.")
-who_option = click.option("--who", default=None, help="Who is doing this (default: $USER).")
-
-
-def _echo_json(data) -> None:
-    click.echo(json.dumps(data, indent=2, ensure_ascii=False))
+from cl_toolkit.registry.views import format_event, format_lineage, history, version_detail
 
 
 def _held(aliases: dict, rec) -> list[str]:
     return [a for a, v in aliases.get(rec.model, {}).items() if v == rec.version]
+
+
+def _list_line(rec, aliases: dict) -> str:
+    tags = " ".join([*_held(aliases, rec), *([rec.status] if rec.status != "active" else [])])
+    return f"{rec.model} {rec.version:<8} parent={rec.parent or '-':<8} {rec.strategy:<16} {rec.created_at}  {tags}"
+
+
+def _show_lines(data: dict) -> list[str]:
+    lines = []
+    for key, value in data.items():
+        if key == "recent_events":
+            lines.append("recent events:\n" + "\n".join("  " + format_event(e) for e in value))
+        elif key == "artifacts":
+            lines.append(f"{key:>14}: {len(value)} files, {sum(f['bytes'] for f in value)} bytes")
+        else:
+            lines.append(f"{key:>14}: {json.dumps(value) if isinstance(value, dict | list | tuple) else value}")
+    return lines
 
 
 @click.group("registry")
@@ -43,76 +54,54 @@ def cli():
 
 @cli.command("list")
 @click.argument("model", required=False)
-@json_option
+@json_option()
 def list_cmd(model, as_json):
     """List registered versions (of MODEL, or of every model line)."""
     with open_registry() as reg:
         recs, aliases = reg.versions(model), reg.aliases()
-    if as_json:
-        return _echo_json([{**asdict(r), "aliases": _held(aliases, r)} for r in recs])
-    if not recs:
-        click.echo("no versions registered")
-    for r in recs:
-        tags = " ".join([*_held(aliases, r), *([r.status] if r.status != "active" else [])])
-        click.echo(f"{r.model} {r.version:<8} parent={r.parent or '-':<8} {r.strategy:<16} {r.created_at}  {tags}")
+    emit([{**asdict(r), "aliases": _held(aliases, r)} for r in recs], as_json,
+         lambda: [_list_line(r, aliases) for r in recs] or ["no versions registered"])
 
 
 @cli.command("show")
 @click.argument("model")
 @click.argument("version", required=False)
-@json_option
+@json_option()
 def show_cmd(model, version, as_json):
     """Show a model line (aliases, versions, recent events), or one VERSION in full."""
     with open_registry() as reg:
-        if version is None:
-            data = summary(reg, model)
-        else:
-            data = {**asdict(reg.require(model, version)),
-                    "aliases": [a for a, v in reg.aliases(model).items() if v == version],
-                    "artifacts": [asdict(f) for f in reg.artifact_files(model, version)]}
-    if as_json:
-        return _echo_json(data)
-    for key, value in data.items():
-        if key == "recent_events":
-            click.echo("recent events:\n" + "\n".join("  " + format_event(e) for e in value))
-        elif key == "artifacts":
-            click.echo(f"{key:>14}: {len(value)} files, {sum(f['bytes'] for f in value)} bytes")
-        else:
-            click.echo(f"{key:>14}: {json.dumps(value) if isinstance(value, dict | list | tuple) else value}")
+        data = summary(reg, model) if version is None else version_detail(reg, model, version)
+    emit(data, as_json, lambda: _show_lines(data))
 
 
 @cli.command("lineage")
 @click.argument("model")
 @click.argument("version", required=False)
-@json_option
+@json_option()
 def lineage_cmd(model, version, as_json):
     """Print the ancestry of MODEL (or of one VERSION) as a tree, aliases marked."""
     with open_registry() as reg:
         nodes = lineage(reg, model, version)
-    if as_json:
-        return _echo_json(nodes)
-    click.echo("\n".join(format_lineage(model, nodes)))
+    emit(nodes, as_json, lambda: format_lineage(model, nodes))
 
 
 @cli.command("history")
 @click.argument("model")
-@json_option
+@json_option()
 def history_cmd(model, as_json):
     """The append-only event log of MODEL: what, who, when, why."""
     with open_registry() as reg:
         events = history(reg, model)
-    if as_json:
-        return _echo_json(events)
-    click.echo("\n".join(format_event(e) for e in events))
+    emit(events, as_json, lambda: [format_event(e) for e in events])
 
 
 @cli.command("promote")
 @click.argument("model")
 @click.argument("version")
 @click.option("--to", "alias", type=click.Choice(ALIASES), default="champion", show_default=True)
-@reason_option
+@reason_option()
 @click.option("--force", is_flag=True, help="Promote to champion without a passing gate (recorded as forced).")
-@who_option
+@who_option()
 def promote_cmd(model, version, alias, reason, force, who):
     """Point the champion (or challenger) alias of MODEL at VERSION."""
     with open_registry() as reg:
@@ -126,8 +115,8 @@ def promote_cmd(model, version, alias, reason, force, who):
 @cli.command("rollback")
 @click.argument("model")
 @click.option("--to", "version", default=None, help="Version to roll back to (default: the previous champion).")
-@reason_option
-@who_option
+@reason_option()
+@who_option()
 def rollback_cmd(model, version, reason, who):
     """Move the champion of MODEL back; copies nothing."""
     with open_registry() as reg:
@@ -138,8 +127,8 @@ def rollback_cmd(model, version, reason, who):
 @cli.command("archive")
 @click.argument("model")
 @click.argument("version")
-@reason_option
-@who_option
+@reason_option()
+@who_option()
 def archive_cmd(model, version, reason, who):
     """Retire VERSION: files and history stay; it can no longer be promoted."""
     with open_registry() as reg:
@@ -148,18 +137,15 @@ def archive_cmd(model, version, reason, who):
 
 
 @cli.command("check")
-@json_option
+@json_option()
 def check_cmd(as_json):
     """Verify every artifact is present with its recorded SHA-256 and every alias is sound."""
     with open_registry() as reg:
         report = check_registry(reg)
-    if as_json:
-        _echo_json({**asdict(report), "ok": report.ok})
-    else:
-        for line in [*(f"problem: {p}" for p in report.problems), *(f"note: {n}" for n in report.notes)]:
-            click.echo(line)
-        click.echo(f"checked {report.versions} versions, {report.files} files: "
-                   f"{'ok' if report.ok else f'{len(report.problems)} problems'}")
+    emit({**asdict(report), "ok": report.ok}, as_json, [
+        *(f"problem: {p}" for p in report.problems), *(f"note: {n}" for n in report.notes),
+        f"checked {report.versions} versions, {report.files} files: "
+        f"{'ok' if report.ok else f'{len(report.problems)} problems'}"])
     if not report.ok:
         raise Refused(f"registry check failed: {len(report.problems)} problems")
 
@@ -181,15 +167,13 @@ def export_cmd(model, output):
 @click.option("--tracking-uri", envvar="MLFLOW_TRACKING_URI", required=True, metavar="URI",
               help="MLflow tracking/registry URI (default: $MLFLOW_TRACKING_URI); credentials stay in the environment.")
 @click.option("--name", default=None, help="Registered model name in MLflow (default: MODEL).")
-@json_option
+@json_option()
 def sync_mlflow_cmd(model, tracking_uri, name, as_json):
     """Mirror MODEL's versions and its champion/challenger aliases to an MLflow Model Registry."""
     from cl_toolkit.registry.mlflow_sync import sync_mlflow
 
     with open_registry() as reg:
         report = sync_mlflow(reg, model, tracking_uri=tracking_uri, name=name)
-    if as_json:
-        return _echo_json(asdict(report))
     aliases = ", ".join(f"{a}={v or '-'}" for a, v in report.aliases.items())
-    click.echo(f"{report.registered_model}: {len(report.mlflow_versions)} versions "
-               f"({len(report.created)} new, {len(report.updated)} updated); {aliases}")
+    emit(asdict(report), as_json, [f"{report.registered_model}: {len(report.mlflow_versions)} versions "
+                                   f"({len(report.created)} new, {len(report.updated)} updated); {aliases}"])

@@ -4,39 +4,43 @@ from __future__ import annotations
 
 import click
 
+from cl_toolkit.cli.options import default_of, device_option, threads_option
+from cl_toolkit.cli.output import say
 from cl_toolkit.serve.server import ChatServer, ServeSettings, is_loopback
 
-D = ServeSettings(model="")  # the defaults, declared once in ServeSettings
+
+def _default(name: str):
+    return default_of(ServeSettings, name)  # the defaults, declared once in ServeSettings
 
 
 @click.command("serve")
 @click.argument("model")
-@click.option("--host", default=D.host, show_default=True,
+@click.option("--host", default=_default("host"), show_default=True,
               help="Address to bind. Anything but loopback is reachable by others: set --api-key.")
-@click.option("--port", default=D.port, show_default=True, type=click.IntRange(0, 65535),
+@click.option("--port", default=_default("port"), show_default=True, type=click.IntRange(0, 65535),
               help="0 picks a free port (the URL is printed).")
-@click.option("--challenger-share", default=D.challenger_share, show_default=True, type=click.FloatRange(0, 1),
+@click.option("--challenger-share", default=_default("challenger_share"), show_default=True, type=click.FloatRange(0, 1),
               help="Share of requests routed to the challenger (stable per request id).")
-@click.option("--salt", default=D.salt, help="Mixed into the routing hash; a new salt reshuffles the arms.")
-@click.option("--device", default=D.device, show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--threads", default=D.threads, type=click.IntRange(1), help="Torch CPU threads (tiny models: 1 is fastest).")
-@click.option("--max-tokens", default=D.max_tokens, show_default=True, type=click.IntRange(1),
+@click.option("--salt", default=_default("salt"), help="Mixed into the routing hash; a new salt reshuffles the arms.")
+@device_option(ServeSettings)
+@threads_option(ServeSettings, "Torch CPU threads (tiny models: 1 is fastest).")
+@click.option("--max-tokens", default=_default("max_tokens"), show_default=True, type=click.IntRange(1),
               help="Most new tokens per answer; requests asking for more get this many.")
-@click.option("--max-body-bytes", default=D.max_body_bytes, show_default=True, type=click.IntRange(1),
+@click.option("--max-body-bytes", default=_default("max_body_bytes"), show_default=True, type=click.IntRange(1),
               help="Larger request bodies are refused (413).")
-@click.option("--max-pending", default=D.max_pending, show_default=True, type=click.IntRange(1),
+@click.option("--max-pending", default=_default("max_pending"), show_default=True, type=click.IntRange(1),
               help="Requests in flight at once; more are refused (429).")
-@click.option("--reload-interval", default=D.reload_interval, show_default=True, type=click.FloatRange(0.05),
+@click.option("--reload-interval", default=_default("reload_interval"), show_default=True, type=click.FloatRange(0.05),
               help="Seconds between looks at the registry's aliases (promote/rollback apply live).")
-@click.option("--api-key", default=D.api_key, envvar="CLT_SERVE_API_KEY", help="Require `Authorization: Bearer KEY` "
+@click.option("--api-key", default=_default("api_key"), envvar="CLT_SERVE_API_KEY", help="Require `Authorization: Bearer KEY` "
               "[env CLT_SERVE_API_KEY].")
 def cli(**options):
     """Serve MODEL's champion and challenger over an OpenAI-compatible API, logging every
     answer into the feedback store. Stop with Ctrl-C or SIGTERM: queued rows are written first."""
     server = ChatServer(ServeSettings(**options)).start()
     if not is_loopback(server.settings.host):
-        click.echo(f"warning: listening on {server.settings.host}, beyond this machine"
-                   + ("" if server.settings.api_key else ", without an API key"), err=True)
+        say(f"warning: listening on {server.settings.host}, beyond this machine"
+            + ("" if server.settings.api_key else ", without an API key"))
     v = server.watcher.current.versions
     split = f"challenger {v['challenger']} gets {options['challenger_share']:.0%}" if v["challenger"] \
         else "no challenger"

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import click
 
-from cl_toolkit.cli.feedback import emit, json_option
+from cl_toolkit.cli.options import default_of, json_option
+from cl_toolkit.cli.output import emit, say
 from cl_toolkit.core.workspace import workspace_dir
 from cl_toolkit.feedback.endpoint import Endpoint
 from cl_toolkit.feedback.extract import manifest_path
@@ -13,7 +14,7 @@ from cl_toolkit.feedback.synth_remote import generate, load_scenario
 
 
 def _say_progress(requests: int, pairs: int) -> None:
-    click.echo(f"... request {requests}: {pairs} pairs so far", err=True)
+    say(f"... request {requests}: {pairs} pairs so far")
 
 
 @click.command()
@@ -22,24 +23,25 @@ def _say_progress(requests: int, pairs: int) -> None:
 @click.option("-n", "n", default=50, show_default=True, type=click.IntRange(1), help="Pairs wanted.")
 @click.option("--base-url", required=True, help="OpenAI-compatible base URL (http://HOST:PORT/v1).")
 @click.option("--model", required=True, help="The model name the endpoint serves.")
-@click.option("--api-key-env", default="OPENAI_API_KEY", show_default=True,
+@click.option("--api-key-env", default=default_of(Endpoint, "api_key_env"), show_default=True,
               help="Environment variable holding the API key (read, never stored).")
 @click.option("-o", "--output", "out", type=click.Path(dir_okay=False),
               help="Chat JSONL to write (default WORKSPACE/synthetic/SCENARIO-HASH.jsonl).")
 @click.option("--against", multiple=True, type=click.Path(exists=True, dir_okay=False),
               help="Existing JSONL data to dedupe against, besides the store (repeatable).")
-@click.option("--per-request", default=10, show_default=True, type=click.IntRange(1))
+@click.option("--per-request", default=default_of(generate, "per_request"), show_default=True, type=click.IntRange(1))
 @click.option("--max-requests", type=click.IntRange(1), help="Default: 3x what n needs.")
-@click.option("--temperature", default=0.8, show_default=True, type=click.FloatRange(0, 2))
+@click.option("--temperature", default=default_of(generate, "temperature"), show_default=True, type=click.FloatRange(0, 2))
 @click.option("--seed", type=int, help="Sent to the endpoint (request i gets seed + i).")
-@click.option("--attempts", default=4, show_default=True, type=click.IntRange(1),
+@click.option("--attempts", default=default_of(Endpoint, "attempts"), show_default=True, type=click.IntRange(1),
               help="Tries per request on transient errors.")
-@click.option("--backoff", default=1.0, show_default=True, type=click.FloatRange(0),
+@click.option("--backoff", default=default_of(Endpoint, "backoff_s"), show_default=True, type=click.FloatRange(0),
               help="First retry delay in seconds; doubles each retry.")
-@click.option("--timeout", default=120.0, show_default=True, type=click.FloatRange(0, min_open=True))
+@click.option("--timeout", default=120.0, show_default=True, type=click.FloatRange(0, min_open=True),
+              help="Seconds to wait for each request.")
 @click.option("--system", "system_prompt", help="A system message for every example.")
 @click.option("--redact/--no-redact", "redact_pii", default=True, show_default=True)
-@json_option
+@json_option()
 def cli(scenario, base_url, model, api_key_env, out, attempts, backoff, timeout, as_json, **job):
     """Ask an endpoint for question/answer pairs about a new scenario; write chat JSONL
     and OUT.manifest.json (synthetic, with the scenario's SHA-256)."""

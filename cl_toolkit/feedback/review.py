@@ -324,3 +324,17 @@ def walk(store: FeedbackStore, incident: str, ids: list[str], *, ask: Callable[[
         + ("; run the same command to continue" if remaining else ""))
     return {"incident": incident, "selected": len(ids), "reviewed": reviewed,
             "skipped": skipped, "remaining": remaining, "stopped": stopped}
+
+
+def run_review(store: FeedbackStore, incident: str, wanted: Selection, *, answers: str | Path | None = None,
+           interactive: bool, ask: Callable[[str], str], say: Callable[[str], None],
+           reviewer: str | None = None) -> dict:
+    """`clt feedback review`: store an answers file's answers (within the selection, if one
+    is given), else walk the selection in a terminal (`interactive`: stdin is one)."""
+    # an answers file may stand alone; a walk needs to know what to walk through
+    selected = select(store, wanted) if wanted.given() or not answers else None
+    if answers:
+        return apply_answers(store, incident, answers, selected, reviewer)
+    if not interactive:
+        raise BadInput("review asks in a terminal; for scripts pass --answers FILE")
+    return walk(store, incident, selected, ask=ask, say=say, reviewer=reviewer)

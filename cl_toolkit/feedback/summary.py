@@ -91,3 +91,20 @@ def compute_stats(store: FeedbackStore) -> dict:
         "by_source": by_source, "first": first, "last": last, **groups,
         "latency_ms_by_model_version": latency,
     }
+
+
+def format_stats(s: dict) -> list[str]:
+    """compute_stats as text: totals, then per model version and domain, then latency."""
+    lines = [f"predictions {s['predictions']:,}, with feedback {s['with_feedback']:,} "
+             f"(rate {s['feedback_rate']:.1%}), feedback events {s['feedback_events']:,}",
+             f"mean rating {s['mean_rating']}, mean quality {s['mean_quality']}, "
+             f"corrections {s['corrections']:,}, thumbs {s['thumbs']}"]
+    for group in ("by_model_version", "by_domain"):
+        lines.append(f"{group.replace('_', ' ')}:")
+        lines += [f"  {key}: {v['predictions']:,} predictions, {v['with_feedback']:,} rated, "
+                  f"mean rating {v['mean_rating']}, corrections {v['corrections']:,}"
+                  for key, v in s[group].items()]
+    lines.append("latency ms by model version:")
+    lines += [f"  {key}: p50 {v['p50']}, p95 {v['p95']}, p99 {v['p99']} (n {v['count']:,})"
+              for key, v in s["latency_ms_by_model_version"].items()]
+    return lines

@@ -19,7 +19,7 @@ The verdict:
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from cl_toolkit.monitoring.config import AB
 from cl_toolkit.monitoring.stat_tests import sample_size_per_arm, two_proportion_ztest
@@ -144,3 +144,17 @@ def format_ab(result: ABResult) -> list[str]:
                      f"challenger {result.still_needed['challenger']} rated predictions "
                      f"({result.needed_per_arm} per arm)")
     return lines
+
+
+EMPTY_ARM = {"predictions": 0, "rated": 0, "positive": 0, "mean_quality": None, "mean_latency_ms": None}
+
+
+def arms_of(rows: dict[str, dict], versions: list[str]) -> list[Arm]:
+    """An Arm per version from arm_rows (a version without predictions is an empty arm)."""
+    return [Arm(v, **rows.get(v, EMPTY_ARM)) for v in versions]
+
+
+def with_overrides(cfg: AB, min_samples: int | None = None, min_improvement: float | None = None) -> AB:
+    """The A/B policy with the command line's thresholds, where given."""
+    return replace(cfg, min_samples_per_arm=min_samples or cfg.min_samples_per_arm,
+                   min_improvement=cfg.min_improvement if min_improvement is None else min_improvement)

@@ -190,6 +190,25 @@ def arm_rows(conn, model: str | None, default: str | None, versions: list[str],
     return {row[0]: dict(zip(keys, row[1:], strict=True)) for row in cur}
 
 
+def window_columns(conn, windows: dict[str, Window]) -> dict[str, dict[str, list]]:
+    """feature_columns of each named window (`clt drift`: reference, current); a window
+    without predictions is bad input, named by its option."""
+    columns = {name: feature_columns(conn, w) for name, w in windows.items()}
+    for name, cols in columns.items():
+        if not cols["prompt_length"]:
+            raise BadInput(f"--{name} {windows[name].start}..{windows[name].end} holds no predictions")
+    return columns
+
+
+def ab_rows(conn, reg: RegistryStore, model: str | None, versions: list[str],
+            window: Window | None) -> tuple[str | None, dict[str, dict]]:
+    """`clt ab analyze`: the model line (as named, else the one the versions' predictions
+    name) and arm_rows of each version."""
+    default = default_line(reg, model)
+    model = model or store_model(conn, versions, default)
+    return model, arm_rows(conn, model, default, versions, window)
+
+
 # --- one line at one moment ----------------------------------------------------------------
 def accuracy_windows(release: str | None, at: str, cfg: MonitorConfig) -> tuple[Window | None, Window | None]:
     """The baseline window after release and the recent window before `at`, kept apart."""

@@ -22,10 +22,10 @@ from cl_toolkit.feedback.store import open_store
 from cl_toolkit.monitoring.config import MonitorConfig
 from cl_toolkit.monitoring.decisions import decide
 from cl_toolkit.monitoring.health import HealthReport, assess_health
-from cl_toolkit.monitoring.observe import gather, registry_model
+from cl_toolkit.monitoring.observe import Facts, gather, registry_model
 from cl_toolkit.monitoring.triggers import check_triggers
 from cl_toolkit.monitoring.windows import at_or_now
-from cl_toolkit.registry import RegistryStore, open_registry, rollback
+from cl_toolkit.registry import AliasMove, RegistryStore, open_registry, rollback
 from cl_toolkit.registry.db import current_user
 
 DECISIONS = Path("monitoring") / "decisions.jsonl"
@@ -47,6 +47,16 @@ def perform_rollback(reg: RegistryStore, report: HealthReport, who: str | None =
                       f"back to; pick one: clt registry rollback {report.model} --to VERSION --reason ...")
     return rollback(reg, report.model, to=report.rollback_to, reason=rollback_reason(report),
                     who=who or f"{current_user()} ({via})")
+
+
+def check_health(reg: RegistryStore, facts: Facts, cfg: MonitorConfig, *, auto_rollback: bool = False,
+                 who: str | None = None) -> tuple[HealthReport, AliasMove | None]:
+    """`clt health`: assess the champion and, with `auto_rollback`, roll a critical one back
+    when it has an earlier champion; the report and the move made, if any."""
+    report = assess_health(facts, cfg)
+    if auto_rollback and report.status == "critical" and report.rollback_to:
+        return report, perform_rollback(reg, report, who)
+    return report, None
 
 
 def cycle_outcome(result: dict, version: str) -> dict:

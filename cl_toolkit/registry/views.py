@@ -59,6 +59,13 @@ def summary(reg: RegistryStore, model: str, recent: int = 10) -> dict:
             "recent_events": [asdict(e) for e in reg.events(model)[-recent:]]}
 
 
+def version_detail(reg: RegistryStore, model: str, version: str) -> dict:
+    """One version in full: its record, the aliases it holds and its artifact files."""
+    return {**asdict(reg.require(model, version)),
+            "aliases": [a for a, v in reg.aliases(model).items() if v == version],
+            "artifacts": [asdict(f) for f in reg.artifact_files(model, version)]}
+
+
 def lineage(reg: RegistryStore, model: str, version: str | None = None) -> list[dict]:
     """The family tree of a model line (of one version: its ancestors and descendants)."""
     recs, held = model_versions(reg, model), _aliases_of(reg, model)

@@ -12,10 +12,18 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
-from cl_toolkit.core.files import jsonl_bytes, sha256_bytes, sha256_file
+from cl_toolkit.core.files import (
+    atomic_write_bytes,
+    atomic_write_json,
+    jsonl_bytes,
+    sha256_bytes,
+    sha256_file,
+)
 from cl_toolkit.core.workspace import resolve_path
+from cl_toolkit.core.yamlio import display
 from cl_toolkit.recipe.model import LoadedRecipe, thaw
 from cl_toolkit.training.chat_rows import ancestor_rows, dedupe, read_chat_jsonl, source_label
 from cl_toolkit.training.strategies import STRATEGIES
@@ -103,3 +111,14 @@ def build_mix(lr: LoadedRecipe, registry) -> Mix:
     if history is not None:
         counts["history"] = history
     return Mix(rows=[thaw(r) for r in mixed], new_rows=new_rows, inputs=inputs, counts=counts)
+
+
+def write_mix(lr: LoadedRecipe, mix: Mix, out_dir: Path) -> dict:
+    """`clt data build`: the mix as OUT/train.jsonl plus OUT/mix.json (every input with its
+    SHA-256 and rows, the counts, the output's hash), each written atomically; returns mix.json."""
+    data = jsonl_bytes(mix.rows)
+    atomic_write_bytes(out_dir / "train.jsonl", data)
+    summary = {"recipe": display(lr.source), "recipe_sha256": lr.sha256, "seed": lr.recipe.data.seed,
+               "inputs": mix.inputs, "mix": mix.counts, "train.jsonl": {"sha256": sha256_bytes(data), "rows": len(mix.rows)}}
+    atomic_write_json(out_dir / "mix.json", summary)
+    return summary
