@@ -106,3 +106,14 @@ def test_a_moved_workspace_resumes_with_nothing_to_do(finished, tmp_path, monkey
     assert result["ran"] == [] and result["status"] == "champion"
     assert result["outputs"]["report"]["html"] == "reports/ff/report.html"
     assert (moved / result["outputs"]["report"]["html"]).is_file()
+
+
+def test_a_node_other_than_0_ends_its_cycle_after_training():
+    """Node 0 holds the adapter: only it registers, evaluates, gates and releases."""
+    from cl_toolkit.pipeline.cycle import last_step
+    from cl_toolkit.training.launch import Topology
+
+    node1, node0 = Topology(nproc=8, nnodes=2, node_rank=1, master_addr="H"), Topology(nproc=8, nnodes=2)
+    assert [last_step(u, node1) for u in (None, "report", "train", "data")] == ["train", "train", "train", "data"]
+    assert [last_step(u, node0) for u in (None, "gate")] == [None, "gate"]
+    assert last_step(None, None) is None

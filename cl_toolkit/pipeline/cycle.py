@@ -168,6 +168,8 @@ def _train(c: Context) -> dict:
     rendered = load_rendered(c.lr)
     outcome = launch(rendered, launch_plan(rendered, c.topology), c.lr.workspace, c.topology,
                      lambda info: c.say(f"  loss {info['loss']:.4f}") if "loss" in info else None)
+    if c.topology is not None and c.topology.node_rank != 0:  # node 0 holds the adapter
+        return {"node_rank": c.topology.node_rank, "seconds": outcome["train_seconds"]}
     atomic_write_json(c.stamps / "train_outcome.json", outcome)
     return {"adapter": sha256_file(c.run_dir / "adapter" / "adapter_model.safetensors"),
             "seconds": outcome["train_seconds"]}
@@ -250,6 +252,16 @@ def _stamp(c: Context, step: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
+def last_step(until: str | None, topology: Topology | None) -> str | None:
+    """Where this node's cycle ends: nodes other than 0 only train (node 0 holds the adapter
+    and registers, evaluates, gates and releases it)."""
+    if topology is None or topology.node_rank == 0:
+        return until
+    if until is None or STEPS.index(until) > STEPS.index("train"):
+        return "train"
+    return until
+
+
 def run_cycle(lr: LoadedRecipe, *, from_step: str | None = None, until: str | None = None,
               say: Callable[[str], None] = print, topology: Topology | None = None,
               eval_settings: EvalSettings | None = None) -> dict:
@@ -259,6 +271,7 @@ def run_cycle(lr: LoadedRecipe, *, from_step: str | None = None, until: str | No
     for name, value in (("--from", from_step), ("--until", until)):
         if value and value not in STEPS:
             raise BadInput(f"{name} must be one of {', '.join(STEPS)}")
+    until = last_step(until, topology)
     c, ran, dirty = Context(lr, say, topology=topology, eval_settings=eval_settings or EvalSettings()), [], False
     c.stamps.mkdir(parents=True, exist_ok=True)
     for step in STEPS:
