@@ -17,8 +17,8 @@ from test_layers import LAYERS
 from cl_toolkit.evaluation.suite import MATCH_KINDS, parse_suite
 from cl_toolkit.feedback.extract import FORMATS
 from cl_toolkit.feedback.records import records_from_import_row
-from cl_toolkit.recipe.validate import load_recipe
 from cl_toolkit.training.mix import read_chat_jsonl
+from cl_toolkit.training.strategies import load_recipe
 
 # spelled in two halves, so this file does not match itself
 OUTSIDE_DOCUMENTS = ("DESIGN" + ".md", ".." + "/shared")
