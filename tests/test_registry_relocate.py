@@ -13,6 +13,12 @@ from pathlib import Path
 import pytest
 from test_registry_support import MODEL, add_version, make_run, record
 
+from cl_toolkit.core.workspace import (
+    absolute_under,
+    from_workspace_ref,
+    relative_inside,
+    workspace_ref,
+)
 from cl_toolkit.registry import artifact_file, check_registry, open_registry, promote
 from cl_toolkit.registry.artifacts import LocalArtifacts, run_artifacts
 
@@ -165,3 +171,17 @@ def test_check_reports_a_relative_path_leading_out(empty_workspace):
     assert [p.split(" (")[0] for p in problems if "leads outside" in p] == [
         "ff 1.0.0: stored artifact_dir ../../ff/1.0.0 leads outside the artifact root",
         "ff 1.0.0: stored adapter_dir ../../ff/1.0.0/adapter leads outside the artifact root"]
+
+
+def test_paths_are_made_relative_as_written_or_through_symlinks(tmp_path):
+    real = tmp_path / "real" / "ws"
+    (real / "runs").mkdir(parents=True)
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    via_link = str(tmp_path / "link" / "ws" / "runs" / "x")
+    assert relative_inside(via_link, real) == "runs/x"  # only equal once the link is resolved
+    assert relative_inside(str(real / "runs" / "x"), tmp_path / "link" / "ws") == "runs/x"
+    assert relative_inside(str(tmp_path / "real" / "wsx" / "y"), real) == str(tmp_path / "real" / "wsx" / "y")
+    assert relative_inside("org/model", real) == "org/model"  # a hub id is not a path to rebase
+    assert workspace_ref(str(real / "models" / "b"), real) == "workspace:models/b"
+    assert from_workspace_ref("workspace:models/b", tmp_path / "moved") == str(tmp_path / "moved" / "models" / "b")
+    assert absolute_under("runs/x", tmp_path / "moved") == str(tmp_path / "moved" / "runs" / "x")

@@ -127,7 +127,7 @@ def health_cli(model, auto_rollback, who, at, config, as_json):
 @click.option("--interval", default="1h", show_default=True, help="Time between checks: 30s, 15m, 1h, 1d.")
 @click.option("--once", is_flag=True, help="Check once and exit.")
 @click.option("--auto-train", "recipe", default=None, metavar="RECIPE",
-              help="Train this recipe when an update is due (else: say which recipe to write).")
+              help="Run this recipe's cycle (train, evaluate, gate, release) when an update is due (else: say which recipe to write).")
 @click.option("--auto-rollback", is_flag=True, help="Roll a critical champion back.")
 @who_option()
 @click.option("--at", default=None, metavar="TIME", help="With --once: judge as of this ISO time.")

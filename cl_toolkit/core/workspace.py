@@ -56,20 +56,26 @@ def relative_inside(path: str, base: Path) -> str:
     """`path` relative to `base` (POSIX separators) when it lies inside it; else unchanged.
 
     What a store keeps instead of an absolute path, so that copying or moving the folder
-    keeps every reference valid. Both sides are compared resolved (symlinks, `..`)."""
-    p = Path(path)
-    if not p.is_absolute():
+    keeps every reference valid. Compared as written first (no system calls: stores do
+    this for every row), then with symlinks resolved."""
+    if not os.path.isabs(path):
         return path
-    base = Path(base).resolve()
-    for cand in (p, p.resolve()):
-        if _inside(cand, base):
-            return cand.relative_to(base).as_posix() or "."
-    return path
+    rel = _lexically_inside(os.path.normpath(path), os.path.normpath(str(base)))
+    if rel is None:
+        rel = _lexically_inside(str(Path(path).resolve()), str(Path(base).resolve()))
+    return path if rel is None else rel
 
 
-def absolute_under(stored: str, base: Path) -> str:
+def _lexically_inside(path: str, base: str) -> str | None:
+    if path == base:
+        return "."
+    prefix = base.rstrip(os.sep) + os.sep
+    return Path(path[len(prefix):]).as_posix() if path.startswith(prefix) else None
+
+
+def absolute_under(stored: str, base: Path | str) -> str:
     """The inverse of relative_inside: a relative stored path under `base`, as a string."""
-    return stored if Path(stored).is_absolute() else str(Path(base) / stored)
+    return stored if os.path.isabs(stored) else os.path.join(str(base), stored)
 
 
 def workspace_ref(path: str, workspace: Path) -> str:
@@ -83,7 +89,7 @@ def workspace_ref(path: str, workspace: Path) -> str:
 def from_workspace_ref(stored: str, workspace: Path) -> str:
     """The inverse of workspace_ref: `workspace:sub/path` as an absolute path string."""
     if stored.startswith(WORKSPACE_PREFIX):
-        return str(Path(workspace) / stored[len(WORKSPACE_PREFIX):])
+        return absolute_under(stored[len(WORKSPACE_PREFIX):], workspace)
     return stored
 
 
