@@ -56,6 +56,22 @@ def test_evaluate_and_gate_inputs_cover_suite_policy_and_settings(proj):
                                        "max_regressions": {}}
 
 
+def test_a_gate_edit_leaves_the_training_steps_inputs_alone(proj):
+    """The version is immutable once trained, its gate policy is not: editing `gate:` in the
+    file must not rerun validate, data or render (render would then refuse the version)."""
+
+    def training_inputs(recipe_data):
+        recipe = write_recipe(proj, recipe_data)
+        c = Context(load_recipe(recipe, workspace=proj / "ws"), say=lambda m: None)
+        c.outputs = {"data": {"sha256": "d" * 64}}
+        return [STEP_FUNCS[step][0](c) for step in ("validate", "data", "render")]
+
+    plain = training_inputs(BASE_RECIPE)
+    stricter = {**BASE_RECIPE, "gate": {**BASE_RECIPE["gate"], "max_critical_regressions": 3}}
+    assert training_inputs(stricter) == plain
+    assert training_inputs({**BASE_RECIPE, "train": {"num_epochs": 2}}) != plain  # a training key counts
+
+
 # --- slow: one real training --------------------------------------------------------------
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory, tiny_model_dir):
@@ -92,6 +108,24 @@ def test_a_suite_edit_reruns_evaluate_and_gate_and_nothing_before(finished, monk
     cases = json.loads((ws / again["cache"]).read_text())["cases"]
     assert cases[-1]["id"] == "reg-extra"  # the edited suite was evaluated
     assert _cycle(recipe, ws)[0]["ran"] == []
+
+
+@pytest.mark.slow
+def test_a_gate_policy_edit_reruns_the_gate_and_nothing_before(finished, monkeypatch):
+    project, ws, recipe = finished
+    monkeypatch.chdir(project)
+    text = recipe.read_text()
+    recipe.write_text(text.replace("gate:\n", "gate:\n  max_critical_regressions: 2\n", 1))
+    try:
+        result, said = _cycle(recipe, ws)
+        stamp = json.loads((ws / "cycles" / "ff-1.0.0" / "gate.json").read_text())
+    finally:
+        recipe.write_text(text)
+        restored = _cycle(recipe, ws)[0]  # the module's workspace as the other tests expect it
+    assert result["ran"] == ["gate", "release", "report"] == restored["ran"]
+    for step in ("validate", "data", "render", "train", "register", "evaluate"):
+        assert f"= {step}: done before, inputs unchanged" in said
+    assert stamp["inputs"]["policy"]["max_critical_regressions"] == 2
 
 
 @pytest.mark.slow

@@ -159,9 +159,11 @@ def _resolve_versions(workspace: Path, model: str, candidate: str, baseline: str
 
 def run_gate(workspace: Path, model: str, candidate: str, baseline: str | None = None,
              suite: Path | None = None, settings: EvalSettings | None = None,
-             judge: Callable[[str, str, str], float] | None = None, fresh: bool = False) -> dict:
-    """Evaluate baseline and candidate (from the cache when possible), apply the policy,
-    write gate.json and gate.md into the candidate's run folder, and return the verdict."""
+             judge: Callable[[str, str, str], float] | None = None, fresh: bool = False,
+             policy: dict | None = None) -> dict:
+    """Evaluate baseline and candidate (from the cache when possible), apply the policy
+    (`policy`, else the one in the candidate's recipe copy), write gate.json and gate.md
+    into the candidate's run folder, and return the verdict."""
     settings = settings or EvalSettings()
     cand, base = _resolve_versions(workspace, model, candidate, baseline)
     candidate = cand.version
@@ -173,11 +175,12 @@ def run_gate(workspace: Path, model: str, candidate: str, baseline: str | None =
     base_result = evaluate_version(workspace, base, loaded, settings, judge, fresh)
     cand_result = evaluate_version(workspace, cand, loaded, settings, judge, fresh)
     diff = compare(base_result, cand_result)
-    reasons = decide(diff, config.policy)
+    policy = policy if policy is not None else config.policy
+    reasons = decide(diff, policy)
     result = {
         "model": model, "candidate": candidate, "baseline": base.version, "suite": suite_label(loaded, workspace),
         "suite_sha256": loaded.sha256, "suite_cases": len(loaded.cases), "passed": not reasons, "reasons": reasons,
-        "policy": config.policy,
+        "policy": policy,
         **diff, "settings": cand_result["settings"],
         "evaluations": {"baseline": base_result["cache_path"], "candidate": cand_result["cache_path"]},
         "gated_at": utc_now(), "toolkit_version": __version__,

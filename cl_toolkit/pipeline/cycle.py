@@ -96,17 +96,23 @@ def _sha_json(obj) -> str:
 
 # ---- inputs of each step: what, if changed, makes it run again -------------------------
 
+def _training_recipe(c: Context) -> str:
+    """The recipe as training sees it: every resolved key but `gate:`, whose edits rerun only
+    the gate (the version is immutable once trained; its gate policy is not)."""
+    return _sha_json({k: v for k, v in thaw(c.lr.raw).items() if k != "gate"})
+
+
 def _in_validate(c: Context) -> dict:
-    return {"recipe": c.lr.sha256, "resolved": _sha_json(thaw(c.lr.raw))}
+    return {"recipe": _training_recipe(c)}
 
 
 def _in_data(c: Context) -> dict:
-    return {"recipe": c.lr.sha256, "mix": _data_hash(c)}  # reading the sources again is cheap
+    return {"recipe": _training_recipe(c), "mix": _data_hash(c)}  # reading the sources again is cheap
 
 
 def _in_render(c: Context) -> dict:
     profile = resolve_path(c.lr.recipe.profile, c.lr.root, c.lr.workspace)
-    return {"mix": c.outputs["data"]["sha256"], "profile": sha256_file(profile), "recipe": c.lr.sha256}
+    return {"mix": c.outputs["data"]["sha256"], "profile": sha256_file(profile), "recipe": _training_recipe(c)}
 
 
 def _in_train(c: Context) -> dict:
@@ -208,7 +214,7 @@ def _gate(c: Context) -> dict:
     if not c.lr.recipe.parent or not c.lr.recipe.gate:
         return {"passed": True, "skipped": "no parent to compare with" if not c.lr.recipe.parent else "no suite"}
     result = run_gate(c.lr.workspace, c.lr.recipe.model, c.lr.recipe.version, c.lr.recipe.parent, c.suite(),
-                      c.eval_settings)
+                      c.eval_settings, policy=default_policy(thaw(c.lr.recipe.gate)))
     c.say(f"  gate {'passed' if result['passed'] else 'BLOCKED'}: "
           + ("; ".join(result["reasons"]) if result["reasons"] else "no blocking regression"))
     return {"passed": result["passed"], "reasons": result["reasons"], "report": c.rel(c.run_dir / "gate.md")}
