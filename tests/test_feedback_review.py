@@ -61,6 +61,22 @@ def test_selection_by_window_tag_and_ids(incident, tmp_path):
 DEADLINE = 60.0  # seconds: generous, for a loaded machine; no step waits for a fixed time
 
 
+def _as_a_terminal_session() -> None:
+    """In the child: the pty becomes its controlling terminal, and Ctrl-C means what it means
+    at a person's terminal. A test run started in the background (`cmd &` without job
+    control) inherits SIGINT ignored, and an ignored SIGINT stays ignored across exec."""
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+@pytest.fixture
+def ctrl_c_raises():
+    """Ctrl-C raises KeyboardInterrupt in this process, whoever started the test run."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 class Terminal:
     """`clt ARGS` on a pseudo-terminal: expect() reads until a text shows, send() types.
     Every step waits for the program's own output, so how fast the machine is never matters."""
@@ -70,7 +86,7 @@ class Terminal:
         # a session of its own with the pty as its controlling terminal, so Ctrl-C works
         self.proc = subprocess.Popen([sys.executable, "-m", "cl_toolkit", *args], stdin=slave,
                                      stdout=slave, stderr=slave, env=env, start_new_session=True,
-                                     preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0))
+                                     preexec_fn=_as_a_terminal_session)
         os.close(slave)
         self.fd, self.seen, self.pos = master, b"", 0
 
@@ -197,7 +213,7 @@ def _waiting_in_the_kernel(tid: int) -> bool:
     return state == "S" and wchan not in ("", "0") and "futex" not in wchan
 
 
-def test_a_ctrl_c_that_interrupts_no_system_call_still_stops_the_prompt():
+def test_a_ctrl_c_that_interrupts_no_system_call_still_stops_the_prompt(ctrl_c_raises):
     """The lost Ctrl-C, made certain: SIGINT is handled on another thread while the prompt
     waits, so the waiting call is not interrupted - as with input() when Ctrl-C lands
     between its prompt and its read. The wait must still end in KeyboardInterrupt."""
