@@ -25,7 +25,7 @@ from pathlib import Path
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_json, jsonl_bytes, sha256_bytes, sha256_file
 from cl_toolkit.core.timefmt import utc_now
-from cl_toolkit.core.workspace import resolve_path
+from cl_toolkit.core.workspace import relative_inside, resolve_path
 from cl_toolkit.evaluation.evaluate import EvalSettings
 from cl_toolkit.evaluation.gate import default_policy
 from cl_toolkit.recipe.model import LoadedRecipe, thaw
@@ -64,12 +64,7 @@ class Context:
 
     def rel(self, path: str | Path | None) -> str | None:
         """A path as the stamps keep it: relative to the workspace (when inside it)."""
-        if path is None:
-            return None
-        try:
-            return Path(path).resolve().relative_to(self.lr.workspace.resolve()).as_posix()
-        except ValueError:
-            return str(path)
+        return None if path is None else relative_inside(str(path), self.lr.workspace)
 
     def suite(self) -> Path | None:
         gate = self.lr.recipe.gate
