@@ -12,6 +12,11 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
+# Files that may hold production data, personal data or keys (stores, quarantine, journal,
+# exports, the feedback-token key) are created for their owner alone. Atomic writes are
+# 0600 already: mkstemp creates the temp file that way and the rename keeps its mode.
+PRIVATE_MODE = 0o600
+
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
@@ -41,6 +46,25 @@ def atomic_open(path: str | os.PathLike, mode: str = "wb", **open_kwargs) -> Ite
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def ensure_private_file(path: str | os.PathLike) -> Path:
+    """Create `path` (empty) readable by its owner alone if it does not exist, and take
+    group and other permissions away if it does. Call before a library (SQLite) opens it."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, PRIVATE_MODE)
+    os.close(fd)
+    if path.stat().st_mode & 0o077:
+        os.chmod(path, PRIVATE_MODE)
+    return path
+
+
+def open_private_append(path: str | os.PathLike, encoding: str = "utf-8") -> IO[str]:
+    """Open `path` for appending text, creating it 0600 (an existing file loses group and
+    other permissions)."""
+    ensure_private_file(path)
+    return open(path, "a", encoding=encoding)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:

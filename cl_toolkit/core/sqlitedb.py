@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from cl_toolkit.core.errors import CltError
+from cl_toolkit.core.files import PRIVATE_MODE, ensure_private_file
 
 # a migration: the statements that bring the previous version to this one, or a function
 # that does it with the connection (inside the migration's transaction)
@@ -27,7 +28,9 @@ Migration = tuple[int, Step]
 def connect(path: str | Path, *, synchronous: str = "NORMAL", busy_timeout_s: float = 30,
             row_factory=sqlite3.Row, pragmas: Sequence[str] = ()) -> sqlite3.Connection:
     """An autocommit connection in WAL mode with a busy timeout; rows by column name
-    unless the store asks for plain tuples (`row_factory=None`)."""
+    unless the store asks for plain tuples (`row_factory=None`). A database file is
+    created 0600 (SQLite gives its -wal and -shm files the same mode)."""
+    _make_private(path)
     conn = sqlite3.connect(path, timeout=busy_timeout_s, isolation_level=None)
     conn.row_factory = row_factory
     conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout_s * 1000)}")
@@ -35,6 +38,19 @@ def connect(path: str | Path, *, synchronous: str = "NORMAL", busy_timeout_s: fl
     for pragma in (f"synchronous = {synchronous}", *pragmas):
         conn.execute(f"PRAGMA {pragma}")
     return conn
+
+
+def _make_private(path: str | Path) -> None:
+    if str(path) == ":memory:" or str(path).startswith("file:"):
+        return
+    path = Path(path)
+    if not path.exists():
+        ensure_private_file(path)
+    elif path.stat().st_mode & 0o077:
+        try:
+            path.chmod(PRIVATE_MODE)
+        except PermissionError:  # somebody else's file, opened to read: leave it be
+            pass
 
 
 def _use_wal(conn: sqlite3.Connection, timeout_s: float) -> None:
