@@ -206,22 +206,20 @@ class StoreWriter:
                 backoff = min(backoff * 2, BACKOFF_MAX_S)
 
     def _write_prediction(self, store: FeedbackStore, p: Prediction) -> None:
+        def write() -> bool:
+            return store.log_prediction(p.request_id, p.input, p.output, p.model_version,
+                                        timestamp=p.timestamp, domain=p.domain,
+                                        latency_ms=p.latency_ms, metadata=p.metadata)
+
         try:
-            row = _prediction_row(p)
+            added = self._retry(store, write)
         except BadInput as e:
             self.stats.rejected += 1
             print(f"clt serve: prediction {p.request_id} not logged: {e}", file=sys.stderr)
             return
-
-        def write() -> bool:
-            with store.transaction():
-                return store.insert_predictions([row]) == 1
-
-        try:
-            added = self._retry(store, write)
         except _Unavailable as e:
             self._start_journaling(e)
-            self._journal(store, [("prediction", row, None)])
+            self._journal_batch(store, ("prediction", p, None), more=False)
             return
         if added:
             self.stats.written += 1
@@ -230,25 +228,18 @@ class StoreWriter:
 
     def _write_feedback(self, store: FeedbackStore, payload, done: Future) -> None:
         request_id, fields = payload
-        try:
-            row = _feedback_row(store, request_id, fields)
-        except Exception as e:  # handed to the waiting request thread
-            done.set_exception(e)
-            return
 
         def write() -> str:
-            with store.transaction():
-                if not store.has_prediction(request_id):
-                    raise UnknownRequest(f"unknown request_id {request_id!r}")
-                added, updated = store.upsert_feedback([row])
-            return "added" if added else "updated" if updated else "unchanged"
+            if not store.has_prediction(request_id):
+                raise UnknownRequest(f"unknown request_id {request_id!r}")
+            return store.add_feedback(request_id, source="user", **fields)
 
         try:
             done.set_result(self._retry(store, write))
         except _Unavailable as e:
             self._start_journaling(e)
-            self._journal(store, [("feedback", row, done)])
-        except Exception as e:
+            self._journal_batch(store, ("feedback", payload, done), more=False)
+        except Exception as e:  # handed to the waiting request thread
             done.set_exception(e)
 
     def _start_journaling(self, cause: _Unavailable) -> None:
@@ -258,10 +249,11 @@ class StoreWriter:
         print(f"clt serve: the feedback store stayed unavailable for {self.give_up_s:g} s "
               f"({cause}); writing to the journal until it is back", file=sys.stderr)
 
-    def _journal_batch(self, store: FeedbackStore, first) -> bool:
-        """Journal `first` and whatever else is queued (one append); True at the end marker."""
+    def _journal_batch(self, store: FeedbackStore, first, more: bool = True) -> bool:
+        """Journal `first` and (with `more`) whatever else is queued, in one append;
+        True when the end marker was taken from the queue."""
         items, end = [first], False
-        while len(items) < JOURNAL_BATCH:
+        while more and len(items) < JOURNAL_BATCH:
             try:
                 item = self.queue.get_nowait()
             except queue.Empty:
