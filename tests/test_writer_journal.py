@@ -297,3 +297,15 @@ def test_a_store_locked_for_150_s_with_default_timeouts_loses_none_of_50_request
     predictions, feedback = rows(ws)
     assert len(predictions) == 50 and [(r[0], r[2]) for r in feedback] == [("req-3", 4)]
     assert stats.failed == 0 and not (ws / "feedback.journal.jsonl").exists()
+
+
+def test_the_journal_example_in_the_docs_replays(ws):
+    text = (REPO / "docs" / "formats.md").read_text(encoding="utf-8")
+    section = text[text.index("**`feedback.journal.jsonl`**"):text.index("**Redaction at ingest**")]
+    (line,) = [b for b in section.split("```json\n")[1:]]
+    store = open_store(ws)
+    journal.append(store.journal_path, [line.split("```")[0].strip() + "\n"])
+    s = journal.replay(store)
+    assert (s.predictions_added, s.skipped) == (1, 0)
+    assert store.get_prediction("req-000124")["latency_ms"] == 180.0
+    store.close()
