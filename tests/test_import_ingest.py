@@ -128,3 +128,12 @@ def test_the_prune_archive_is_private(fws, tmp_path, capsys):
     archive = tmp_path / "arch.jsonl.gz"
     assert run_main(["feedback", "prune", "--older-than", "30d", "--archive", str(archive)], capsys)[0] == 0
     assert mode(archive) == 0o600
+
+
+def test_the_setting_covers_every_write_into_the_store(fws, capsys, monkeypatch):
+    monkeypatch.setenv("CLT_REDACT_AT_INGEST", "yes")
+    assert run_main(["feedback", "log", "--request-id", "l1", "--input", f"from {EMAIL}",
+                     "--output", "ok", "--model-version", "1.0.0"], capsys)[0] == 0
+    assert run_main(["feedback", "rate", "l1", "--rating", "2", "--notes", f"call {PHONE}"], capsys)[0] == 0
+    dump = raw_rows(fws)
+    assert EMAIL not in dump and "697 123 4567" not in dump and "[EMAIL]" in dump and "[PHONE]" in dump
