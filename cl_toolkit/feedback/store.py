@@ -72,12 +72,12 @@ class FeedbackStore:
 
     With `redact=True` every prediction and feedback row written through this connection
     has its PII replaced by placeholders first (feedback/redact.py): raw PII never reaches
-    the file. `busy_timeout_s` is how long one write waits for another writer's lock."""
+    the file; `redact=None` (the default) follows $CLT_REDACT_AT_INGEST. `busy_timeout_s` is how long one write waits for another writer's lock."""
 
-    def __init__(self, path: str | Path, *, redact: bool = False,
+    def __init__(self, path: str | Path, *, redact: bool | None = None,
                  busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.path = Path(path)
-        self.redact = redact
+        self.redact = redact_at_ingest_default() if redact is None else redact
         self.redactions: Counter = Counter()  # kind -> placeholders written, when redacting
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
@@ -194,7 +194,7 @@ class FeedbackStore:
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
-def open_store(workspace: Path | None = None, *, redact: bool = False,
+def open_store(workspace: Path | None = None, *, redact: bool | None = None,
                busy_timeout_s: float = BUSY_TIMEOUT_S) -> FeedbackStore:
     """The workspace's feedback store (``workspace_dir()/feedback.db``), created if new."""
     return FeedbackStore(workspace_dir(workspace) / DB_NAME, redact=redact,
