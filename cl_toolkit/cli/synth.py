@@ -37,7 +37,7 @@ def _say_progress(requests: int, pairs: int) -> None:
               help="Tries per request on transient errors.")
 @click.option("--backoff", default=default_of(Endpoint, "backoff_s"), show_default=True, type=click.FloatRange(0),
               help="First retry delay in seconds; doubles each retry.")
-@click.option("--timeout", default=120.0, show_default=True, type=click.FloatRange(0, min_open=True),
+@click.option("--timeout", default=default_of(Endpoint, "timeout_s"), show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds to wait for each request.")
 @click.option("--system", "system_prompt", help="A system message for every example.")
 @click.option("--redact/--no-redact", "redact_pii", default=True, show_default=True)
