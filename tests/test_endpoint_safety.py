@@ -122,6 +122,16 @@ def test_synth_stops_at_a_redirect_and_writes_nothing(fws, store, tmp_path, caps
     assert other.seen == [] and not out.exists()
 
 
+def test_the_judge_scorer_stops_at_a_redirect(fws, store, capsys, monkeypatch):
+    monkeypatch.setenv("OPENAI_API_KEY", KEY)
+    store.log_prediction("r1", "How wide is a 1.75in line?", "1.75 in", "1.0.0")
+    with Recorder(_ok) as other, Recorder(_redirect_to(other.url, 302)) as first:
+        code, _, stderr = run_main(["feedback", "score", "--scorer", "judge", "--base-url",
+                                    first.url + "/v1", "--model", "judge"], capsys)
+    assert code == 1 and "redirect" in stderr and KEY not in stderr
+    assert other.seen == [] and len(first.seen) == 1
+
+
 @pytest.mark.parametrize("url", ["http://example.com/v1", "http://10.1.2.3:8000/v1",
                                  "http://[2001:db8::1]/v1", "http://127.0.0.1.example.net/v1",
                                  "http://localhost.attacker.example/v1"])
