@@ -21,7 +21,8 @@ def _say_progress(requests: int, pairs: int) -> None:
 @click.option("--scenario", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A Markdown file describing the scenario.")
 @click.option("-n", "n", default=50, show_default=True, type=click.IntRange(1), help="Pairs wanted.")
-@click.option("--base-url", required=True, help="OpenAI-compatible base URL (http://HOST:PORT/v1).")
+@click.option("--base-url", required=True,
+              help="OpenAI-compatible base URL: https://HOST/v1 (plain http only on loopback).")
 @click.option("--model", required=True, help="The model name the endpoint serves.")
 @click.option("--api-key-env", default=default_of(Endpoint, "api_key_env"), show_default=True,
               help="Environment variable holding the API key (read, never stored).")
