@@ -188,3 +188,16 @@ def test_the_timeout_bounds_the_whole_reply_not_each_read():
                 chat(endpoint, [{"role": "user", "content": "hi"}])
         finally:
             stop.set()
+
+
+@pytest.mark.parametrize("url, what", [
+    ("https://ana:s3cret-pass@api.example.com/v1", "user info"),
+    ("https://api.example.com/v1?api_key=sk-live-abcdef0123456789", "query parameter 'api_key'"),
+    ("http://127.0.0.1:9/v1?sig=abcdef0123456789&x=1", "query parameter 'sig'"),
+])
+def test_a_url_carrying_credentials_is_refused_without_echoing_them(url, what):
+    with pytest.raises(BadInput) as err:
+        Endpoint(url, "m")
+    message = str(err.value)
+    assert f"carries credentials ({what})" in message and "OPENAI_API_KEY" in message
+    assert "s3cret" not in message and "abcdef0123456789" not in message

@@ -10,7 +10,9 @@ body is not a chat completion raises MalformedReply: callers report it and go on
 
 Where the key may go: plain ``http://`` is accepted only for a loopback host (127.0.0.0/8,
 ::1, localhost), anything else must be ``https://`` (refused before any connection is
-attempted). Redirects are never followed: a 3xx is an error naming where it pointed, so a
+attempted), and a URL carrying credentials (user info, a ``token``/``key``/``sig``/
+``password`` query parameter) is refused: the key belongs in the environment. Redirects
+are never followed: a 3xx is an error naming where it pointed, so a
 redirect cannot carry the Authorization header to another host (the header is also marked
 not to be repeated on a redirect). One setting bounds the time: ``timeout_s`` (default
 DEFAULT_TIMEOUT_S, `--timeout` on the command line) limits connecting, every wait for
@@ -27,7 +29,7 @@ import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from cl_toolkit.core.errors import BadInput, CltError
 from cl_toolkit.core.secret_scan import redact
@@ -37,6 +39,7 @@ RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 TRANSIENT = (OSError, http.client.HTTPException)
 MAX_REPLY_BYTES = 8 << 20
 EXCERPT_CHARS = 200
+_SECRET_WORDS = ("token", "key", "sig", "password", "secret")
 DEFAULT_TIMEOUT_S = 120.0  # the one default: per request, connect to last byte
 _READ_CHUNK = 64 << 10
 
@@ -51,7 +54,7 @@ class MalformedReply(Exception):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where and how to ask: an OpenAI-compatible base URL (``http://host:port/v1``)."""
+    """Where and how to ask: an OpenAI-compatible base URL (``https://host/v1``)."""
 
     base_url: str
     model: str
@@ -65,6 +68,13 @@ class Endpoint:
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BadInput(f"--base-url {public_url(self.base_url)!r} is not an http(s) URL")
+        carried = ["user info"] if parts.username or parts.password else []
+        carried += [f"query parameter {k!r}" for k, _ in parse_qsl(parts.query, True)
+                    if any(word in k.lower() for word in _SECRET_WORDS)]
+        if carried:
+            raise BadInput(f"--base-url {public_url(self.base_url)!r} carries credentials "
+                           f"({', '.join(carried)}): give the key in the environment variable "
+                           f"--api-key-env names ({self.api_key_env}) instead")
         if parts.scheme == "http" and not is_loopback(parts.hostname):
             raise BadInput(f"--base-url {public_url(self.base_url)!r}: plain http is accepted only "
                            "for a loopback host (the API key would cross the network unencrypted); "
