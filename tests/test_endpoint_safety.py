@@ -168,26 +168,30 @@ def test_one_timeout_setting_with_one_default():
 
 
 def test_the_timeout_bounds_the_whole_reply_not_each_read():
-    stop = threading.Event()
+    sent, done = [], threading.Event()
 
-    def drip(h):  # a valid reply, one byte every 50 ms: 4+ s in all
+    def drip(h):  # announces a large reply, then sends a byte every 10 ms for up to 5 s
         h.send_response(200)
-        h.send_header("Content-Length", str(len(REPLY)))
+        h.send_header("Content-Length", str(1 << 20))
         h.end_headers()
-        for byte in REPLY:
-            if stop.is_set():
-                return
-            h.wfile.write(bytes([byte]))
-            h.wfile.flush()
-            time.sleep(0.05)
+        try:
+            for _ in range(500):
+                h.wfile.write(b" ")
+                h.wfile.flush()
+                sent.append(1)
+                time.sleep(0.01)
+        except OSError:
+            pass  # the client hung up
+        finally:
+            done.set()
 
     with Recorder(drip) as server:
         endpoint = Endpoint(server.url + "/v1", "m", attempts=1, timeout_s=0.5)
-        try:
-            with pytest.raises(EndpointError, match="TimeoutError"):
-                chat(endpoint, [{"role": "user", "content": "hi"}])
-        finally:
-            stop.set()
+        # every byte comes well within the timeout; the whole reply never does
+        with pytest.raises(EndpointError, match="TimeoutError: the reply took longer"):
+            chat(endpoint, [{"role": "user", "content": "hi"}])
+        assert done.wait(10)
+    assert len(sent) < 500  # the client hung up mid-reply, it did not wait for the end
 
 
 @pytest.mark.parametrize("url, what", [

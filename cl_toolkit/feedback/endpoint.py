@@ -12,11 +12,12 @@ Where the key may go: plain ``http://`` is accepted only for a loopback host (12
 ::1, localhost), anything else must be ``https://`` (refused before any connection is
 attempted), and a URL carrying credentials (user info, a ``token``/``key``/``sig``/
 ``password`` query parameter) is refused: the key belongs in the environment. Redirects
-are never followed: a 3xx is an error naming where it pointed, so a
-redirect cannot carry the Authorization header to another host (the header is also marked
-not to be repeated on a redirect). One setting bounds the time: ``timeout_s`` (default
-DEFAULT_TIMEOUT_S, `--timeout` on the command line) limits connecting, every wait for
-bytes, and the whole reply.
+are never followed: a 3xx is an error naming where it pointed, so a redirect cannot carry
+the Authorization header to another host (the header is also marked not to be repeated on
+a redirect). One setting bounds the time: ``timeout_s`` (default DEFAULT_TIMEOUT_S,
+`--timeout` on the command line) limits connecting and every wait for bytes, and a reply
+still arriving when it has passed is abandoned (a timeout, retried like one), so an attempt
+takes at most about twice the timeout however slowly a server sends.
 """
 
 from __future__ import annotations
@@ -133,12 +134,16 @@ def _opener(url: str):
 
 
 def _read(response, deadline: float) -> bytes:
-    """The body, at most MAX_REPLY_BYTES; TimeoutError once the deadline has passed."""
+    """The body, at most MAX_REPLY_BYTES; TimeoutError once the deadline has passed. Each
+    read returns what one receive brings (read1), so a server that drips bytes is cut off
+    at the deadline, not when a large read is finally filled."""
+    stream = getattr(response, "fp", None) if isinstance(response, urllib.error.HTTPError) else response
+    read = getattr(stream, "read1", None) or response.read
     chunks, size = [], 0
     while size < MAX_REPLY_BYTES:
         if time.monotonic() > deadline:
             raise TimeoutError("the reply took longer than the timeout")
-        chunk = response.read(min(_READ_CHUNK, MAX_REPLY_BYTES - size))
+        chunk = read(min(_READ_CHUNK, MAX_REPLY_BYTES - size))
         if not chunk:
             break
         chunks.append(chunk)
