@@ -15,7 +15,8 @@ broad enough to hit ordinary numbers it is narrowed by a check the real thing pa
   otherwise ordinary words;
 - card: 13-19 digits, grouped by spaces or dashes or not;
 - IP: dotted IPv4 and IPv6 (full or ``::``-compressed), valid per :mod:`ipaddress`; an
-  IPv6 candidate needs a digit, so ``std::vector`` stays;
+  IPv6 candidate needs a digit, so ``std::vector`` stays (a four-part version such as
+  ``1.2.3.4`` reads as an address and is redacted);
 - national id: US SSN written ``123-45-6789`` (area not 000, 666 or 9xx, group and serial
   not zero) and the Greek AFM (9 digits whose check digit holds, not after ``#``,
   ``case``, ``incident``, ``ticket`` and the like).
