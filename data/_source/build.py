@@ -126,6 +126,28 @@ for qn, sel in (("q1", q1_sel), ("q2", q2_sel)):
         })
 write_jsonl(FF / "regression.jsonl", reg)
 
+# 3b: each quarter asked exactly as trained, one case per training row (the gate's
+# per-quarter suites: forgetting and learning of the facts themselves; the *_test files
+# measure generalisation to paraphrases, which the tiny model mostly lacks)
+for qn, Q in QUARTERS.items():
+    asked = []
+    for i, f in enumerate(Q, 1):
+        match, expected = f["match"], f["expected"]
+        if f["q"] in OVERRIDES:
+            match, expected = OVERRIDES[f["q"]]
+            if expected is None:
+                expected = f["a"]
+        asked.append({
+            "id": f"{qn}a-{i:03d}",
+            "input": f["q"],
+            "expected": expected,
+            "match": match,
+            "criticality": CRIT[f["domain"]],
+            "domain": f["domain"],
+            "tags": [qn, "asked", *f["tags"]],
+        })
+    write_jsonl(FF / f"{qn}_asked.jsonl", asked)
+
 SMOKE_Q = [
     "What is the NIOSH IDLH for ammonia?",
     "What is the NIOSH IDLH for chlorine?",
