@@ -137,6 +137,6 @@ class StoreWriter:
         try:
             if not store.has_prediction(request_id):
                 raise UnknownRequest(f"unknown request_id {request_id!r}")
-            done.set_result(store.add_feedback(request_id, source="user", **fields))
+            done.set_result(store.add_feedback(request_id, **{"source": "user", **fields}))
         except Exception as e:  # handed to the waiting request thread
             done.set_exception(e)
