@@ -161,9 +161,13 @@ class FrontEnd:
         return self._open
 
     # --- the selector thread ------------------------------------------------------------
-    def serve_forever(self) -> None:
+    def start(self) -> None:
+        """Start the workers, then the selector thread."""
         for t in self._pool:
             t.start()
+        threading.Thread(target=self.serve_forever, name="clt-serve-http", daemon=True).start()
+
+    def serve_forever(self) -> None:
         self._selector.register(self.listener, selectors.EVENT_READ, "accept")
         self._selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         try:
@@ -224,9 +228,9 @@ class FrontEnd:
 
     def _close(self, conn: _Conn) -> None:
         self._unwatch(conn)
-        conn.sock.close()
-        with self._lock:
+        with self._lock:  # counted out first: whoever sees the close sees the count
             self._open -= 1
+        conn.sock.close()
 
     @staticmethod
     def _refuse(sock: socket.socket, status: int, reason: str, message: str, code: str | None) -> None:
@@ -240,9 +244,9 @@ class FrontEnd:
 
     def _fail(self, conn: _Conn, status: int, reason: str, message: str, code: str | None = None) -> None:
         self._unwatch(conn)
-        self._refuse(conn.sock, status, reason, message, code)
         with self._lock:
             self._open -= 1
+        self._refuse(conn.sock, status, reason, message, code)
 
     def _read(self, conn: _Conn) -> None:
         try:
@@ -328,10 +332,10 @@ class FrontEnd:
             if not full:
                 self._queued += 1
         if full:
-            self._refuse(conn.sock, 429, "Too Many Requests",
-                         f"{self._queued} requests are waiting; retry shortly", "too_many_requests")
             with self._lock:
                 self._open -= 1
+            self._refuse(conn.sock, 429, "Too Many Requests",
+                         f"{self._queued} requests are waiting; retry shortly", "too_many_requests")
             return
         self._work.put((conn, request))
 
@@ -377,9 +381,9 @@ class FrontEnd:
                 except OSError:
                     pass
             else:
-                conn.sock.close()
                 with self._lock:
                     self._open -= 1
+                conn.sock.close()
 
     def _serve(self, conn: _Conn, request: bytes) -> bool:
         """Run the handler on one complete request; whether the connection may continue."""
@@ -448,7 +452,7 @@ class ChatServer:
             self.writer.close()
             self._set_threads(self._threads_before)
             raise BadInput(f"cannot listen on {self.settings.host}:{self.settings.port}: {e.strerror}") from None
-        threading.Thread(target=self.httpd.serve_forever, name="clt-serve-http", daemon=True).start()
+        self.httpd.start()
         self.watcher.start()
         return self
 
