@@ -15,9 +15,9 @@ from cl_toolkit.serve import ChatServer, ServeSettings
 from cl_toolkit.serve.protocol import (
     ApiError,
     TextCutter,
-    parse_chat,
     client_reference,
     new_request_id,
+    parse_chat,
     parse_feedback,
     parse_json,
 )

@@ -30,12 +30,12 @@ from cl_toolkit.serve.protocol import (
     ApiError,
     ChatRequest,
     chunk_body,
+    client_reference,
     completion_body,
     error_body,
+    new_request_id,
     parse_chat,
     parse_feedback,
-    client_reference,
-    new_request_id,
     parse_json,
     sse,
     usage,
@@ -49,6 +49,7 @@ class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; streams use chunked transfer encoding
     server_version = "clt-serve"
     body_discarded = False  # set by the front end: an over-limit body was read away already
+    must_close = False  # set by the front end: nothing after this request can be trusted
 
     def log_message(self, format, *args) -> None:
         pass  # the feedback store is the request log
@@ -69,7 +70,7 @@ class Handler(BaseHTTPRequestHandler):
             methods[self.command](self, app)
         except ApiError as e:
             self.send_json(e.status, e.body(), {"Allow": ", ".join(methods)} if e.status == 405 else {})
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):  # the client went, or stopped reading
             self.close_connection = True
         except Exception as e:  # an answer for the client, the details for the operator
             print(f"clt serve: {self.command} {path} failed: {type(e).__name__}: {e}", file=sys.stderr)
@@ -111,7 +112,7 @@ class Handler(BaseHTTPRequestHandler):
         return not self._body_read and self.headers.get("Content-Length", "0") not in ("", "0")
 
     def send_json(self, status: int, body: dict, headers: dict | None = None) -> None:
-        if self._unread_body():
+        if self._unread_body() or self.must_close:
             self.close_connection = True  # the unread body would be taken for the next request
         data = json.dumps(body, ensure_ascii=False).encode()
         self.send_response(status)
@@ -193,7 +194,7 @@ def stream_answer(h: Handler, answer: Answer, stream: Stream) -> None:
         if not gone:
             try:
                 h.send_chunk(data)
-            except (BrokenPipeError, ConnectionResetError):
+            except OSError:  # gone, reset, or not reading within the write timeout
                 gone = h.close_connection = True
 
     send(sse(chunk_body(rid, name, created, {"role": "assistant", "content": ""}, token=token)))

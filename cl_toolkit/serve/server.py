@@ -392,7 +392,7 @@ class FrontEnd:
         h.request, h.client_address, h.server = conn.sock, conn.address, self
         h.connection = conn.sock
         h.rfile, h.wfile = io.BytesIO(request), _SocketWriter(conn.sock)
-        h.body_discarded = conn.dropped_body
+        h.body_discarded, h.must_close = conn.dropped_body, conn.close_after
         h.close_connection = True
         try:
             h.handle_one_request()
