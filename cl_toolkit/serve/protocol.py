@@ -54,7 +54,7 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     stop: tuple[str, ...] = ()
-    user: str | None = None
+    user: str | None = None  # OpenAI `user`: logged as the end user, never used as an id
     metadata: dict = field(default_factory=dict)
 
     @property
