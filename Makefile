@@ -16,6 +16,10 @@ export WANDB_MODE := disabled
 # Pin torch to the local CPU build everywhere pip runs, isolated builds included.
 export PIP_CONSTRAINT := $(CURDIR)/constraints.txt
 PYTEST_ARGS ?=
+# Test processes (pytest-xdist): one per core; whole files go to one worker (module fixtures
+# that train are built once). Each worker and its training processes run one thread.
+PYTEST_WORKERS ?= auto
+PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: setup demo test test-fast lint bench bench-cl quarter dry-run clean help
 
@@ -44,10 +48,10 @@ demo: $(STAMP)
 	@$(BIN)/python scripts/demo.py
 
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -m "not slow" $(PYTEST_PARALLEL) $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check cl_toolkit tests scripts benchmarks

@@ -13,6 +13,12 @@ for _k, _v in {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_
                "TOKENIZERS_PARALLELISM": "false"}.items():
     os.environ[_k] = _v
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # several test processes share the cores: one thread each (torch reads this at import),
+    # inherited by the training processes the tests start
+    for _k in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(_k, "1")
+
 REPO = Path(__file__).resolve().parent.parent
 
 

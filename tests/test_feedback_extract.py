@@ -106,7 +106,7 @@ def test_pii_is_redacted_by_default_and_counted(store, tmp_path):
     m = extract(store, tmp_path / "o.jsonl")
     assert _pairs(tmp_path / "o.jsonl") == [("I am [EMAIL], call [PHONE]",
                                              "Refund to card [CARD] or IBAN [IBAN]")]
-    assert m["redactions"] == {"email": 1, "iban": 1, "card": 1, "phone": 1}
+    assert m["redactions"] == {"email": 1, "iban": 1, "card": 1, "ip": 0, "national_id": 0, "phone": 1}
     extract(store, tmp_path / "raw.jsonl", redact_pii=False)
     assert "jane@example.com" in _pairs(tmp_path / "raw.jsonl")[0][0]
 

@@ -7,13 +7,19 @@ import pytest
 from conftest import REPO
 
 from cl_toolkit.core.errors import BadInput
-from cl_toolkit.training.launch import Topology, plan_launch, train_env
+from cl_toolkit.training.launch import Topology, plan_launch, thread_pin, train_env
 from cl_toolkit.training.profiles import load_profile
 
 CFG = "/ws/runs/ff-1.0.0/axolotl.yml"
 TRAIN = ["-m", "axolotl.cli.train", CFG]
 Z2 = str(REPO / "configs" / "deepspeed" / "zero2.json")
 Z3 = str(REPO / "configs" / "deepspeed" / "zero3.json")
+PIN1 = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # tiny-cpu: launcher.threads 1
+
+
+@pytest.fixture(autouse=True)
+def no_thread_override(monkeypatch):
+    monkeypatch.delenv("CLT_TRAIN_THREADS", raising=False)
 
 
 def launcher_of(name: str, tmp_path) -> dict:
@@ -29,7 +35,7 @@ def test_tiny_cpu_one_process_is_unchanged(tmp_path):
     p = plan("tiny-cpu", tmp_path)
     assert p.argv == ["accelerate", "launch", "--cpu", "--num_processes", "1", "--num_machines", "1",
                       "--mixed_precision", "no", "--dynamo_backend", "no", *TRAIN]
-    assert p.env == {}
+    assert p.env == PIN1
 
 
 def test_tiny_cpu_two_processes_start_two_gloo_ranks(tmp_path):
@@ -38,7 +44,20 @@ def test_tiny_cpu_two_processes_start_two_gloo_ranks(tmp_path):
     p = plan("tiny-cpu", tmp_path, Topology(nproc=2))
     assert p.argv == ["accelerate", "launch", "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
                       "--mixed_precision", "no", "--dynamo_backend", "no", *TRAIN]
-    assert p.env == {"ACCELERATE_USE_CPU": "true"}
+    assert p.env == {"ACCELERATE_USE_CPU": "true", **PIN1}
+
+
+def test_cpu_threads_come_from_the_profile_and_the_variable_overrides(tmp_path, monkeypatch):
+    """CPU training is pinned (an unpinned run next to another job is ~10x slower); GPU
+    launches are left alone; a bad CLT_TRAIN_THREADS is bad input, not a crash."""
+    monkeypatch.setenv("CLT_TRAIN_THREADS", "2")
+    assert plan("tiny-cpu", tmp_path).env == {"OMP_NUM_THREADS": "2", "MKL_NUM_THREADS": "2"}
+    assert plan("llama31-8b-lora", tmp_path).env == {}
+    assert thread_pin({"cpu": True}, {}) == {} and thread_pin({"cpu": True, "threads": 3}, {}) == {
+        "OMP_NUM_THREADS": "3", "MKL_NUM_THREADS": "3"}
+    monkeypatch.setenv("CLT_TRAIN_THREADS", "zero")
+    with pytest.raises(BadInput, match="CLT_TRAIN_THREADS"):
+        plan("tiny-cpu", tmp_path)
 
 
 @pytest.mark.parametrize("profile", ["llama31-8b-lora", "llama31-8b-qlora-24gb"])
@@ -87,7 +106,8 @@ def test_torchrun_one_node_and_several(tmp_path):
     assert p.argv == ["torchrun", "--nnodes", "2", "--nproc_per_node", "8", "--node_rank", "1",
                       "--master_addr", "node0", "--master_port", "29500", *TRAIN]
     assert p.env == {}  # Axolotl applies `deepspeed:` from the config itself
-    assert plan("tiny-cpu", tmp_path, Topology(nproc=2, launcher="torchrun")).env == {"ACCELERATE_USE_CPU": "true"}
+    assert plan("tiny-cpu", tmp_path, Topology(nproc=2, launcher="torchrun")).env == {"ACCELERATE_USE_CPU": "true",
+                                                                                      **PIN1}
 
 
 def test_an_accelerate_config_file_sets_the_distributed_type(tmp_path):

@@ -18,7 +18,7 @@ from cl_toolkit.feedback.extract import FORMATS, extract, manifest_path
 from cl_toolkit.feedback.prune import prune
 from cl_toolkit.feedback.schema import SOURCES
 from cl_toolkit.feedback.scoring import SCORERS, score_store
-from cl_toolkit.feedback.store import open_store
+from cl_toolkit.feedback.store import REDACT_ENV, open_store, redact_at_ingest_default
 from cl_toolkit.feedback.summary import compute_stats, format_stats
 
 SHOWN_PROBLEMS = 20
@@ -57,24 +57,39 @@ def cli():
 
 
 @cli.command("import")
-@click.argument("files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
 @click.option("--batch-size", default=importer.BATCH_SIZE, show_default=True, type=click.IntRange(1),
               help="Lines per transaction.")
 @click.option("--max-line-bytes", default=importer.MAX_LINE_BYTES, show_default=True,
               type=click.IntRange(1), help="Longer lines are rejected.")
+@click.option("--redact/--no-redact", default=None,
+              help=f"Redact PII before it is stored (default: ${REDACT_ENV}, else off).")
 @json_option()
-def import_cmd(files, batch_size, max_line_bytes, as_json):
-    """Import JSONL production logs (.jsonl, or .jsonl.gz such as a prune archive);
-    idempotent. Exit 2 if any line was rejected."""
-    with open_store() as store:
+def import_cmd(files, batch_size, max_line_bytes, redact, as_json):
+    """Import JSONL production logs (.jsonl, or .jsonl.gz such as a prune archive), after
+    replaying the serve writer's journal (no FILES: only the journal); idempotent. Exit 2
+    if any line was rejected."""
+    redact = redact_at_ingest_default() if redact is None else redact
+    with open_store(redact=redact) as store:
         s = importer.import_files(store, files, batch_size=batch_size,
                                   max_line_bytes=max_line_bytes, progress=_Progress("lines"))
-    emit(s.as_dict(), as_json, [
+    j = s.journal
+    emit(s.as_dict(), as_json, ([
+        f"journal: {j.lines:,} lines from {j.files} files replayed ({j.predictions_added:,} "
+        f"predictions added, {j.feedback_added + j.feedback_updated:,} feedback stored; "
+        f"{j.skipped:,} torn and {j.orphaned:,} orphaned lines quarantined)"] if j else [])
+        + ([] if not files else [
         f"files {s.files}, lines {s.lines:,} (blank {s.blank:,}, rejected {s.rejected:,})",
         f"predictions: {s.predictions_added:,} added, {s.predictions_existing:,} already stored",
         f"feedback: {s.feedback_added:,} added, {s.feedback_updated:,} updated, "
-        f"{s.feedback_unchanged:,} unchanged",
-    ] + ([f"rejected lines copied to {s.quarantine}"] if s.rejected else []))
+        f"{s.feedback_unchanged:,} unchanged"])
+        + ([f"redactions {s.redacted}"] if redact else [])
+        + ([f"rejected lines copied to {s.quarantine} ({s.quarantined:,} new there)"]
+           if s.rejected else [])
+        + ([] if files or j else ["nothing to import: no FILES and no journal"]))
+    if j and j.problems:  # reported, not fatal: the rest of the journal is stored
+        for p in j.problems[:SHOWN_PROBLEMS]:
+            say(f"warning: {p}")
     _fail_on(s.problems, "rejected lines (see the quarantine file)", s.rejected)
 
 

@@ -21,7 +21,8 @@ def _say_progress(requests: int, pairs: int) -> None:
 @click.option("--scenario", required=True, type=click.Path(exists=True, dir_okay=False),
               help="A Markdown file describing the scenario.")
 @click.option("-n", "n", default=50, show_default=True, type=click.IntRange(1), help="Pairs wanted.")
-@click.option("--base-url", required=True, help="OpenAI-compatible base URL (http://HOST:PORT/v1).")
+@click.option("--base-url", required=True,
+              help="OpenAI-compatible base URL: https://HOST/v1 (plain http only on loopback).")
 @click.option("--model", required=True, help="The model name the endpoint serves.")
 @click.option("--api-key-env", default=default_of(Endpoint, "api_key_env"), show_default=True,
               help="Environment variable holding the API key (read, never stored).")
@@ -37,7 +38,7 @@ def _say_progress(requests: int, pairs: int) -> None:
               help="Tries per request on transient errors.")
 @click.option("--backoff", default=default_of(Endpoint, "backoff_s"), show_default=True, type=click.FloatRange(0),
               help="First retry delay in seconds; doubles each retry.")
-@click.option("--timeout", default=120.0, show_default=True, type=click.FloatRange(0, min_open=True),
+@click.option("--timeout", default=default_of(Endpoint, "timeout_s"), show_default=True, type=click.FloatRange(0, min_open=True),
               help="Seconds to wait for each request.")
 @click.option("--system", "system_prompt", help="A system message for every example.")
 @click.option("--redact/--no-redact", "redact_pii", default=True, show_default=True)

@@ -6,6 +6,13 @@ out in at most one batch (recorded in ``annotation_samples``) and is never sampl
 expert has annotated it, unless `resample` is asked for. The CSV is UTF-8 with a BOM (so
 spreadsheet programs read non-ASCII text) and standard quoting, so commas, quotes and
 newlines in the text survive the round trip.
+
+The CSV is spreadsheet-safe: experts open it in a spreadsheet program, which would run a
+cell such as ``=HYPERLINK(...)`` as a formula. Every exported cell that begins with ``=``,
+``+``, ``-``, ``@``, a tab or a carriage return gets a leading ``'`` (the OWASP way; plain
+numbers such as ``-1`` are left alone, a spreadsheet reads them as numbers anyway), and so
+does every cell that genuinely begins with ``'``; reading the file back drops one leading
+``'`` from every cell, so the round trip is exact.
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ from __future__ import annotations
 import csv
 import io
 import random
+import re
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput, Problem
@@ -34,6 +42,8 @@ FROM predictions p
 WHERE NOT EXISTS (SELECT 1 FROM feedback f WHERE f.request_id = p.request_id
                   AND f.source = 'expert') {{extra}}
 ORDER BY p.request_id"""
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?\Z")
 _NOT_SAMPLED = "AND NOT EXISTS (SELECT 1 FROM annotation_samples s WHERE s.request_id = p.request_id)"
 _DETAILS = """SELECT p.request_id, p.timestamp, p.model_version, p.domain, p.confidence, p.input,
     p.output, u.rating, u.thumbs, u.correction FROM predictions p
@@ -75,6 +85,20 @@ def sample(store: FeedbackStore, n: int, *, errors: int | None = None,
     return chosen + [(rid, "random") for rid in sorted(picked)]
 
 
+def escape_cell(value) -> str:
+    """A cell as written to the CSV: text a spreadsheet would run as a formula, or that
+    begins with ``'``, gets a leading ``'``; None becomes empty."""
+    text = "" if value is None else str(value)
+    if text.startswith(_FORMULA_START) and not _NUMBER.match(text):
+        return "'" + text
+    return text
+
+
+def unescape_cell(text: str | None) -> str | None:
+    """The inverse of escape_cell: one leading ``'`` is dropped."""
+    return text[1:] if text and text.startswith("'") else text
+
+
 def _csv_bytes(store: FeedbackStore, chosen: list[tuple[str, str]]) -> bytes:
     buf = io.StringIO(newline="")
     writer = csv.writer(buf)
@@ -82,7 +106,7 @@ def _csv_bytes(store: FeedbackStore, chosen: list[tuple[str, str]]) -> bytes:
     for request_id, stratum in chosen:
         row = store.conn.execute(_DETAILS, (request_id,)).fetchone()
         cells = [row[0], stratum, *row[1:]] + ["", "", ""]
-        writer.writerow("" if c is None else c for c in cells)
+        writer.writerow(escape_cell(c) for c in cells)
     return buf.getvalue().encode("utf-8-sig")
 
 
@@ -105,8 +129,10 @@ def export_batch(store: FeedbackStore, out_path: str | Path, n: int = 50, *,
     return {"path": str(out_path), "batch": batch, "rows": len(chosen), "by_stratum": by_stratum}
 
 
-def _read_csv(path: Path) -> list[tuple[int, dict]]:
-    """[(line the record starts on, row)]; BadInput when the file is not readable CSV."""
+def read_rows(path: str | Path) -> list[tuple[int, dict]]:
+    """[(line the record starts on, row)] of an annotation CSV, every cell unescaped;
+    BadInput when the file is not readable CSV or lacks the columns import needs."""
+    path = Path(path)
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -121,7 +147,7 @@ def _read_csv(path: Path) -> list[tuple[int, dict]]:
     rows, start = [], 2
     try:
         for row in reader:
-            rows.append((start, row))
+            rows.append((start, {k: v if k is None else unescape_cell(v) for k, v in row.items()}))
             start = reader.line_num + 1
     except csv.Error as e:
         raise BadInput([Problem(file=str(path), line=start, message=f"bad CSV: {e}")]) from None
@@ -154,7 +180,7 @@ def import_batch(store: FeedbackStore, path: str | Path) -> dict:
     """
     path, now = Path(path), now_timestamp()
     verdicts, problems, blank = [], [], 0
-    for line, row in _read_csv(path):
+    for line, row in read_rows(path):
         try:
             verdict = _verdict(store, row, now)
         except ValueError as e:

@@ -7,18 +7,30 @@ with the key itself masked too. Transient failures (connection errors, timeouts,
 408/409/429/5xx) are retried a bounded number of times with exponential backoff,
 honouring Retry-After up to the cap; any other HTTP error fails at once. A 200 whose
 body is not a chat completion raises MalformedReply: callers report it and go on.
+
+Where the key may go: plain ``http://`` is accepted only for a loopback host (127.0.0.0/8,
+::1, localhost), anything else must be ``https://`` (refused before any connection is
+attempted), and a URL carrying credentials (user info, a ``token``/``key``/``sig``/
+``password`` query parameter) is refused: the key belongs in the environment. Redirects
+are never followed: a 3xx is an error naming where it pointed, so a redirect cannot carry
+the Authorization header to another host (the header is also marked not to be repeated on
+a redirect). One setting bounds the time: ``timeout_s`` (default DEFAULT_TIMEOUT_S,
+`--timeout` on the command line) limits connecting and every wait for bytes, and a reply
+still arriving when it has passed is abandoned (a timeout, retried like one), so an attempt
+takes at most about twice the timeout however slowly a server sends.
 """
 
 from __future__ import annotations
 
 import http.client
+import ipaddress
 import json
 import os
 import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from cl_toolkit.core.errors import BadInput, CltError
 from cl_toolkit.core.secret_scan import redact
@@ -28,7 +40,9 @@ RETRY_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
 TRANSIENT = (OSError, http.client.HTTPException)
 MAX_REPLY_BYTES = 8 << 20
 EXCERPT_CHARS = 200
-_LOOPBACK = {"127.0.0.1", "localhost", "::1"}
+_SECRET_WORDS = ("token", "key", "sig", "password", "secret")
+DEFAULT_TIMEOUT_S = 120.0  # the one default: per request, connect to last byte
+_READ_CHUNK = 64 << 10
 
 
 class EndpointError(CltError):
@@ -41,12 +55,12 @@ class MalformedReply(Exception):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where and how to ask: an OpenAI-compatible base URL (``http://host:port/v1``)."""
+    """Where and how to ask: an OpenAI-compatible base URL (``https://host/v1``)."""
 
     base_url: str
     model: str
     api_key_env: str = "OPENAI_API_KEY"
-    timeout_s: float = 60.0
+    timeout_s: float = DEFAULT_TIMEOUT_S
     attempts: int = 4
     backoff_s: float = 1.0
     max_backoff_s: float = 30.0
@@ -55,6 +69,17 @@ class Endpoint:
         parts = urlsplit(self.base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BadInput(f"--base-url {public_url(self.base_url)!r} is not an http(s) URL")
+        carried = ["user info"] if parts.username or parts.password else []
+        carried += [f"query parameter {k!r}" for k, _ in parse_qsl(parts.query, True)
+                    if any(word in k.lower() for word in _SECRET_WORDS)]
+        if carried:
+            raise BadInput(f"--base-url {public_url(self.base_url)!r} carries credentials "
+                           f"({', '.join(carried)}): give the key in the environment variable "
+                           f"--api-key-env names ({self.api_key_env}) instead")
+        if parts.scheme == "http" and not is_loopback(parts.hostname):
+            raise BadInput(f"--base-url {public_url(self.base_url)!r}: plain http is accepted only "
+                           "for a loopback host (the API key would cross the network unencrypted); "
+                           "use https://")
         if not self.model.strip():
             raise BadInput("--model must name a model")
         if self.attempts < 1 or self.timeout_s <= 0 or self.backoff_s < 0:
@@ -81,23 +106,63 @@ def public_url(url: str) -> str:
     return redact(urlunsplit((parts.scheme, netloc, parts.path, "", "")))
 
 
+def is_loopback(host: str | None) -> bool:
+    """True for localhost and the loopback addresses (127.0.0.0/8, ::1)."""
+    if not host:
+        return False
+    if host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    """A 3xx comes back as the HTTPError it is; nothing is sent to where it points."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
 def _opener(url: str):
     # loopback never goes through a proxy; other hosts honour the usual *_proxy variables
-    handlers = [urllib.request.ProxyHandler({})] if urlsplit(url).hostname in _LOOPBACK else []
+    handlers = [_NoRedirect()]
+    if is_loopback(urlsplit(url).hostname):
+        handlers.append(urllib.request.ProxyHandler({}))
     return urllib.request.build_opener(*handlers)
+
+
+def _read(response, deadline: float) -> bytes:
+    """The body, at most MAX_REPLY_BYTES; TimeoutError once the deadline has passed. Each
+    read returns what one receive brings (read1), so a server that drips bytes is cut off
+    at the deadline, not when a large read is finally filled."""
+    stream = getattr(response, "fp", None) if isinstance(response, urllib.error.HTTPError) else response
+    read = getattr(stream, "read1", None) or response.read
+    chunks, size = [], 0
+    while size < MAX_REPLY_BYTES:
+        if time.monotonic() > deadline:
+            raise TimeoutError("the reply took longer than the timeout")
+        chunk = read(min(_READ_CHUNK, MAX_REPLY_BYTES - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _post(endpoint: Endpoint, url: str, body: bytes) -> tuple[int, dict, bytes]:
     headers = {"Content-Type": "application/json", "Accept": "application/json"}
-    if key := endpoint._key():
-        headers["Authorization"] = f"Bearer {key}"
     request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    if key := endpoint._key():  # never repeated on a redirect (none is followed anyway)
+        request.add_unredirected_header("Authorization", f"Bearer {key}")
+    deadline = time.monotonic() + endpoint.timeout_s
     try:
         with _opener(url).open(request, timeout=endpoint.timeout_s) as response:
-            return response.status, _lower(response.headers), response.read(MAX_REPLY_BYTES)
+            return response.status, _lower(response.headers), _read(response, deadline)
     except urllib.error.HTTPError as e:  # a status, not a transport failure
         with e:
-            return e.code, _lower(e.headers or {}), e.read(MAX_REPLY_BYTES)
+            return e.code, _lower(e.headers or {}), _read(e, deadline)
 
 
 def _lower(headers) -> dict:
@@ -145,6 +210,12 @@ def chat(endpoint: Endpoint, messages: list[dict], *, temperature: float = 0.0,
                     raise MalformedReply(endpoint.scrub(str(e))) from None
             excerpt = " ".join(data[:EXCERPT_CHARS].decode("utf-8", "replace").split())
             failure = f"HTTP {status}: {excerpt}"
+            if 300 <= status < 400:
+                where = headers.get("location")
+                raise EndpointError(endpoint.scrub(
+                    f"{public_url(url)}: HTTP {status} redirect"
+                    f"{f' to {public_url(where)}' if where else ''} not followed (it could take "
+                    "the API key elsewhere); give the final URL as --base-url"))
             if status not in RETRY_STATUS:
                 raise EndpointError(endpoint.scrub(f"{public_url(url)}: {failure}"))
             retry_after = headers.get("retry-after")

@@ -15,14 +15,16 @@ from __future__ import annotations
 
 import gzip
 import json
-import os
 import zlib
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.feedback import journal
+from cl_toolkit.feedback.quarantine import Quarantine
 from cl_toolkit.feedback.records import RecordError, now_timestamp, records_from_import_row
+from cl_toolkit.feedback.redact import redact
 from cl_toolkit.feedback.store import FeedbackStore
 
 BATCH_SIZE = 20_000
@@ -44,13 +46,18 @@ class ImportSummary:
     feedback_updated: int = 0
     feedback_unchanged: int = 0
     rejected: int = 0
+    quarantined: int = 0  # rejected lines newly copied (a line already there is not copied again)
     quarantine: str | None = None
+    redacted: dict = field(default_factory=dict)  # kind -> placeholders, with redact=True
+    journal: journal.ReplaySummary | None = None  # what the journal replay did, if it ran
     problems: list[Problem] = field(default_factory=list)
+    _quarantine: Quarantine | None = field(default=None, repr=False)
 
     def as_dict(self) -> dict:
         """JSON-ready, problems as strings."""
-        d = asdict(self)
+        d = {f.name: getattr(self, f.name) for f in fields(self) if not f.name.startswith("_")}
         d["problems"] = [str(p) for p in self.problems]
+        d["journal"] = self.journal.as_dict() if self.journal else None
         return d
 
 
@@ -131,22 +138,17 @@ def _commit(store: FeedbackStore, batch: _Batch, summary: ImportSummary, now: st
     summary.feedback_updated += fb_updated
     summary.feedback_unchanged += len(batch.feedback) - fb_added - fb_updated
     if batch.rejects:
-        _quarantine(store.quarantine_path, batch.rejects, now)
+        if summary._quarantine is None:
+            summary._quarantine = Quarantine(store.quarantine_path)
+        rejects = batch.rejects
+        if store.redact:  # raw PII must not reach the quarantine beside the store either
+            rejects = [{**r, "raw": redact(r["raw"], store.redactions)} for r in rejects]
+        summary.quarantined += summary._quarantine.add(rejects, now)
         summary.rejected += len(batch.rejects)
         summary.quarantine = str(store.quarantine_path)
         room = MAX_PROBLEMS_KEPT - len(summary.problems)  # the quarantine file has them all
         summary.problems += [Problem(file=r["file"], line=r["line"], key=r["key"],
                                      message=r["error"]) for r in batch.rejects[:room]]
-
-
-def _quarantine(path: Path, rejects: list[dict], now: str) -> None:
-    lines = "".join(json.dumps({**r, "quarantined_at": now}, sort_keys=True) + "\n"
-                    for r in rejects)
-    # appended in one write, so concurrent imports interleave whole lines
-    with open(path, "a", encoding="ascii") as f:
-        f.write(lines)
-        f.flush()
-        os.fsync(f.fileno())
 
 
 def import_file(store: FeedbackStore, path: Path, summary: ImportSummary, *, now: str,
@@ -194,12 +196,18 @@ def _take(batch: _Batch, path: Path, number: int, raw: bytes, size: int, limit: 
 
 def import_files(store: FeedbackStore, paths: Iterable[str | Path], *,
                  batch_size: int = BATCH_SIZE, max_line_bytes: int = MAX_LINE_BYTES,
-                 now: str | None = None,
+                 now: str | None = None, replay_journal: bool = True,
                  progress: Callable[[ImportSummary], None] | None = None) -> ImportSummary:
-    """Import JSONL files; rows without a timestamp get `now` (default: the import time)."""
+    """Replay the serve writer's journal (unless `replay_journal` is False), then import
+    JSONL files; rows without a timestamp get `now` (default: the import time). Open the
+    store with redact=True to redact PII before it is stored."""
     summary = ImportSummary()
     now = now or now_timestamp()
+    if replay_journal and journal.pending(store.journal_path):
+        summary.journal = journal.replay(store, now=now)
     for path in paths:
         import_file(store, Path(path), summary, now=now, batch_size=batch_size,
                     max_line_bytes=max_line_bytes, progress=progress)
+    if store.redact:
+        summary.redacted = dict(sorted(store.redactions.items()))
     return summary

@@ -12,6 +12,7 @@ import re
 from datetime import UTC, datetime
 
 from cl_toolkit.core.timefmt import format_timestamp, utc_now
+from cl_toolkit.feedback.redact import redact
 from cl_toolkit.feedback.schema import SOURCES
 
 MAX_ID_CHARS = 256
@@ -138,6 +139,30 @@ def check_feedback(request_id, *, rating=None, thumbs=None, correction=None, not
         normalize_timestamp(timestamp) if timestamp is not None else (now or now_timestamp()),
     )
     return None if row[2:6] == (None, None, None, None) else row
+
+
+def _redact_value(value, counts):
+    if isinstance(value, str):
+        return redact(value, counts)
+    if isinstance(value, list):
+        return [_redact_value(v, counts) for v in value]
+    if isinstance(value, dict):
+        return {k: _redact_value(v, counts) for k, v in value.items()}
+    return value
+
+
+def redact_prediction(row: tuple, counts=None) -> tuple:
+    """A checked prediction row with PII redacted from its input, output and every string
+    in its metadata (the conversation included); the other columns are kept."""
+    metadata = row[9]
+    if metadata is not None:
+        metadata = _META_JSON.encode(_redact_value(json.loads(metadata), counts))
+    return (*row[:2], redact(row[2], counts), redact(row[3], counts), *row[4:9], metadata)
+
+
+def redact_feedback(row: tuple, counts=None) -> tuple:
+    """A checked feedback row with PII redacted from its correction and notes."""
+    return (*row[:4], *(None if v is None else redact(v, counts) for v in row[4:6]), row[6])
 
 
 def split_metadata(row: dict) -> tuple[dict, dict]:

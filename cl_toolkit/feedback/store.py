@@ -16,14 +16,22 @@ tables are described in :mod:`cl_toolkit.feedback.schema`.
 
 from __future__ import annotations
 
+import os
 import sqlite3
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 from cl_toolkit.core import sqlitedb
 from cl_toolkit.core.errors import BadInput, CltError, Problem
 from cl_toolkit.core.workspace import workspace_dir
-from cl_toolkit.feedback.records import RecordError, check_feedback, check_prediction
+from cl_toolkit.feedback.records import (
+    RecordError,
+    check_feedback,
+    check_prediction,
+    redact_feedback,
+    redact_prediction,
+)
 from cl_toolkit.feedback.schema import migrate, schema_version
 
 DB_NAME = "feedback.db"
@@ -38,23 +46,42 @@ INSERT_FEEDBACK = (f"INSERT OR IGNORE INTO feedback ({', '.join(FEEDBACK_COLUMNS
 UPDATE_FEEDBACK = """UPDATE feedback SET rating = ?3, thumbs = ?4, correction = ?5, notes = ?6,
     timestamp = ?7 WHERE request_id = ?1 AND source = ?2 AND (rating IS NOT ?3
     OR thumbs IS NOT ?4 OR correction IS NOT ?5 OR notes IS NOT ?6)"""
+# journal replay: a row replaces a source's feedback only when it is not older than it
+UPDATE_FEEDBACK_IF_NEWER = UPDATE_FEEDBACK + " AND timestamp <= ?7"
 BUSY_TIMEOUT_S = 120
+QUARANTINE_NAME = "feedback.quarantine.jsonl"
+JOURNAL_NAME = "feedback.journal.jsonl"
+# set to 1 (or true/yes/on) to redact PII from every row before it reaches the store or
+# the journal, for `clt serve` and as the default of `clt feedback import --redact`
+REDACT_ENV = "CLT_REDACT_AT_INGEST"
 
 
-def _connect(path: Path) -> sqlite3.Connection:
+def redact_at_ingest_default() -> bool:
+    """Whether $CLT_REDACT_AT_INGEST asks for redaction at ingest."""
+    return os.environ.get(REDACT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
     # plain tuple rows: the monitoring and extraction code reads this connection directly
-    return sqlitedb.connect(path, synchronous="NORMAL", busy_timeout_s=BUSY_TIMEOUT_S, row_factory=None,
+    return sqlitedb.connect(path, synchronous="NORMAL", busy_timeout_s=busy_timeout_s, row_factory=None,
                             pragmas=("foreign_keys = ON", "cache_size = -65536", "temp_store = MEMORY"))
 
 
 class FeedbackStore:
-    """A connection to one feedback database, migrated to the current schema on open."""
+    """A connection to one feedback database, migrated to the current schema on open.
 
-    def __init__(self, path: str | Path):
+    With `redact=True` every prediction and feedback row written through this connection
+    has its PII replaced by placeholders first (feedback/redact.py): raw PII never reaches
+    the file; `redact=None` (the default) follows $CLT_REDACT_AT_INGEST. `busy_timeout_s` is how long one write waits for another writer's lock."""
+
+    def __init__(self, path: str | Path, *, redact: bool | None = None,
+                 busy_timeout_s: float = BUSY_TIMEOUT_S):
         self.path = Path(path)
+        self.redact = redact_at_ingest_default() if redact is None else redact
+        self.redactions: Counter = Counter()  # kind -> placeholders written, when redacting
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = _connect(self.path)
+            self.conn = _connect(self.path, busy_timeout_s)
             migrate(self.conn)
         except sqlite3.DatabaseError as e:
             raise CltError(f"{self.path}: not a usable feedback store ({e})") from None
@@ -76,7 +103,12 @@ class FeedbackStore:
     @property
     def quarantine_path(self) -> Path:
         """Where rejected import lines are copied: beside the store."""
-        return self.path.with_name("feedback.quarantine.jsonl")
+        return self.path.with_name(QUARANTINE_NAME)
+
+    @property
+    def journal_path(self) -> Path:
+        """Where the serve writer appends what it could not store (feedback/journal.py)."""
+        return self.path.with_name(JOURNAL_NAME)
 
     def transaction(self):
         """One write transaction (taken up front, so concurrent writers queue, not fail)."""
@@ -118,14 +150,20 @@ class FeedbackStore:
     # --- bulk writes (call inside transaction()) ------------------------------------------
     def insert_predictions(self, rows: Iterable[tuple]) -> int:
         """Insert checked prediction rows; request_ids already stored are skipped. -> added."""
+        if self.redact:
+            rows = [redact_prediction(r, self.redactions) for r in rows]
         return self.conn.executemany(INSERT_PREDICTION, rows).rowcount
 
-    def upsert_feedback(self, rows: list[tuple]) -> tuple[int, int]:
-        """Insert or replace checked feedback rows. -> (added, updated)."""
+    def upsert_feedback(self, rows: list[tuple], *, newer_only: bool = False) -> tuple[int, int]:
+        """Insert or replace checked feedback rows. -> (added, updated). With `newer_only`
+        a stored row is replaced only by a row whose timestamp is not older (replay)."""
+        if self.redact:
+            rows = [redact_feedback(r, self.redactions) for r in rows]
         added = self.conn.executemany(INSERT_FEEDBACK, rows).rowcount
         if added == len(rows):  # all new: nothing to update (the common, bulk case)
             return added, 0
-        updated = self.conn.executemany(UPDATE_FEEDBACK, rows).rowcount
+        update = UPDATE_FEEDBACK_IF_NEWER if newer_only else UPDATE_FEEDBACK
+        updated = self.conn.executemany(update, rows).rowcount
         return added, updated
 
     # --- queries -------------------------------------------------------------------------
@@ -156,6 +194,8 @@ class FeedbackStore:
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
-def open_store(workspace: Path | None = None) -> FeedbackStore:
+def open_store(workspace: Path | None = None, *, redact: bool | None = None,
+               busy_timeout_s: float = BUSY_TIMEOUT_S) -> FeedbackStore:
     """The workspace's feedback store (``workspace_dir()/feedback.db``), created if new."""
-    return FeedbackStore(workspace_dir(workspace) / DB_NAME)
+    return FeedbackStore(workspace_dir(workspace) / DB_NAME, redact=redact,
+                         busy_timeout_s=busy_timeout_s)

@@ -6,6 +6,12 @@ moved to `<root>/<model>/<version>/` only when all of them are written; the regi
 that names them is committed after that move. A crash therefore leaves no version or a
 complete one; at worst a folder no row names (an orphan), which the next register of that
 version replaces and `clt registry check` reports as a note.
+
+Only regular files that lie inside the folders being copied are taken: a symbolic link
+anywhere in them (to a file or a folder, inside the folder or out of it) or a special
+file refuses the whole register before anything is staged, naming the entry, so a link
+cannot smuggle a file from elsewhere on the machine into the registry. Files are opened
+without following a last-moment link as well.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -45,6 +52,8 @@ def run_artifacts(run_dir: Path, adapter_dir: str | None) -> list[tuple[Path, st
     if missing:
         raise BadInput(f"run folder {run_dir} is incomplete, missing: {', '.join(missing)}")
     pairs = [(run_dir / n, n) for n in RUN_FILES if (run_dir / n).is_file()]
+    for src, _ in pairs:
+        _refuse_unless(src, stat.S_ISREG)
     pairs += _tree(weights, "adapter" if adapter_dir else "merged")
     for d in RUN_DIRS:
         pairs += _tree(run_dir / d, d)
@@ -52,20 +61,42 @@ def run_artifacts(run_dir: Path, adapter_dir: str | None) -> list[tuple[Path, st
 
 
 def _tree(folder: Path, prefix: str) -> list[tuple[Path, str]]:
-    """Every file under `folder`, minus trainer checkpoints (optimizer state, not the result)."""
+    """Every file under `folder`, minus trainer checkpoints (optimizer state, not the
+    result); BadInput naming the first symlink or special file among the rest."""
     if not folder.is_dir():
         return []
     out = []
-    for src in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = src.relative_to(folder)
-        if not any(part.startswith("checkpoint-") for part in rel.parts):
-            out.append((src, f"{prefix}/{rel.as_posix()}"))
-    return out
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        here = Path(root)
+        dirs[:] = sorted(d for d in dirs if not d.startswith("checkpoint-"))
+        for name in dirs:  # os.walk lists a link to a folder here and does not enter it
+            _refuse_unless(here / name, stat.S_ISDIR)
+        for name in sorted(f for f in files if not f.startswith("checkpoint-")):
+            _refuse_unless(here / name, stat.S_ISREG)
+            out.append((here / name, f"{prefix}/{(here / name).relative_to(folder).as_posix()}"))
+    return sorted(out, key=lambda pair: pair[1])
+
+
+def _refuse_unless(path: Path, is_kind) -> None:
+    mode = os.lstat(path).st_mode
+    if stat.S_ISLNK(mode):
+        raise BadInput(f"{path} is a symbolic link (to {os.readlink(path)}): the registry copies "
+                       "only regular files inside the folder; copy the file in instead of linking it")
+    if not is_kind(mode):
+        raise BadInput(f"{path} is not a regular file or folder: the registry copies only regular files")
 
 
 def _copy_hashing(src: Path, dst) -> tuple[str, int]:
     h, n = hashlib.sha256(), 0
-    with open(src, "rb") as f:
+    try:  # a link swapped in after the check is refused, not followed
+        fd = os.open(src, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as e:
+        if os.path.islink(src):
+            raise BadInput(f"{src} is a symbolic link: the registry copies only regular files") from None
+        raise e
+    with open(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise BadInput(f"{src} is not a regular file: the registry copies only regular files")
         for block in iter(lambda: f.read(_BLOCK), b""):
             h.update(block)
             dst.write(block)

@@ -41,6 +41,11 @@ TRAIN_ENV = {
 LAUNCHERS = ("accelerate", "torchrun")
 DEFAULT_PORT = 29500  # torch.distributed's and accelerate's default rendezvous port
 TRAIN_MODULE = ["-m", "axolotl.cli.train"]
+# OMP/MKL threads of a CPU training process: the profile's `launcher.threads`, overridden by
+# this variable. On a shared 2-core machine a second busy job makes an unpinned run ~10x
+# slower (its threads mostly wait); a hidden-64 model gains nothing from a second thread.
+THREADS_VAR = "CLT_TRAIN_THREADS"
+THREAD_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 
 @dataclass(frozen=True)
@@ -160,7 +165,24 @@ def plan_launch(config: Path | str, launcher: dict, topology: Topology | None = 
     # Several processes on CPU: transformers picks gloo only when told the device is the CPU
     # (accelerate's --cpu would start a single process).
     cpu_dist = bool(launcher.get("cpu")) and (t.world_size > 1 or t.launcher == "torchrun")
-    return LaunchPlan(argv, {"ACCELERATE_USE_CPU": "true"} if cpu_dist else {})
+    return LaunchPlan(argv, {**({"ACCELERATE_USE_CPU": "true"} if cpu_dist else {}), **thread_pin(launcher)})
+
+
+def thread_pin(launcher: dict, environ: dict | None = None) -> dict:
+    """The thread variables a CPU training process gets: {} when neither the profile's
+    `launcher.threads` nor CLT_TRAIN_THREADS says (GPU launches are left alone)."""
+    if not launcher.get("cpu"):
+        return {}
+    value = (os.environ if environ is None else environ).get(THREADS_VAR) or launcher.get("threads")
+    if value in (None, ""):
+        return {}
+    try:
+        n = int(value)
+    except (TypeError, ValueError):
+        n = 0
+    if n < 1:
+        raise BadInput(f"{THREADS_VAR} must be a whole number >= 1, not {value!r}")
+    return dict.fromkeys(THREAD_VARS, str(n))
 
 
 def launch_argv(config: Path | str, launcher: dict, topology: Topology | None = None, *,

@@ -53,6 +53,8 @@ PROFILE_SCHEMA = {
                 "num_machines": {"type": "integer", "minimum": 1,
                                  "description": "Machines in the job (clt train --nnodes)."},
                 "mixed_precision": {"enum": ["no", "fp16", "bf16"]},
+                "threads": {"type": "integer", "minimum": 1,
+                            "description": "OMP/MKL threads of each CPU training process (CLT_TRAIN_THREADS overrides)."},
                 "config_file": {"type": "string", "description": "An accelerate config file; it then sets the distributed type."},
             },
         },

@@ -16,7 +16,7 @@ from pathlib import Path
 from cl_toolkit.core.files import publish_dir, sha256_file
 from cl_toolkit.core.workspace import resolve_path
 from cl_toolkit.recipe.model import LoadedRecipe
-from cl_toolkit.training.launch import launch_argv, run_training
+from cl_toolkit.training.launch import plan_launch, run_training
 from cl_toolkit.training.profiles import TinySpec, load_profile
 
 CHATML_TEMPLATE = (
@@ -214,8 +214,8 @@ def pretrain(init: Path, scratch: Path, spec: TinySpec, root: Path) -> None:
         "train_on_inputs": False, "save_safetensors": True,
     }
     (scratch / "pretrain.yml").write_text(yaml.safe_dump(cfg, sort_keys=True))
-    run_training(launch_argv(scratch / "pretrain.yml", {"cpu": True, "num_processes": 1}), scratch,
-                 scratch, lambda info: None)  # scratch as the workspace: its HF cache goes with it
+    plan = plan_launch(scratch / "pretrain.yml", {"cpu": True, "num_processes": 1, "threads": 1})
+    run_training(plan.argv, scratch, scratch, lambda info: None, env=plan.env)  # scratch as the workspace: its HF cache goes with it
     (scratch / "out" / "tiny_spec.json").write_text(json.dumps(spec.__dict__, indent=2, sort_keys=True) + "\n")
     for junk in ("README.md", "debug.log"):
         (scratch / "out" / junk).unlink(missing_ok=True)
