@@ -41,6 +41,7 @@ MAX_HEADER_BYTES = 64 << 10  # request line and headers; more gets 431
 DISCARD_MAX_BYTES = 16 << 20  # a refused body up to this size is read and dropped
 READ_BLOCK = 64 << 10
 EXTRA_WORKERS = 4  # workers beyond max_pending: /health and /v1/models answer while busy
+LINGER_S = 2.0  # a refused connection is read and dropped this long after its answer
 
 
 @dataclass(frozen=True)
@@ -148,6 +149,7 @@ class FrontEnd:
         self._returned: deque[_Conn] = deque()  # keep-alive connections workers hand back
         self._lock = threading.Lock()
         self._conns: dict[int, _Conn] = {}  # fd -> connections the selector thread reads
+        self._lingering: dict[int, tuple[socket.socket, float]] = {}  # refused, answered, draining
         self._open = 0  # connections open: read by the selector thread or served by a worker
         self._queued = 0  # requests handed to the pool and not finished
         self._work: queue.Queue = queue.Queue()
@@ -177,19 +179,24 @@ class FrontEnd:
                         self._accept()
                     elif key.data == "wake":
                         self._take_back()
+                    elif key.data == "linger":
+                        self._drain(key.fileobj)
                     else:
                         self._read(key.data)
                 self._expire()
         finally:
             for conn in list(self._conns.values()):
                 self._close(conn)
+            for sock, _ in list(self._lingering.values()):
+                sock.close()
             self._selector.close()
             self._stopped.set()
 
     def _next_timeout(self) -> float:
-        if not self._conns:
+        deadlines = [c.deadline for c in self._conns.values()] + [d for _, d in self._lingering.values()]
+        if not deadlines:
             return 0.5
-        soonest = min(c.deadline for c in self._conns.values())
+        soonest = min(deadlines)
         return max(0.0, min(0.5, soonest - time.monotonic()))
 
     def _accept(self) -> None:
@@ -232,13 +239,38 @@ class FrontEnd:
             self._open -= 1
         conn.sock.close()
 
-    @staticmethod
-    def _refuse(sock: socket.socket, status: int, reason: str, message: str, code: str | None) -> None:
-        """Answer from the selector thread (best effort, never blocking) and close."""
+    def _refuse(self, sock: socket.socket, status: int, reason: str, message: str, code: str | None) -> None:
+        """Answer from the selector thread (best effort, never blocking), then close after a
+        lingering read: closing with unread bytes would reset the connection, and a reset
+        can make the client lose the answer itself."""
         try:
             sock.send(_status_bytes(status, reason, error_body(message, code=code, type=(
                 "rate_limit_error" if status == 429 else "invalid_request_error"))))
+            sock.shutdown(socket.SHUT_WR)
         except OSError:
+            sock.close()
+            return
+        if len(self._lingering) >= self.app.settings.max_connections:
+            sock.close()
+            return
+        self._lingering[sock.fileno()] = (sock, time.monotonic() + LINGER_S)
+        self._selector.register(sock, selectors.EVENT_READ, "linger")
+
+    def _drain(self, sock: socket.socket) -> None:
+        try:
+            if sock.recv(READ_BLOCK):
+                return
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            pass
+        self._unlinger(sock)
+
+    def _unlinger(self, sock: socket.socket) -> None:
+        self._lingering.pop(sock.fileno(), None)
+        try:
+            self._selector.unregister(sock)
+        except (KeyError, ValueError):
             pass
         sock.close()
 
@@ -352,6 +384,8 @@ class FrontEnd:
 
     def _expire(self) -> None:
         now = time.monotonic()
+        for sock in [s for s, d in self._lingering.values() if d <= now]:
+            self._unlinger(sock)
         for conn in [c for c in self._conns.values() if c.deadline <= now]:
             if conn.reading:
                 self._fail(conn, 408, "Request Timeout", f"The request did not arrive within "
