@@ -32,3 +32,15 @@ def test_serve_help_imports_no_torch():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          timeout=120).stdout
     assert "HEAVY []" in out and "--challenger-share" in out
+
+
+@pytest.mark.slow
+def test_bench_serve_load_runs_small_and_prints_its_ratio(capsys):
+    spec = importlib.util.spec_from_file_location("bench_serve_load", BENCH.with_name("bench_serve_load.py"))
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    code = bench.main(["--requests", "6", "--rounds", "1", "--slow", "8", "--max-tokens", "2"])
+    out = capsys.readouterr().out
+    assert code == 0, out  # every request of both conditions answered 200
+    for label in ("rps", "p50 ms", "p95 ms", "p99 ms", "quiet", "8 slow clients", "ratio slow / quiet"):
+        assert label in out

@@ -67,21 +67,24 @@ def stored(ws, rid: str) -> dict:
 
 
 def test_a_chat_answer_arrives_and_is_logged_with_its_version(ws, server, client):
-    rid = rid_for("champion")
-    reply = client.chat(rid=rid, max_tokens=4)
+    ref = rid_for("champion")  # the client's own id: a reference that routes, never the id
+    reply = client.chat(rid=ref, max_tokens=4)
     assert reply.status == 200
     body = reply.json
-    assert body["id"] == rid and body["object"] == "chat.completion" and body["model"] == f"{MODEL}@1.1.0"
+    rid = body["id"]
+    assert rid.startswith("chatcmpl-") and body["object"] == "chat.completion" and body["model"] == f"{MODEL}@1.1.0"
     answer = body["choices"][0]["message"]["content"]
     assert answer and body["choices"][0]["finish_reason"] in ("stop", "length")
     assert body["usage"]["completion_tokens"] <= 4
-    assert (reply.headers["x-request-id"], reply.headers["x-model-version"], reply.headers["x-arm"]) == \
-        (rid, "1.1.0", "champion")
+    assert (reply.headers["x-request-id"], reply.headers["x-client-request-id"], reply.headers["x-model-version"],
+            reply.headers["x-arm"]) == (rid, ref, "1.1.0", "champion")
+    assert body["feedback_token"] == reply.headers["x-feedback-token"] == server.tokens.sign(rid)
     server.shutdown()  # drains the writer
     row = stored(ws, rid)
     assert (row["input"], row["output"], row["model_version"]) == ("What is a hose?", answer, "1.1.0")
     assert row["latency_ms"] > 0
-    assert {"model": MODEL, "arm": "champion", "stream": False}.items() <= row["metadata"].items()
+    assert {"model": MODEL, "arm": "champion", "stream": False, "client_request_id": ref,
+            "end_user": None}.items() <= row["metadata"].items()
 
 
 def test_the_two_arms_answer_differently_and_ids_are_made_when_missing(ws, server, client):
@@ -91,23 +94,29 @@ def test_the_two_arms_answer_differently_and_ids_are_made_when_missing(ws, serve
     assert champion["choices"][0]["message"]["content"] != challenger["choices"][0]["message"]["content"]
     made = client.chat(max_tokens=2)
     assert made.json["id"].startswith("chatcmpl-") and made.headers["x-request-id"] == made.json["id"]
+    assert "x-client-request-id" not in made.headers
     by_user = client.chat(user="user-chosen-id", max_tokens=2)
-    assert by_user.json["id"] == "user-chosen-id"
+    assert by_user.json["id"].startswith("chatcmpl-")  # `user` is the end user, never the id
     server.shutdown()
     assert stored(ws, made.json["id"])["model_version"] == made.headers["x-model-version"]
-    assert stored(ws, "user-chosen-id")["output"] == by_user.json["choices"][0]["message"]["content"]
+    row = stored(ws, by_user.json["id"])
+    assert row["output"] == by_user.json["choices"][0]["message"]["content"]
+    assert row["metadata"]["end_user"] == "user-chosen-id" and row["metadata"]["client_request_id"] is None
 
 
 def test_a_stream_is_server_sent_events_of_real_pieces(ws, server, client):
-    rid = rid_for("challenger")  # 1.2.0 answers in several words: several pieces
+    ref = rid_for("challenger")  # 1.2.0 answers in several words: several pieces
     plain = client.chat(rid=rid_for("challenger", prefix="p"), max_tokens=8).json
-    reply = client.chat(rid=rid, max_tokens=8, stream=True, stream_options={"include_usage": True})
+    reply = client.chat(rid=ref, max_tokens=8, stream=True, stream_options={"include_usage": True})
     assert reply.status == 200 and reply.headers["content-type"] == "text/event-stream"
-    assert reply.headers["x-request-id"] == rid and reply.headers["x-arm"] == "challenger"
+    rid, token = reply.headers["x-request-id"], reply.headers["x-feedback-token"]
+    assert rid.startswith("chatcmpl-") and reply.headers["x-arm"] == "challenger"
+    assert token == server.tokens.sign(rid)
     events = reply.events()
     assert events[-1] == "[DONE]"
     chunks, usage = events[:-2], events[-2]
     assert all(c["object"] == "chat.completion.chunk" and c["id"] == rid for c in chunks)
+    assert all(c["feedback_token"] == token for c in events[:-1])  # every chunk, usage included
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     pieces = [c["choices"][0]["delta"]["content"] for c in chunks[1:-1]]
     assert len(pieces) >= 2 and all(pieces)
@@ -122,22 +131,65 @@ def test_a_stream_is_server_sent_events_of_real_pieces(ws, server, client):
     assert row["metadata"]["first_token_ms"] > 0
 
 
-def test_feedback_lands_on_its_prediction(ws, server, client):
-    rid = rid_for("champion")
-    assert client.chat(rid=rid, max_tokens=2).status == 200
-    first = client.feedback(request_id=rid, thumbs="up")
+def test_feedback_lands_on_its_prediction_with_its_token(ws, server, client):
+    reply = client.chat(rid=rid_for("champion"), max_tokens=2)
+    rid, token = reply.json["id"], reply.json["feedback_token"]
+    first = client.feedback(request_id=rid, thumbs="up", feedback_token=token)
     assert first.status == 200 and first.json == {"object": "feedback", "request_id": rid, "status": "added"}
-    again = client.feedback(request_id=rid, rating=2, correction="a 1.75 in hose line")
+    again = client.request("POST", "/v1/feedback", {"request_id": rid, "rating": 2, "correction": "a 1.75 in hose line"},
+                           {"X-Feedback-Token": token})  # the header works as well as the field
     assert again.json["status"] == "updated"
-    unknown = client.feedback(request_id="never-asked", thumbs=1)
+    unknown = client.feedback(request_id="never-asked", thumbs=1, feedback_token=server.tokens.sign("never-asked"))
     assert unknown.status == 404 and unknown.json["error"]["code"] == "request_not_found"
-    bad = client.feedback(request_id=rid, rating=9)
+    bad = client.feedback(request_id=rid, rating=9, feedback_token=token)
     assert bad.status == 400 and "rating" in bad.json["error"]["message"]
     assert "feedback.db" not in bad.json["error"]["message"]  # no server paths in answers
     server.shutdown()
     with open_store(ws) as store:
         (fb,) = store.get_feedback(rid)
-    assert (fb["source"], fb["rating"], fb["thumbs"], fb["correction"]) == ("user", 2, None, "a 1.75 in hose line")
+    assert (fb["source"], fb["rating"], fb["thumbs"], fb["correction"]) == ("api", 2, None, "a 1.75 in hose line")
+
+
+def test_feedback_without_the_answers_token_is_refused(ws, server, client):
+    mine = client.chat(max_tokens=2).json
+    theirs = client.chat(max_tokens=2).json
+    rid = theirs["id"]
+    missing = client.feedback(request_id=rid, rating=1, correction="forged")
+    assert missing.status == 401 and missing.json["error"]["code"] == "missing_feedback_token"
+    for wrong in (mine["feedback_token"], theirs["feedback_token"][:-1] + "0", "", "ft1." + "0" * 64):
+        if wrong == theirs["feedback_token"]:
+            continue
+        refused = client.feedback(request_id=rid, rating=1, correction="forged", feedback_token=wrong)
+        assert refused.status == 403 and refused.json["error"]["code"] == "invalid_feedback_token", wrong
+    header_only = client.request("POST", "/v1/feedback", {"request_id": rid, "rating": 1},
+                                 {"X-Feedback-Token": mine["feedback_token"]})
+    assert header_only.status == 403
+    server.shutdown()
+    with open_store(ws) as store:
+        assert store.get_feedback(rid) == [] and store.count("feedback") == 0
+
+
+def test_a_client_id_cannot_take_over_another_answer(ws, server, client):
+    """Two clients send the same X-Request-Id and the same `user`: two answers, two rows,
+    two tokens; neither token opens the other's row."""
+    other = Client(server.port)
+    try:
+        a = client.chat("What is a hose?", rid="ticket-1", user="alice", max_tokens=2)
+        b = other.chat("What is a nozzle?", rid="ticket-1", user="alice", max_tokens=2)
+        assert a.status == b.status == 200 and a.json["id"] != b.json["id"]
+        assert a.headers["x-client-request-id"] == b.headers["x-client-request-id"] == "ticket-1"
+        refused = other.feedback(request_id=a.json["id"], rating=1, feedback_token=b.json["feedback_token"])
+        assert refused.status == 403
+        for name in ("ticket-1", "alice"):
+            gone = other.feedback(request_id=name, rating=1, feedback_token=b.json["feedback_token"])
+            assert gone.status == 403
+    finally:
+        other.close()
+    server.shutdown()
+    assert stored(ws, a.json["id"])["input"] == "What is a hose?"
+    assert stored(ws, b.json["id"])["input"] == "What is a nozzle?"
+    with open_store(ws) as store:
+        assert store.count("predictions") == 2 and store.count("feedback") == 0
 
 
 def test_a_conversation_logs_its_last_user_turn_and_keeps_the_rest(ws, server, client):
@@ -149,7 +201,7 @@ def test_a_conversation_logs_its_last_user_turn_and_keeps_the_rest(ws, server, c
                            {"X-Request-Id": "conv-1"})
     assert reply.status == 200
     server.shutdown()
-    row = stored(ws, "conv-1")
+    row = stored(ws, reply.json["id"])
     assert row["input"] == "How wide?" and row["domain"] == "hose"
     assert row["metadata"]["messages"] == messages and row["metadata"]["team"] == "b"
 
@@ -164,6 +216,9 @@ def raw_post(client, body: bytes, headers: dict | None = None):
     (lambda c: c.chat(model="gpt-4"), 404, "model_not_found"),
     (lambda c: c.chat(n=3), 400, None),
     (lambda c: c.chat(rid="bad id"), 400, None),
+    (lambda c: c.chat(user="u" * 300), 400, None),
+    (lambda c: raw_post(c, b'{"messages": ' + b"[" * 2000 + b"]" * 2000 + b"}"), 400, "json_too_deep"),
+    (lambda c: raw_post(c, b'{"metadata": ' + b'{"a": ' * 40 + b"1" + b"}" * 41), 400, "json_too_deep"),
     (lambda c: c.chat("word " * 600), 400, "context_length_exceeded"),
     (lambda c: raw_post(c, b"x" * (BODY_LIMIT + 1)), 413, "request_too_large"),
     (lambda c: c.request("GET", "/v1/chat/completions"), 405, "method_not_allowed"),

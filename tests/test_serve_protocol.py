@@ -15,10 +15,11 @@ from cl_toolkit.serve import ChatServer, ServeSettings
 from cl_toolkit.serve.protocol import (
     ApiError,
     TextCutter,
+    client_reference,
+    new_request_id,
     parse_chat,
     parse_feedback,
     parse_json,
-    request_id,
 )
 
 USER = [{"role": "user", "content": "hi"}]
@@ -87,22 +88,36 @@ def test_a_body_must_be_a_json_object(raw):
     assert e.value.status == 400
 
 
-def test_request_ids_come_from_the_header_then_user_else_are_made():
-    assert request_id("h-1", "u-1") == "h-1"
-    assert request_id(None, "u-1") == "u-1"
-    made = request_id(None, None)
-    assert made.startswith("chatcmpl-") and made != request_id(None, None)
+def test_deep_json_nesting_is_a_400_not_a_500():
+    for raw in (b"[" * 100_000 + b"]" * 100_000, b'{"a": ' * 50_000 + b"1" + b"}" * 50_000):
+        with pytest.raises(ApiError) as e:  # RecursionError inside json, caught
+            parse_json(raw)
+        assert (e.value.status, e.value.code) == (400, "json_too_deep")
+    deep = b'{"messages": ' + b"[" * 40 + b"]" * 40 + b"}"  # parses, but deeper than any request needs
+    with pytest.raises(ApiError) as e:
+        parse_json(deep)
+    assert e.value.code == "json_too_deep"
+    assert parse_json(b'{"messages": ' + b"[" * 30 + b"]" * 30 + b"}")["messages"]
+
+
+def test_request_ids_are_always_made_and_client_ids_are_only_references():
+    made = new_request_id()
+    assert made.startswith("chatcmpl-") and made != new_request_id()
+    assert client_reference("h-1") == "h-1" and client_reference(None) is None
     for bad in ("", "a b", "x\r\nSet-Cookie: y", "é", "x" * 257):
         with pytest.raises(ApiError):
-            request_id(None, bad)
+            client_reference(bad)
 
 
 def test_feedback_bodies():
-    assert parse_feedback({"request_id": "r1", "thumbs": "up"}) == \
-        ("r1", {"rating": None, "thumbs": 1, "correction": None, "notes": None})
-    assert parse_feedback({"id": "r1", "thumbs": -1, "correction": "c"})[1]["thumbs"] == -1
-    assert parse_feedback({"request_id": "r1", "rating": 2})[1]["rating"] == 2
-    for bad in ({"thumbs": 1}, {"request_id": 5, "thumbs": 1}, {"request_id": "r1"}):
+    assert parse_feedback({"request_id": "r1", "thumbs": "up", "feedback_token": "t"}) == \
+        ("r1", "t", {"rating": None, "thumbs": 1, "correction": None, "notes": None})
+    assert parse_feedback({"id": "r1", "thumbs": -1, "correction": "c"})[2]["thumbs"] == -1
+    assert parse_feedback({"request_id": "r1", "rating": 2}, "from-header")[1:] == \
+        ("from-header", {"rating": 2, "thumbs": None, "correction": None, "notes": None})
+    assert parse_feedback({"request_id": "r1", "rating": 2})[1] is None
+    for bad in ({"thumbs": 1}, {"request_id": 5, "thumbs": 1}, {"request_id": "r1"},
+                {"request_id": "r1", "rating": 2, "feedback_token": 7}):
         with pytest.raises(ApiError) as e:
             parse_feedback(bad)
         assert e.value.status == 400

@@ -28,9 +28,15 @@ def ws(tmp_path, tiny_model_dir):
 
 
 def logged(ws) -> dict[str, dict]:
+    """The logged rows by the client's own id (X-Request-Id; the server issues the real ids)."""
     with open_store(ws) as store:
         rows = store.conn.execute("SELECT request_id, model_version, metadata FROM predictions").fetchall()
-    return {rid: {"version": v, **json.loads(meta)} for rid, v, meta in rows}
+    out = {}
+    for rid, v, meta in rows:
+        meta = json.loads(meta)
+        assert rid.startswith("chatcmpl-") and rid != meta["client_request_id"]
+        out[meta["client_request_id"]] = {"version": v, **meta}
+    return out
 
 
 def send_all(port: int, rids: list[str], workers: int = 4) -> dict[str, tuple[str, str]]:
@@ -140,7 +146,7 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(ws):
 
     from cl_toolkit.serve import ChatServer, ServeSettings
 
-    # no challenger share: a request without X-Request-Id gets a random id, which would reach
+    # no challenger share: a request without X-Request-Id is routed by a random id, which would reach
     # the challenger one time in ten and make the version below a matter of chance
     server = ChatServer(ServeSettings(model=MODEL, port=0, threads=1, max_tokens=2, reload_interval=0.1,
                                       challenger_share=0.0, workspace=ws), loader=loader).start()

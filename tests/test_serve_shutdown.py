@@ -40,8 +40,9 @@ def test_a_shutdown_under_load_loses_no_logged_row(tmp_path, tiny_model_dir, mon
             for i in range(200):  # bounded: the shutdown ends it much sooner
                 rid = f"load-{k}-{i}"
                 reply = c.chat(rid=rid, max_tokens=2, stream=bool(i % 2))
-                with lock:
-                    (answered if reply.status == 200 else refused).append((rid, reply.status))
+                with lock:  # the id the server issued
+                    (answered if reply.status == 200 else refused).append(
+                        (reply.headers.get("x-request-id", rid), reply.status))
                 if reply.status != 200:
                     return
         except (OSError, http.client.HTTPException):
@@ -106,7 +107,8 @@ def test_clt_serve_runs_answers_and_stops_cleanly_on_sigterm(tmp_path, tiny_mode
         c = Client(port)
         replies = [c.chat(rid=f"cli-{i}", stream=i == 0) for i in range(5)]
         assert [r.status for r in replies] == [200] * 5
-        assert c.feedback(request_id="cli-3", thumbs="down").status == 200
+        rid, token = replies[3].json["id"], replies[3].json["feedback_token"]
+        assert c.feedback(request_id=rid, thumbs="down", feedback_token=token).status == 200
         c.close()
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=60)
@@ -117,7 +119,8 @@ def test_clt_serve_runs_answers_and_stops_cleanly_on_sigterm(tmp_path, tiny_mode
     assert proc.returncode == 0, err
     assert "stopped: 5 predictions logged" in out
     with open_store(ws) as store:
-        assert store.count("predictions") == 5 and store.get_feedback("cli-3")[0]["thumbs"] == -1
+        assert store.count("predictions") == 5 and store.get_feedback(rid)[0]["thumbs"] == -1
+    assert (ws / "feedback_token.key").stat().st_mode & 0o777 == 0o600
 
 
 def test_clt_serve_refuses_a_line_without_a_champion(clt, tmp_path, tiny_model_dir):

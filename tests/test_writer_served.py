@@ -24,13 +24,14 @@ def test_a_locked_store_while_the_server_answers_loses_no_request(tmp_path, tiny
     client = Client(server.port)
     locker = Locker(ws / "feedback.db")
     try:
-        ids = []
+        ids, tokens = [], []
         for i in range(50):
             reply = client.chat(f"question {i}", max_tokens=2)
             assert reply.status == 200
             ids.append(reply.headers["x-request-id"])
+            tokens.append(reply.headers["x-feedback-token"])
         wait_for(lambda: server.writer.stats.journaled == 50, "50 journaled answers")
-        reply = client.feedback(request_id=ids[3], rating=4)
+        reply = client.feedback(request_id=ids[3], rating=4, feedback_token=tokens[3])
         assert reply.status == 200 and reply.json["status"] == "journaled"
     finally:
         client.close()

@@ -155,6 +155,9 @@ def stats_cmd(as_json):
 @click.option("--system", "system_prompt", help="A system message for every example.")
 @click.option("--pseudo-label-min-confidence", type=click.FloatRange(0, 1),
               help="Also keep unrated answers at or above this model confidence (off by default).")
+@click.option("--trust-api-corrections", is_flag=True,
+              help="Also train on corrections posted to `clt serve`'s /v1/feedback that no expert "
+                   "has reviewed (off: anyone holding an answer's feedback token can post one).")
 @json_option()
 def extract_cmd(out, fmt, versions, redact, as_json, **options):
     """Write training examples and OUT.manifest.json beside them."""
@@ -169,6 +172,8 @@ def extract_cmd(out, fmt, versions, redact, as_json, **options):
         f"dropped: bad without correction {c['bad_without_correction']:,}, neutral "
         f"{c['neutral']:,}, unrated {c['unrated']:,}, below quality {c['below_quality']:,}",
         f"redactions {m['redactions']}; manifest {manifest_path(out)}"]
+        + ([f"unreviewed API corrections withheld: {m['api_corrections']['withheld']:,} "
+            f"(--trust-api-corrections uses them)"] if m["api_corrections"]["withheld"] else [])
         + ([f"pseudo-labelled {m['pseudo_labels']['rows']:,} (confidence >= "
             f"{m['pseudo_labels']['min_confidence']})"] if "pseudo_labels" in m else []))
 

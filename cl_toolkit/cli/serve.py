@@ -30,6 +30,12 @@ def _default(name: str):
               help="Larger request bodies are refused (413).")
 @click.option("--max-pending", default=_default("max_pending"), show_default=True, type=click.IntRange(1),
               help="Requests in flight at once; more are refused (429).")
+@click.option("--max-connections", default=_default("max_connections"), show_default=True, type=click.IntRange(1),
+              help="Open connections at once; more are answered 503 and closed.")
+@click.option("--request-timeout", "request_timeout_s", default=_default("request_timeout_s"), show_default=True,
+              type=click.FloatRange(0.1), help="Seconds a request (line, headers and body) has to arrive whole (408).")
+@click.option("--idle-timeout", "idle_timeout_s", default=_default("idle_timeout_s"), show_default=True,
+              type=click.FloatRange(0.1), help="Seconds a keep-alive connection may wait for its next request.")
 @click.option("--reload-interval", default=_default("reload_interval"), show_default=True, type=click.FloatRange(0.05),
               help="Seconds between looks at the registry's aliases (promote/rollback apply live).")
 @click.option("--api-key", default=_default("api_key"), envvar="CLT_SERVE_API_KEY", help="Require `Authorization: Bearer KEY` "

@@ -2,7 +2,7 @@
 
 Every prediction that passes the filters (time window, model versions, quality score) is
 judged by its *effective* rating and correction, each taken from the most trusted source
-that gave one (expert, then incident, then user; thumbs count as 5 / 3 / 1):
+that gave one (expert, then incident, then user, then api; thumbs count as 5 / 3 / 1):
 
 - rated >= min_rating: the answer is kept as it was (``kept_as_is``);
 - rated <= max_bad_rating with a correction: the example trains on the correction
@@ -11,6 +11,13 @@ that gave one (expert, then incident, then user; thumbs count as 5 / 3 / 1):
   asked for (off by default), an unrated prediction with neither rating nor correction
   whose model confidence is at least ``pseudo_label_min_confidence`` is kept as it was
   (``pseudo_labelled``); the manifest lists those examples' line numbers.
+
+Corrections posted to `clt serve`'s /v1/feedback (source ``api``) are unverified: anyone
+holding an answer's feedback token can write one. They count only when an expert or an
+incident review has looked at the same request (an annotation import or review gave it a
+row of its own) or when ``trust_api_corrections`` is set (``--trust-api-corrections``);
+otherwise such a prediction counts as ``bad_without_correction`` and the manifest's
+``api_corrections`` says how many were withheld. API ratings count like user ratings.
 
 Examples are then PII-redacted (on by default), deduplicated on a hash of the prompt and
 answer with case and whitespace normalised (the first, oldest example wins), and written
@@ -34,6 +41,7 @@ from cl_toolkit.feedback.ratings import (
     NEGATIVE_MAX,
     POSITIVE_MIN,
     SOURCE_JOINS,
+    TRUST_ORDER,
 )
 from cl_toolkit.feedback.records import RecordError, normalize_timestamp
 from cl_toolkit.feedback.redact import PLACEHOLDERS, may_hold_pii, redact
@@ -54,10 +62,19 @@ FORMATS: dict[str, Callable[[str, str, str | None], str]] = {
         + (f', "system": {_q(s)}' if s else "") + "}\n"),
     "completion": lambda p, a, s: f'{{"text": {_q((s + chr(10) if s else "") + p + chr(10) + a)}}}\n',
 }
-_SELECT = f"""SELECT p.input, p.output, p.quality_score, p.confidence,
+_REVIEWED = "(e.request_id IS NOT NULL OR i.request_id IS NOT NULL)"  # an expert or incident row
+# the effective correction without unreviewed API corrections
+_VERIFIED_CORRECTION = ("COALESCE(" + ", ".join(f"{a}.correction" for a, s in TRUST_ORDER if s != "api")
+                        + f", CASE WHEN {_REVIEWED} THEN a.correction END)")
+
+
+def _select(trust_api: bool) -> str:
+    correction = EFFECTIVE_CORRECTION if trust_api else _VERIFIED_CORRECTION
+    return f"""SELECT p.input, p.output, p.quality_score, p.confidence,
     {EFFECTIVE_RATING} AS rating,
-    {EFFECTIVE_CORRECTION} AS correction,
-    e.correction IS NOT NULL AS expert_correction
+    {correction} AS correction,
+    e.correction IS NOT NULL AS expert_correction,
+    {EFFECTIVE_CORRECTION} IS NOT NULL AND {correction} IS NULL AS withheld
 FROM predictions p
 {SOURCE_JOINS}"""
 
@@ -79,7 +96,7 @@ def _where(since: str | None, until: str | None, versions: list[str]) -> tuple[s
 def _judge(row: tuple, min_rating: int, max_bad: int, min_quality: float | None,
            min_confidence: float | None):
     """(rule, answer or None) for one selected row."""
-    _, output, quality, confidence, rating, correction, by_expert = row
+    _, output, quality, confidence, rating, correction, by_expert, _withheld = row
     if min_quality is not None and (quality is None or quality < min_quality):
         return "below_quality", None
     if rating is None:
@@ -125,6 +142,8 @@ def _examples(rows, job: dict, counts: Counter, redactions: Counter,
     for n, row in enumerate(rows, 1):
         rule, answer = _judge(row, *limits)
         counts[rule] += 1
+        if row[7] and rule == "bad_without_correction":
+            counts["api_withheld"] += 1
         if progress and n % PROGRESS_EVERY == 0:
             progress(n)
         if answer is None:
@@ -156,13 +175,14 @@ def extract(store: FeedbackStore, out_path: str | Path, *, fmt: str = "chat", mi
             max_bad_rating: int = NEGATIVE_MAX, min_quality: float | None = None, since: str | None = None,
             until: str | None = None, model_versions: list[str] | tuple = (),
             redact_pii: bool = True, dedupe: bool = True, system_prompt: str | None = None,
-            pseudo_label_min_confidence: float | None = None,
+            pseudo_label_min_confidence: float | None = None, trust_api_corrections: bool = False,
             progress: Callable[[int], None] | None = None) -> dict:
     """Write training examples to `out_path` (JSONL) and its manifest; return the manifest.
 
     `since` is inclusive and `until` exclusive (ISO 8601). The store is read in one
     snapshot; the output appears atomically. `pseudo_label_min_confidence` (None: off)
     also keeps unrated predictions at or above that model confidence.
+    `trust_api_corrections` uses corrections posted to the server's API without review.
     """
     since, until = _check_options(fmt, min_rating, max_bad_rating, since, until,
                                   pseudo_label_min_confidence)
@@ -172,7 +192,8 @@ def extract(store: FeedbackStore, out_path: str | Path, *, fmt: str = "chat", mi
             "min_quality": min_quality, "since": since, "until": until,
             "model_versions": sorted(model_versions), "redact_pii": redact_pii,
             "dedupe": dedupe, "system_prompt": system_prompt,
-            "pseudo_label_min_confidence": pseudo_label_min_confidence}
+            "pseudo_label_min_confidence": pseudo_label_min_confidence,
+            "trust_api_corrections": trust_api_corrections}
     job, counts, redactions = {**opts, "format": fmt}, Counter(), Counter()
     pseudo_lines: list[int] = []
     with atomic_open(out_path, "w", encoding="utf-8", newline="\n", buffering=1 << 20) as f:
@@ -186,7 +207,8 @@ def _write(store, job: dict, f, counts: Counter, redactions: Counter, pseudo_lin
     where, params = _where(job["since"], job["until"], job["model_versions"])
     store.conn.execute("BEGIN")  # one consistent snapshot while we read
     try:
-        rows = store.conn.execute(f"{_SELECT}{where} ORDER BY p.timestamp, p.request_id", params)
+        select = _select(job["trust_api_corrections"])
+        rows = store.conn.execute(f"{select}{where} ORDER BY p.timestamp, p.request_id", params)
         _write_new(_examples(rows, job, counts, redactions, progress), f, set(), counts,
                    pseudo_lines)
     finally:
@@ -215,6 +237,9 @@ def _finish(store, out_path: Path, fmt: str, opts: dict, counts: Counter,
         "filters": opts,
         "counts": {"selected": selected, **{r: counts[r] for r in rules}},
         "redactions": {kind: redactions[kind] for kind in PLACEHOLDERS},
+        # bad answers whose only correction came unreviewed through the server's API
+        "api_corrections": {"trusted": opts["trust_api_corrections"],
+                            "withheld": counts["api_withheld"]},
     }
     if pseudo:  # which lines of the output no person rated: 1-based line numbers
         manifest["pseudo_labels"] = {"min_confidence": opts["pseudo_label_min_confidence"],

@@ -2,7 +2,9 @@
 the monitoring checks (triggers, drift, A/B, health) and the reports.
 
 A prediction's *effective rating* comes from the most trusted source that rated it: an
-expert, then an incident review, then the user; a thumb counts as 5 (up), 3 (neutral) or
+expert, then an incident review, then the user, then feedback posted to `clt serve`'s
+API (source "api"; its corrections are unverified: extract uses them only when trusted or
+reviewed, see feedback/extract.py); a thumb counts as 5 (up), 3 (neutral) or
 1 (down). Its *effective correction* is the most trusted correction. An effective rating
 of POSITIVE_MIN or more makes a *positive* example (the answer is kept as it is); one of
 NEGATIVE_MAX or less a *negative* one (trained on its correction, if it has one)."""
@@ -12,7 +14,8 @@ from __future__ import annotations
 POSITIVE_MIN = 4  # effective rating >= 4: a positive example
 NEGATIVE_MAX = 2  # effective rating <= 2: a negative example
 THUMB_AS_RATING = {1: 5, 0: 3, -1: 1}
-TRUST_ORDER = (("e", "expert"), ("i", "incident"), ("u", "user"))  # (SQL alias, source), most trusted first
+# (SQL alias, source), most trusted first
+TRUST_ORDER = (("e", "expert"), ("i", "incident"), ("u", "user"), ("a", "api"))
 
 
 def _thumb(alias: str) -> str:

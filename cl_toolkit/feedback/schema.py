@@ -11,7 +11,7 @@ Tables (the monitoring code reads them with plain SQL; keep them simple):
 
 ``feedback`` - at most one row per (request_id, source); newer feedback from the same
     source replaces the old. request_id TEXT (references predictions), source TEXT
-    (user | expert | incident), rating INTEGER NULL (1..5), thumbs INTEGER NULL (-1, 0, 1),
+    (user | expert | incident | api: posted to `clt serve`'s /v1/feedback), rating INTEGER NULL (1..5), thumbs INTEGER NULL (-1, 0, 1),
     correction TEXT NULL, notes TEXT NULL, timestamp TEXT (same format as above).
 
 ``annotation_samples`` - which requests went out in which expert annotation batch, so a
@@ -34,7 +34,7 @@ import sqlite3
 
 from cl_toolkit.core import sqlitedb
 
-SOURCES = ("user", "expert", "incident")
+SOURCES = ("user", "expert", "incident", "api")  # api: posted to `clt serve`, unverified
 
 _V1 = [
     """CREATE TABLE predictions (
@@ -85,8 +85,27 @@ _V3 = [
     "CREATE INDEX incident_reviews_request ON incident_reviews (request_id)",
 ]
 
+# v4: feedback source 'api' (SQLite cannot change a CHECK in place: the table is rebuilt)
+_V4 = [
+    """CREATE TABLE feedback_v4 (
+        request_id TEXT NOT NULL REFERENCES predictions(request_id),
+        source     TEXT NOT NULL CHECK (source = 'user' OR source = 'expert' OR source = 'incident'
+                                        OR source = 'api'),
+        rating     INTEGER CHECK (rating IS NULL OR rating BETWEEN 1 AND 5),
+        thumbs     INTEGER CHECK (thumbs IS NULL OR thumbs BETWEEN -1 AND 1),
+        correction TEXT,
+        notes      TEXT,
+        timestamp  TEXT NOT NULL,
+        PRIMARY KEY (request_id, source)
+    ) WITHOUT ROWID""",
+    """INSERT INTO feedback_v4 (request_id, source, rating, thumbs, correction, notes, timestamp)
+        SELECT request_id, source, rating, thumbs, correction, notes, timestamp FROM feedback""",
+    "DROP TABLE feedback",
+    "ALTER TABLE feedback_v4 RENAME TO feedback",
+]
+
 # version -> statements that bring the previous version to it. Append only.
-MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 LATEST = max(MIGRATIONS)
 
 

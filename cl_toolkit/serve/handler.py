@@ -3,6 +3,14 @@ GET /v1/models and GET /health, with OpenAI-style error bodies.
 
 Every answer queues its prediction before the client can see the answer's end, so
 feedback sent right after an answer always finds its row.
+
+Ids and feedback: every answer's id is issued by the server; the client's X-Request-Id is
+kept as `client_request_id` (and routes the request), OpenAI's `user` as `end_user`. Each
+answer carries a feedback token (the HMAC of its id: cl_toolkit.feedback.tokens), and
+/v1/feedback takes feedback only with it; the store records it with source "api".
+
+The handler runs in the server's worker pool on a request the front end has already read
+whole (cl_toolkit.serve.server.FrontEnd): `rfile` holds exactly that request.
 """
 
 from __future__ import annotations
@@ -22,24 +30,26 @@ from cl_toolkit.serve.protocol import (
     ApiError,
     ChatRequest,
     chunk_body,
+    client_reference,
     completion_body,
     error_body,
+    new_request_id,
     parse_chat,
     parse_feedback,
     parse_json,
-    request_id,
     sse,
     usage,
 )
 from cl_toolkit.serve.writer import Prediction, UnknownRequest
 
-DISCARD_MAX_BYTES = 16 << 20  # a refused body up to this size is read and dropped
+API_SOURCE = "api"  # the store's source for feedback posted to /v1/feedback: unverified
 
 
 class Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive; streams use chunked transfer encoding
     server_version = "clt-serve"
-    timeout = 60  # an idle or stalled connection is dropped after this many seconds
+    body_discarded = False  # set by the front end: an over-limit body was read away already
+    must_close = False  # set by the front end: nothing after this request can be trusted
 
     def log_message(self, format, *args) -> None:
         pass  # the feedback store is the request log
@@ -60,7 +70,7 @@ class Handler(BaseHTTPRequestHandler):
             methods[self.command](self, app)
         except ApiError as e:
             self.send_json(e.status, e.body(), {"Allow": ", ".join(methods)} if e.status == 405 else {})
-        except (BrokenPipeError, ConnectionResetError):
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):  # the client went, or stopped reading
             self.close_connection = True
         except Exception as e:  # an answer for the client, the details for the operator
             print(f"clt serve: {self.command} {path} failed: {type(e).__name__}: {e}", file=sys.stderr)
@@ -88,30 +98,21 @@ class Handler(BaseHTTPRequestHandler):
             raise ApiError(400, "Content-Length must be a whole number of bytes.")
         limit = self.server.app.settings.max_body_bytes
         if int(raw) > limit:
-            self._discard(int(raw))
+            self._body_read = self.body_discarded
             raise ApiError(413, f"The request body is {raw} bytes; the limit is {limit}.",
                            code="request_too_large")
-        data = self.rfile.read(int(raw))
+        data = self.rfile.read(int(raw))  # the front end buffered it whole
         self._body_read = True
         if len(data) < int(raw):
             self.close_connection = True
             raise ApiError(400, "The request body ended before its Content-Length.")
         return data
 
-    def _discard(self, size: int) -> None:
-        """Read a refused body away in small blocks, so the client reads our 413 instead of a
-        connection reset; a body too large even for that closes the connection unread."""
-        if size > DISCARD_MAX_BYTES:
-            return
-        while size > 0 and (block := self.rfile.read(min(size, 1 << 16))):
-            size -= len(block)
-        self._body_read = size == 0
-
     def _unread_body(self) -> bool:
         return not self._body_read and self.headers.get("Content-Length", "0") not in ("", "0")
 
     def send_json(self, status: int, body: dict, headers: dict | None = None) -> None:
-        if self._unread_body():
+        if self._unread_body() or self.must_close:
             self.close_connection = True  # the unread body would be taken for the next request
         data = json.dumps(body, ensure_ascii=False).encode()
         self.send_response(status)
@@ -134,35 +135,41 @@ class Handler(BaseHTTPRequestHandler):
 def chat(h: Handler, app) -> None:
     with app.admit():
         received, start = time.time(), time.perf_counter()
+        ref = client_reference(h.headers.get("X-Request-Id"))
         req = parse_chat(parse_json(h.body()), model=app.settings.model, max_tokens=app.settings.max_tokens)
-        rid = request_id(h.headers.get("X-Request-Id"), req.user)
+        rid = new_request_id()
         arms = app.watcher.current  # read once: this request is answered and logged by one pair
-        arm, served = arms.pick(rid)
+        arm, served = arms.pick(ref or req.user or rid)  # a client's own key keeps its arm
         prompt = encode(served.lm, req)
-        answer = Answer(app, req, rid, arm, arms.model, served.version, received, start)
+        answer = Answer(app, req, rid, arm, arms.model, served.version, received, start, ref)
         if req.stream:
             stream_answer(h, answer, Stream(served, prompt, req))
             return
         done = answer.log(complete(served, prompt, req))
         h.send_json(200, completion_body(rid, answer.name, done.text, done.finish_reason, done.prompt_tokens,
-                                         done.completion_tokens, int(received)), answer.headers)
+                                         done.completion_tokens, int(received), answer.token), answer.headers)
 
 
 class Answer:
     """One request being answered: its identity, and the logging of its prediction."""
 
     def __init__(self, app, req: ChatRequest, rid: str, arm: str, model: str, version: str,
-                 received: float, start: float):
-        self.app, self.req, self.rid, self.arm = app, req, rid, arm
+                 received: float, start: float, ref: str | None = None):
+        self.app, self.req, self.rid, self.arm, self.ref = app, req, rid, arm, ref
         self.model, self.version, self.received, self.start = model, version, received, start
         self.name = f"{model}@{version}"
-        self.headers = {"X-Request-Id": rid, "X-Model-Version": version, "X-Arm": arm}
+        self.token = app.tokens.sign(rid)
+        self.headers = {"X-Request-Id": rid, "X-Feedback-Token": self.token, "X-Model-Version": version,
+                        "X-Arm": arm}
+        if ref is not None:
+            self.headers["X-Client-Request-Id"] = ref
 
     def log(self, done: Completion, **extra) -> Completion:
         req = self.req
         meta = {k: v for k, v in req.metadata.items() if k != "domain"}
         meta.update(model=self.model, arm=self.arm, stream=req.stream, prompt_tokens=done.prompt_tokens,
-                    completion_tokens=done.completion_tokens, finish_reason=done.finish_reason, **extra)
+                    completion_tokens=done.completion_tokens, finish_reason=done.finish_reason,
+                    client_request_id=self.ref, end_user=req.user, **extra)
         if len(req.messages) > 1:  # the input is the last user turn; keep the whole conversation
             meta["messages"] = list(req.messages)
         latency_ms = (time.perf_counter() - self.start) * 1000
@@ -174,7 +181,7 @@ class Answer:
 def stream_answer(h: Handler, answer: Answer, stream: Stream) -> None:
     """Server-Sent Events: a role chunk, content chunks as decoded, a finish chunk, an
     optional usage chunk, then `data: [DONE]`. A client that leaves still gets logged."""
-    created, rid, name = int(answer.received), answer.rid, answer.name
+    created, rid, name, token = int(answer.received), answer.rid, answer.name, answer.token
     h.send_response(200)
     for k, v in {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                  "Transfer-Encoding": "chunked", **answer.headers}.items():
@@ -187,14 +194,14 @@ def stream_answer(h: Handler, answer: Answer, stream: Stream) -> None:
         if not gone:
             try:
                 h.send_chunk(data)
-            except (BrokenPipeError, ConnectionResetError):
+            except OSError:  # gone, reset, or not reading within the write timeout
                 gone = h.close_connection = True
 
-    send(sse(chunk_body(rid, name, created, {"role": "assistant", "content": ""})))
+    send(sse(chunk_body(rid, name, created, {"role": "assistant", "content": ""}, token=token)))
     try:
         for piece in stream.pieces():
             first_ms = first_ms or round((time.perf_counter() - answer.start) * 1000, 3)
-            send(sse(chunk_body(rid, name, created, {"content": piece})))
+            send(sse(chunk_body(rid, name, created, {"content": piece}, token=token)))
             if gone:
                 break
         done = stream.result()
@@ -205,18 +212,26 @@ def stream_answer(h: Handler, answer: Answer, stream: Stream) -> None:
         h.close_connection = True
         return
     answer.log(done, first_token_ms=first_ms, client_disconnected=gone)
-    send(sse(chunk_body(rid, name, created, {}, done.finish_reason)))
+    send(sse(chunk_body(rid, name, created, {}, done.finish_reason, token=token)))
     if answer.req.include_usage:
-        send(sse(chunk_body(rid, name, created, {}, usage_=usage(done.prompt_tokens, done.completion_tokens))))
+        send(sse(chunk_body(rid, name, created, {}, usage_=usage(done.prompt_tokens, done.completion_tokens),
+                            token=token)))
     send(sse("[DONE]"))
     send(b"")
 
 
 def feedback(h: Handler, app) -> None:
     with app.admit():
-        rid, fields = parse_feedback(parse_json(h.body()))
+        rid, token, fields = parse_feedback(parse_json(h.body()), h.headers.get("X-Feedback-Token"))
+        if token is None:
+            raise ApiError(401, "Feedback needs the answer's feedback_token (its body field "
+                                "`feedback_token` or header X-Feedback-Token).",
+                           param="feedback_token", code="missing_feedback_token")
+        if not app.tokens.verify(rid, token):
+            raise ApiError(403, "This feedback_token is not the one issued with this request_id.",
+                           param="feedback_token", code="invalid_feedback_token")
         try:
-            status = app.writer.feedback(rid, **fields)
+            status = app.writer.feedback(rid, source=API_SOURCE, **fields)
         except UnknownRequest as e:
             raise ApiError(404, str(e), param="request_id", code="request_not_found") from None
         except BadInput as e:  # the store's own checks (rating 1-5, thumbs -1/0/1, ...)

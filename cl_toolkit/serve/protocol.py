@@ -20,6 +20,8 @@ ROLES = {"system": "system", "developer": "system", "user": "user", "assistant":
 MAX_STOP = 4
 MAX_METADATA_KEYS = 16
 REQUEST_ID = re.compile(r"[\x21-\x7e]{1,256}\Z")  # printable ASCII, no spaces: safe in a header
+MAX_JSON_DEPTH = 32  # deeper request bodies are refused (400): no request needs more
+MAX_USER_CHARS = 256
 THUMBS = {"up": 1, "neutral": 0, "down": -1}
 
 
@@ -52,7 +54,7 @@ class ChatRequest:
     stream: bool = False
     include_usage: bool = False
     stop: tuple[str, ...] = ()
-    user: str | None = None
+    user: str | None = None  # OpenAI `user`: logged as the end user, never used as an id
     metadata: dict = field(default_factory=dict)
 
     @property
@@ -61,14 +63,34 @@ class ChatRequest:
 
 
 def parse_json(raw: bytes) -> dict:
-    """The body as a JSON object, else ApiError 400."""
+    """The body as a JSON object, else ApiError 400 (nesting deeper than MAX_JSON_DEPTH too)."""
     try:
         body = json.loads(raw)
+    except RecursionError:
+        body = None
+        too_deep = True
     except (UnicodeDecodeError, ValueError):
         raise ApiError(400, "We could not parse the JSON body of your request.") from None
+    else:
+        too_deep = _depth_over(body, MAX_JSON_DEPTH)
+    if too_deep:
+        raise ApiError(400, f"The JSON body is nested more than {MAX_JSON_DEPTH} levels deep.",
+                       code="json_too_deep")
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object.")
     return body
+
+
+def _depth_over(value, limit: int) -> bool:
+    """Whether lists and objects nest more than `limit` deep (iterative: no recursion)."""
+    todo = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict | list):
+            if depth > limit:
+                return True
+            todo.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def _content(value, i: int) -> str:
@@ -154,8 +176,8 @@ def parse_chat(body: dict, *, model: str, max_tokens: int) -> ChatRequest:
     user = body.get("user")
     if not isinstance(stream, bool) or not isinstance(options, dict):
         raise ApiError(400, "stream must be a boolean and stream_options an object", param="stream")
-    if user is not None and not isinstance(user, str):
-        raise ApiError(400, "user must be a string", param="user")
+    if user is not None and (not isinstance(user, str) or len(user) > MAX_USER_CHARS):
+        raise ApiError(400, f"user must be a string of at most {MAX_USER_CHARS} characters", param="user")
     return ChatRequest(
         messages=messages, max_tokens=min(tokens, max_tokens),
         temperature=float(_number(body, "temperature", 0.0, 0.0, 2.0)),
@@ -164,36 +186,50 @@ def parse_chat(body: dict, *, model: str, max_tokens: int) -> ChatRequest:
         user=user, metadata=_metadata(body.get("metadata")))
 
 
-def request_id(header: str | None, user: str | None) -> str:
-    """The client's id (X-Request-Id header, else the `user` field), else a new one."""
-    rid = header if header is not None else user
-    if rid is None:
-        return f"chatcmpl-{uuid.uuid4().hex}"
-    if not REQUEST_ID.match(rid):
-        raise ApiError(400, "a request id must be 1-256 printable ASCII characters without spaces",
-                       param="X-Request-Id" if header is not None else "user")
-    return rid
+def new_request_id() -> str:
+    """Every answer's id is issued here, never taken from the client: ids cannot collide."""
+    return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-def parse_feedback(body: dict) -> tuple[str, dict]:
-    """(request id, add_feedback keywords) from a /v1/feedback body; the store checks values."""
+def client_reference(header: str | None) -> str | None:
+    """The client's own X-Request-Id, checked: kept as the answer's client reference (and
+    routing key), never as its id."""
+    if header is None:
+        return None
+    if not REQUEST_ID.match(header):
+        raise ApiError(400, "X-Request-Id must be 1-256 printable ASCII characters without spaces",
+                       param="X-Request-Id")
+    return header
+
+
+def parse_feedback(body: dict, header_token: str | None = None) -> tuple[str, str | None, dict]:
+    """(request id, feedback token or None, add_feedback keywords) from a /v1/feedback body;
+    the token is the body's `feedback_token`, else the X-Feedback-Token header. The store
+    checks the values."""
     rid = body.get("request_id", body.get("id"))
     if not isinstance(rid, str) or not REQUEST_ID.match(rid):
         raise ApiError(400, "request_id must be the id a chat completion returned", param="request_id")
+    token = body.get("feedback_token", header_token)
+    if token is not None and not isinstance(token, str):
+        raise ApiError(400, "feedback_token must be the string a chat completion returned",
+                       param="feedback_token")
     thumbs = body.get("thumbs")
     fields = {"rating": body.get("rating"), "thumbs": THUMBS.get(thumbs, thumbs) if isinstance(thumbs, str)
               else thumbs, "correction": body.get("correction"), "notes": body.get("notes")}
     if all(v is None for v in fields.values()):
         raise ApiError(400, "feedback needs a rating (1-5), thumbs (up/down), a correction or notes")
-    return rid, fields
+    return rid, token, fields
 
 
 def completion_body(rid: str, model: str, text: str, finish: str, prompt_tokens: int,
-                    completion_tokens: int, created: int | None = None) -> dict:
-    return {"id": rid, "object": "chat.completion", "created": created or int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                         "logprobs": None, "finish_reason": finish}],
-            "usage": usage(prompt_tokens, completion_tokens)}
+                    completion_tokens: int, created: int | None = None, token: str | None = None) -> dict:
+    out = {"id": rid, "object": "chat.completion", "created": created or int(time.time()), "model": model,
+           "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+                        "logprobs": None, "finish_reason": finish}],
+           "usage": usage(prompt_tokens, completion_tokens)}
+    if token is not None:
+        out["feedback_token"] = token
+    return out
 
 
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
@@ -202,12 +238,14 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
 
 
 def chunk_body(rid: str, model: str, created: int, delta: dict, finish: str | None = None,
-               usage_: dict | None = None) -> dict:
+               usage_: dict | None = None, token: str | None = None) -> dict:
     """One streamed chunk; a usage chunk (stream_options.include_usage) has no choices."""
     choices = [] if usage_ else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
     out = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
     if usage_:
         out["usage"] = usage_
+    if token is not None:
+        out["feedback_token"] = token
     return out
 
 

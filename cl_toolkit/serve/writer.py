@@ -232,7 +232,7 @@ class StoreWriter:
         def write() -> str:
             if not store.has_prediction(request_id):
                 raise UnknownRequest(f"unknown request_id {request_id!r}")
-            return store.add_feedback(request_id, source="user", **fields)
+            return store.add_feedback(request_id, **{"source": "user", **fields})  # the server says "api"
 
         try:
             done.set_result(self._retry(store, write))
@@ -350,7 +350,7 @@ def _prediction_row(p: Prediction) -> tuple:
 def _feedback_row(store: FeedbackStore, request_id: str, fields: dict) -> tuple:
     """Feedback checked as the store checks it (BadInput), before anything is written."""
     try:
-        row = check_feedback(request_id, source="user", **fields)
+        row = check_feedback(request_id, **{"source": "user", **fields})
     except RecordError as e:
         raise BadInput([Problem(file=str(store.path), message=str(e), key=e.key)]) from None
     except TypeError as e:  # a field the store does not know
