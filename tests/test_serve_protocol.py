@@ -138,6 +138,8 @@ def _stream(text: str, stop: tuple[str, ...], rng: random.Random) -> tuple[list[
     ("abc STOP def", ("STOP", "XYZ"), "abc"),
     ("abc ST", ("STOP",), "abc ST"),  # a stop's start at the very end is kept once complete
     ("\n\nlead", (), "lead"),
+    (" post office box", (" ",), "post"),  # stop strings apply to the answer the client sees
+    ("\n\nlead\nnext", ("\n",), "lead"),
     ("", (), ""),
 ])
 def test_streamed_pieces_add_up_to_the_final_answer(text, stop, final):

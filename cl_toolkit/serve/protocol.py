@@ -269,6 +269,10 @@ class TextCutter:
         self.stopped = False
 
     def _visible(self, text: str, done: bool) -> str:
+        # the client sees the answer without its leading whitespace, so stop strings are
+        # looked for there too (a tokenizer whose first piece is " word" must not make a
+        # stop string " " cut the whole answer away)
+        text = text.lstrip()
         cuts = [i for i in (text.find(s) for s in self.stop) if i >= 0]
         if cuts:
             self.stopped = True
