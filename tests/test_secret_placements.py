@@ -46,7 +46,7 @@ def test_password_in_a_passthrough_tracking_uri(proj, clt):
     path = write_recipe(proj, text, "uri")
     line = next(i for i, t in enumerate(text.splitlines(), 1) if "mlflow_tracking_uri" in t)
     assert_refused(clt, proj, ("recipe", "render", path), PASSWORD,
-                   [f"uri.yml:{line}:", "[axolotl.mlflow_tracking_uri]", "user name or password"])
+                   [f"uri.yml:{line}:", "[axolotl.mlflow_tracking_uri]", "must not carry a password or user name"])
 
 
 def test_token_in_the_description(proj, clt):

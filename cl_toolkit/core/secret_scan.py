@@ -34,7 +34,7 @@ SECRET_PARAMS = {"token", "key", "apikey", "sig", "signature", "password", "pass
 
 WHY_KEY = "credentials do not belong in recipes or profiles; use the environment"
 WHY_VALUE = "this value looks like a token or key; it would be written to disk"
-WHY_USERINFO = "a URL must not carry a user name or password; use the environment"
+WHY_USERINFO = "a URL must not carry a password or user name (user-info); use the environment"
 WHY_QUERY = "a URL must not carry a token, key or signature in its query; use the environment"
 
 

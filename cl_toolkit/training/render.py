@@ -68,7 +68,7 @@ def engine_keys(cfg: dict, lr: LoadedRecipe, profile: Profile, world_size: int) 
     if isinstance(cfg.get("deepspeed"), str):
         path = resolve_path(cfg["deepspeed"], lr.root, lr.workspace)
         if not path.is_file():
-            raise BadInput([Problem("axolotl.yml (rendered)", f"DeepSpeed config not found: {cfg['deepspeed']}",
+            raise BadInput([Problem("axolotl.yml (rendered)", f"DeepSpeed config not found: {display(path)}",
                                     key="deepspeed")])
         keys["deepspeed"] = str(path)
     if profile.launcher.get("cpu") and world_size > 1 and not cfg.get("max_memory"):
