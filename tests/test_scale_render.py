@@ -139,7 +139,7 @@ def test_tracking_renders_axolotls_own_keys(clt, workspace, tmp_path, monkeypatc
 
 @pytest.mark.parametrize("override, message", [
     ("tracking.mlflow.tracking_uri=https://ana:s3cret@mlflow.example.com", "must not carry a password"),
-    ("tracking.wandb.api_key=abc", "unknown key 'api_key'"),
+    ("tracking.wandb.api_key=abc", "[tracking.wandb.api_key] credentials do not belong"),
 ])
 def test_tracking_credentials_are_refused(override, message, clt, workspace, tmp_path):
     sets = ["--set", override, "--set", "tracking.mlflow.experiment=e"] if "mlflow" in override else ["--set", override,

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from cl_toolkit.cli.options import set_option, topology_of, topology_options
+from cl_toolkit.cli.options import (
+    set_option,
+    topology_of,
+    topology_options,
+    trust_remote_code_option,
+)
 from cl_toolkit.cli.output import emit, say
 from cl_toolkit.cli.train import dry_run
 from cl_toolkit.core.errors import BadInput, Refused
@@ -25,8 +30,9 @@ from cl_toolkit.training.strategies import load_recipe
 @click.option("--dry-run", "dry", is_flag=True,
               help="Render and print this node's launch command, as `clt train --dry-run` does; run no step.")
 @set_option()
+@trust_remote_code_option()
 @topology_options()
-def cycle_cli(recipe, from_step, until_step, dry, overrides, **options):
+def cycle_cli(recipe, from_step, until_step, dry, overrides, trust_remote_code, **options):
     """validate → data → render → train → register → evaluate → gate → release → report.
 
     Each finished step leaves a stamp with its input hashes under
@@ -35,7 +41,7 @@ def cycle_cli(recipe, from_step, until_step, dry, overrides, **options):
     the challenger (the champion, if the line has none); one that is blocked is archived as
     rejected and the command exits 3. On a cluster run the same command on every node, each
     with its --node-rank (the launch options are those of `clt train`)."""
-    lr, topology = load_recipe(recipe, overrides), topology_of(options)
+    lr, topology = load_recipe(recipe, overrides, trust_remote_code=trust_remote_code), topology_of(options)
     if dry:
         if from_step or until_step:
             raise BadInput("--dry-run runs no step: drop --from and --until")

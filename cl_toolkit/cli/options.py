@@ -52,9 +52,18 @@ def json_option(help: str = "Machine-readable output (JSON).") -> Decorator:
 
 
 def set_option() -> Decorator:
-    """--set KEY=VALUE, repeatable: recipe overrides (parameter `overrides`)."""
+    """--set KEY=VALUE, repeatable: recipe overrides (parameter `overrides`). The values
+    are scanned for credentials like the recipe itself (errors name the key, not the value)."""
     return click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
                         help="Override a recipe key (dotted path, YAML value). Repeatable.")
+
+
+def trust_remote_code_option() -> Decorator:
+    """--trust-remote-code: allow `trust_remote_code` in the recipe's or profile's `axolotl:`
+    (parameter `trust_remote_code`); without it such a recipe is refused (exit 2)."""
+    return click.option("--trust-remote-code", "trust_remote_code", is_flag=True,
+                        help="Allow trust_remote_code in the recipe or its profile: it runs code "
+                             "from the model's or dataset's repository.")
 
 
 def who_option() -> Decorator:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from cl_toolkit.cli.options import json_option, set_option
+from cl_toolkit.cli.options import json_option, set_option, trust_remote_code_option
 from cl_toolkit.cli.output import emit
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_text
@@ -27,14 +27,15 @@ def cli():
 @cli.command("validate")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @set_option()
+@trust_remote_code_option()
 @json_option("Print results as JSON.")
-def validate_cmd(paths, overrides, as_json):
+def validate_cmd(paths, overrides, trust_remote_code, as_json):
     """Check recipes against the schema, semver rules and the files they name.
     Every problem is printed (file:line: [key] message); exit 2 if any."""
     problems, ok = [], []
     for path in paths:
         try:
-            lr = load_recipe(path, overrides)
+            lr = load_recipe(path, overrides, trust_remote_code=trust_remote_code)
             ok.append({"path": display(path), "model": lr.recipe.model, "version": lr.recipe.version})
         except BadInput as e:
             problems.extend(e.problems)
@@ -49,10 +50,11 @@ def validate_cmd(paths, overrides, as_json):
 @click.option("-o", "--out", "out_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
               help="Folder to write axolotl.yml, data/ and manifest.json into (replaced atomically).")
 @set_option()
-def render_cmd(recipe, out_dir, overrides):
+@trust_remote_code_option()
+def render_cmd(recipe, out_dir, overrides, trust_remote_code):
     """Render RECIPE into an Axolotl config, the materialised dataset and a manifest,
     checked by Axolotl's own validators."""
-    lr = load_recipe(recipe, overrides)
+    lr = load_recipe(recipe, overrides, trust_remote_code=trust_remote_code)
     ensure_base(lr)  # Axolotl's validator reads the base model's config
     with open_registry(lr.workspace) as reg:
         result = render(lr, out_dir, reg)

@@ -6,7 +6,12 @@ from pathlib import Path
 
 import click
 
-from cl_toolkit.cli.options import set_option, topology_of, topology_options
+from cl_toolkit.cli.options import (
+    set_option,
+    topology_of,
+    topology_options,
+    trust_remote_code_option,
+)
 from cl_toolkit.cli.output import print_dry_run, say
 from cl_toolkit.core.yamlio import display
 from cl_toolkit.registry import open_registry
@@ -32,14 +37,15 @@ def dry_run(lr, topology: Topology) -> None:
 @click.argument("recipe", type=click.Path(path_type=Path))
 @click.option("--dry-run", "dry", is_flag=True, help="Render and print this node's launch command; train nothing.")
 @set_option()
+@trust_remote_code_option()
 @topology_options()
-def cli(recipe: Path, dry: bool, overrides: tuple[str, ...], **options):
+def cli(recipe: Path, dry: bool, overrides: tuple[str, ...], trust_remote_code: bool, **options):
     """Render RECIPE into workspace/runs/<model>-<version>/ and run
     `accelerate launch -m axolotl.cli.train` (or torchrun) on it. The adapter and its
     provenance (recipe copy, rendered config, manifest, logs) stay in the run folder; the
     version is registered only when training finished. On a cluster run the same command on
     every node, each with its --node-rank; node 0 registers."""
-    lr, topology = load_recipe(recipe, overrides), topology_of(options)
+    lr, topology = load_recipe(recipe, overrides, trust_remote_code=trust_remote_code), topology_of(options)
     say(f"training {lr.recipe.run_name} ({lr.recipe.strategy})")
     if dry:
         return dry_run(lr, topology)

@@ -2,6 +2,11 @@
 the cross-field rules, and return a frozen Recipe. Every problem is collected and
 reported together (file, line, key path); nothing is written.
 
+Before anything else the raw text (comments included), the data, the `--set` values and the
+profile are scanned for credentials (core.secret_scan), so no later message can echo one;
+then the `axolotl:` blocks of the recipe and its profile are checked (recipe.passthrough):
+paths confined, plugins allowed, `trust_remote_code` only when the caller trusts it.
+
 Strategies live above this layer (cl_toolkit.training.strategies, whose `load_recipe` is
 the one to call): the table comes in as `strategies`, name -> an object with `rules` (a
 JSON Schema for recipes of that strategy) and `parent_refs` (dotted keys defaulting to the
@@ -15,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import jsonschema
-import yaml
 
 from cl_toolkit.core import semver
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.files import sha256_bytes
+from cl_toolkit.core.secret_scan import find_secrets, redact_problems, scan_document
 from cl_toolkit.core.workspace import project_root, resolve_path, workspace_dir
 from cl_toolkit.core.yamlio import LineMap, display, format_key, load_yaml
 from cl_toolkit.recipe.model import (
@@ -29,21 +34,35 @@ from cl_toolkit.recipe.model import (
     freeze,
     recipe_schema,
 )
+from cl_toolkit.recipe.passthrough import block_problems
 
 
 def parse_overrides(pairs: list[str] | tuple[str, ...]) -> list[tuple[list, object]]:
-    """`a.b.0.c=value` pairs; the value is read as a YAML scalar (safe_load)."""
+    """`a.b.0.c=value` pairs; the value is read as YAML (core.yamlio, so no anchors).
+    Errors name the key, never the value (it may be a credential)."""
     out = []
-    for pair in pairs:
+    for n, pair in enumerate(pairs, start=1):
         key, sep, raw = pair.partition("=")
         if not sep or not key:
-            raise BadInput([Problem("--set", f"expected KEY=VALUE, got {pair!r}")])
+            raise BadInput([Problem("--set", f"argument {n}: expected KEY=VALUE")])
         try:
-            value = yaml.safe_load(raw) if raw else ""
-        except yaml.YAMLError:
-            raise BadInput([Problem("--set", f"cannot read the value of {key!r}: {raw!r}")]) from None
+            value = load_yaml("--set", text=raw, name="--set")[0] if raw else ""
+        except BadInput as e:
+            why = e.problems[0].message if e.problems else "invalid YAML"
+            raise BadInput([Problem("--set", f"cannot read the value: {why}", key=key)]) from None
         out.append(([int(p) if p.isdigit() else p for p in key.split(".")], value))
     return out
+
+
+def override_secrets(overrides: list[tuple[list, object]]) -> list[Problem]:
+    """A problem (key only) for every `--set` that would put a credential in the recipe."""
+    problems = []
+    for path, value in overrides:
+        nested = value
+        for part in reversed(path):
+            nested = {part: nested}
+        problems += [Problem("--set", why, key=format_key(p)) for p, why in find_secrets(nested)]
+    return problems
 
 
 def apply_overrides(data: dict, overrides: list[tuple[list, object]]) -> dict:
@@ -163,22 +182,61 @@ def _fill_parent_refs(data: dict, keys: tuple[str, ...]) -> None:
         node.setdefault(last, data["parent"])
 
 
+def _profile_problems(data: dict, root: Path, ws: Path, trust_remote_code: bool | None) -> list[Problem]:
+    """The profile's credentials and `axolotl:` block, checked as the recipe's are (its
+    schema is the training layer's, checked when it loads)."""
+    try:
+        ppath = resolve_path(data["profile"], root, ws)
+    except BadInput:
+        return []  # reported by _path_problems
+    if not ppath.is_file():
+        return []
+    pname = display(ppath)
+    try:
+        text = ppath.read_text(encoding="utf-8")
+        pdata, plines = load_yaml(ppath, text=text)
+    except BadInput as e:
+        return e.problems
+    except (OSError, UnicodeDecodeError):
+        return []  # load_yaml reports these when the profile loads
+    problems = scan_document(text, pdata, plines, pname)
+    if problems or not isinstance(pdata, dict):
+        return problems
+    return block_problems(pdata.get("axolotl"), plines, pname, ("axolotl",), root, ws, trust_remote_code is not False)
+
+
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), workspace: Path | None = None,
-                check_files: bool = True, *, strategies: Mapping[str, Any]) -> LoadedRecipe:
+                check_files: bool = True, *, strategies: Mapping[str, Any],
+                trust_remote_code: bool | None = None) -> LoadedRecipe:
     """Read, validate and freeze a recipe against the strategy table `strategies`.
-    Raises BadInput with every problem found."""
-    path = Path(path)
+    `trust_remote_code`: False refuses `trust_remote_code` in the recipe's or the profile's
+    `axolotl:` (the command line's --trust-remote-code makes it True); None does not look
+    (validation only, nothing runs). Raises BadInput with every problem found; no message
+    holds a credential."""
+    try:
+        return _load_recipe(Path(path), overrides, workspace, check_files, strategies, trust_remote_code)
+    except BadInput as e:
+        raise BadInput(redact_problems(e.problems)) from None
+
+
+def _load_recipe(path: Path, overrides, workspace, check_files, strategies, trust_remote_code) -> LoadedRecipe:
     fname = display(path)
     raw_bytes = path.read_bytes() if path.is_file() else None
     data, lines = load_yaml(path)
     if not isinstance(data, dict):
         raise BadInput([Problem(fname, "a recipe must be a YAML mapping", 1)])
-    data = apply_overrides(data, parse_overrides(overrides))
+    parsed = parse_overrides(overrides)
+    problems = scan_document(raw_bytes.decode("utf-8"), data, lines, fname) + override_secrets(parsed)
+    if problems:  # before any check whose message could quote a value
+        raise BadInput(problems)
+    data = apply_overrides(data, parsed)
     problems = _schema_problems(data, lines, fname, schema_for(strategies))
     if problems:
         raise BadInput(problems)
     data = apply_defaults(data)
     root, ws = project_root(path), (workspace or workspace_dir())
+    problems += _profile_problems(data, root, ws, trust_remote_code)
+    problems += block_problems(data.get("axolotl"), lines, fname, ("axolotl",), root, ws, trust_remote_code is not False)
     if check_files:
         problems += _path_problems(data, lines, fname, root, ws)
     problems += _semantic_problems(data, lines, fname, path.resolve(), root, ws)

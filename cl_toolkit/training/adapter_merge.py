@@ -17,6 +17,7 @@ import yaml
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import dump_json, jsonl_bytes, sha256_file
+from cl_toolkit.core.yamlio import read_yaml
 from cl_toolkit.registry import RegistryStore, VersionRecord, artifact_file
 from cl_toolkit.training.mix import dedupe, read_chat_jsonl
 
@@ -96,7 +97,7 @@ def merge_and_register(reg: RegistryStore, workspace: Path, model: str, versions
     (run_dir / "data").mkdir(parents=True, exist_ok=True)
     (run_dir / "data" / "new.jsonl").write_bytes(jsonl_bytes(rows))
     (run_dir / "recipe.yml").write_text(yaml.safe_dump(spec, sort_keys=False))
-    cfg = yaml.safe_load(artifact_file(sources[0], "axolotl.yml").read_text())
+    cfg = read_yaml(artifact_file(sources[0], "axolotl.yml"))
     cfg.update({"lora_model_dir": str(run_dir / "adapter"), "output_dir": str(run_dir / "adapter")})
     (run_dir / "axolotl.yml").write_text(yaml.safe_dump(cfg, sort_keys=True))
     manifest = {"model": model, "version": into, "strategy": "adapter_merge", "merge": spec,

@@ -12,11 +12,15 @@ import os
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.recipe.passthrough import refuse_plugins
 
 RENDERED = "axolotl.yml (rendered)"
 
 
 def _input_config_class(cfg: dict):
+    """Axolotl's config class, extended by the config's plugins; Axolotl imports each
+    plugin here, so only allowed ones get this far (recipe.passthrough)."""
+    refuse_plugins(cfg, RENDERED)
     from axolotl.utils.schemas.config import AxolotlInputConfig
 
     if cfg.get("plugins"):

@@ -14,6 +14,7 @@ import yaml
 
 from cl_toolkit.core.errors import BadInput, CltError
 from cl_toolkit.core.files import publish_dir, sha256_file
+from cl_toolkit.core.yamlio import read_yaml
 from cl_toolkit.registry import VersionRecord, artifact_file
 from cl_toolkit.training.launch import train_env
 
@@ -49,7 +50,7 @@ def merged_base(rec: VersionRecord, workspace: Path) -> tuple[Path, bool]:
     cache = workspace / "models" / "merged" / merge_key(rec.base_model, rec.adapter_dir)
     if (cache / "config.json").is_file() and (cache / "model.safetensors").is_file():
         return cache, False
-    parent_cfg = yaml.safe_load(artifact_file(rec, "axolotl.yml").read_text())
+    parent_cfg = read_yaml(artifact_file(rec, "axolotl.yml"))
     cache.parent.mkdir(parents=True, exist_ok=True)
     scratch = Path(tempfile.mkdtemp(prefix=".merge.", dir=cache.parent))
     try:

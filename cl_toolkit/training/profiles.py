@@ -12,8 +12,10 @@ from pathlib import Path
 import jsonschema
 
 from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.core.secret_scan import redact_problems, scan_document
 from cl_toolkit.core.workspace import WORKSPACE_PREFIX, resolve_path
 from cl_toolkit.core.yamlio import display, format_key, load_yaml
+from cl_toolkit.recipe.passthrough import block_problems, resolve_paths
 
 
 @dataclass(frozen=True)
@@ -78,17 +80,25 @@ class Profile:
 
 
 def load_profile(path: Path, root: Path, workspace: Path) -> Profile:
-    """Load and check a profile; BadInput lists every problem with file, line and key."""
+    """Load and check a profile; BadInput lists every problem with file, line and key.
+    Credentials (comments included) are refused first; the `axolotl:` block's paths must
+    stay in the project or workspace (and come back absolute) and its plugins be allowed
+    ones. Whether `trust_remote_code` may stand is the recipe loader's question."""
     data, lines = load_yaml(path)
     fname = display(path)
+    secrets = scan_document(Path(path).read_text(encoding="utf-8"), data, lines, fname)
+    if secrets:
+        raise BadInput(secrets)
     if not isinstance(data, dict):
         raise BadInput([Problem(fname, "a profile must be a YAML mapping", 1)])
     problems = [
         Problem(fname, e.message, lines.line_for(e.absolute_path), format_key(e.absolute_path) or None)
         for e in jsonschema.Draft202012Validator(PROFILE_SCHEMA).iter_errors(data)
     ]
+    if not problems:
+        problems = block_problems(data["axolotl"], lines, fname, ("axolotl",), root, workspace, True)
     if problems:
-        raise BadInput(problems)
+        raise BadInput(redact_problems(problems))
     raw = data["base_model"]
     local = raw.startswith(WORKSPACE_PREFIX) or raw.startswith(".") or raw.startswith("/")
     base = str(resolve_path(raw, root, workspace)) if local else raw
@@ -96,7 +106,8 @@ def load_profile(path: Path, root: Path, workspace: Path) -> Profile:
     return Profile(
         name=data["name"], path=Path(path), base_model=base, base_is_local=local, tiny_model=tiny,
         offline_model_config=resolve_path(data["offline_model_config"], root, workspace) if "offline_model_config" in data else None,
-        launcher=_launcher(data.get("launcher", {}), root, workspace), axolotl=dict(data["axolotl"]),
+        launcher=_launcher(data.get("launcher", {}), root, workspace),
+        axolotl=resolve_paths(dict(data["axolotl"]), root, workspace)[0],
         description=data.get("description", ""),
     )
 

@@ -11,15 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import yaml
-
 from cl_toolkit import __version__
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.files import dump_json, jsonl_bytes, publish_dir, sha256_bytes, sha256_file
 from cl_toolkit.core.secret_scan import refuse_secrets
 from cl_toolkit.core.workspace import portable_path, resolve_path
-from cl_toolkit.core.yamlio import display
+from cl_toolkit.core.yamlio import display, dump_yaml, format_key
 from cl_toolkit.recipe.model import LoadedRecipe, thaw
+from cl_toolkit.recipe.passthrough import refuse_plugins, resolve_paths
 from cl_toolkit.registry import RegistryStore
 from cl_toolkit.training.axolotl_check import validate_with_axolotl
 from cl_toolkit.training.launch import Topology, fill_topology
@@ -69,7 +68,7 @@ def engine_keys(cfg: dict, lr: LoadedRecipe, profile: Profile, world_size: int) 
     if isinstance(cfg.get("deepspeed"), str):
         path = resolve_path(cfg["deepspeed"], lr.root, lr.workspace)
         if not path.is_file():
-            raise BadInput([Problem("axolotl.yml (rendered)", f"DeepSpeed config not found: {cfg['deepspeed']}",
+            raise BadInput([Problem("axolotl.yml (rendered)", f"DeepSpeed config not found: {display(path)}",
                                     key="deepspeed")])
         keys["deepspeed"] = str(path)
     if profile.launcher.get("cpu") and world_size > 1 and not cfg.get("max_memory"):
@@ -77,11 +76,21 @@ def engine_keys(cfg: dict, lr: LoadedRecipe, profile: Profile, world_size: int) 
     return keys
 
 
+def passthrough(lr: LoadedRecipe) -> dict:
+    """The recipe's `axolotl:` block with its paths absolute (training runs in the run
+    folder); BadInput for a path outside the project and workspace (load_recipe already
+    refuses those, with their lines)."""
+    block, problems = resolve_paths(thaw(lr.recipe.axolotl), lr.root, lr.workspace)
+    if problems:
+        raise BadInput([Problem(display(lr.source), why, key=format_key(("axolotl", *at))) for at, why in problems])
+    return block
+
+
 def compose_config(lr: LoadedRecipe, profile: Profile, plan: Plan, run_dir: Path) -> dict:
     """The Axolotl config: profile < strategy < tracking < recipe.train < recipe.axolotl < fixed paths."""
     recipe = lr.recipe
     cfg = {**profile.axolotl, **plan.keys, **tracking_keys(thaw(recipe.tracking), recipe.run_name, display(lr.source)),
-           **thaw(recipe.train), **thaw(recipe.axolotl)}
+           **thaw(recipe.train), **passthrough(lr)}
     cfg.setdefault("seed", recipe.data.seed)
     cfg["datasets"] = [{"path": str(run_dir / "data" / "train.jsonl"), **plan.dataset}]
     cfg["dataset_prepared_path"] = str(run_dir / "prepared")
@@ -120,6 +129,7 @@ def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate
     world_size = fill_topology(profile.launcher, topology).world_size
     cfg = dict(sorted({**cfg, **engine_keys(cfg, lr, profile, world_size)}.items()))
     refuse_secrets(cfg, "axolotl.yml (rendered)")
+    refuse_plugins(cfg, "axolotl.yml (rendered)")  # before Axolotl's validator imports any
     if validate:
         validate_with_axolotl(cfg, cpu=bool(profile.launcher.get("cpu")), num_processes=world_size,
                               offline_model_config=profile.offline_model_config)
@@ -128,7 +138,7 @@ def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate
 
 def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Path) -> Rendered:
     blobs = {
-        "axolotl.yml": yaml.safe_dump(cfg, sort_keys=True, allow_unicode=True).encode(),
+        "axolotl.yml": dump_yaml(cfg, sort_keys=True, allow_unicode=True).encode(),
         "recipe.yml": lr.text.encode(),
         "data/train.jsonl": jsonl_bytes(mix.rows),
         "data/new.jsonl": jsonl_bytes(mix.new_rows),

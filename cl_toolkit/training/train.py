@@ -14,11 +14,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_json
 from cl_toolkit.core.workspace import resolve_path
+from cl_toolkit.core.yamlio import read_yaml
 from cl_toolkit.recipe.model import LoadedRecipe
 from cl_toolkit.registry import RegistryStore, VersionRecord
 from cl_toolkit.training.launch import (
@@ -90,7 +89,7 @@ def load_rendered(lr: LoadedRecipe) -> Rendered:
     """A run folder rendered before (a resumed cycle, another node): config, profile, manifest."""
     run_dir = run_dir_for(lr)
     profile = load_profile(resolve_path(lr.recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
-    config = yaml.safe_load((run_dir / "axolotl.yml").read_text(encoding="utf-8"))
+    config = read_yaml(run_dir / "axolotl.yml")
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
     return Rendered(run_dir=run_dir, config=config, profile=profile, manifest=manifest)
 
@@ -116,7 +115,7 @@ def register_run(lr: LoadedRecipe, registry: RegistryStore, run_dir: Path, outco
     if not (adapter / "adapter_model.safetensors").is_file():
         raise TrainingFailed(f"training exited 0 but left no adapter in {adapter}")
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    config = yaml.safe_load((run_dir / "axolotl.yml").read_text())
+    config = read_yaml(run_dir / "axolotl.yml")
     logged = [x for x in outcome["losses"] if "loss" in x]
     summary = next((x for x in outcome["losses"] if "train_loss" in x), {})
     metrics = {"train_loss": summary.get("train_loss"), "train_loss_last": logged[-1]["loss"] if logged else None,

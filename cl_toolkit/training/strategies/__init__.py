@@ -29,10 +29,13 @@ STRATEGIES: dict[str, Strategy] = {
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), workspace: Path | None = None,
-                check_files: bool = True) -> LoadedRecipe:
+                check_files: bool = True, *, trust_remote_code: bool = False) -> LoadedRecipe:
     """Read, validate (against the live table's names and rules) and freeze a recipe.
+    `trust_remote_code` (the command line's --trust-remote-code) allows that key in the
+    recipe's and the profile's `axolotl:`; without it they are refused.
     Raises BadInput with every problem found."""
-    return _validate.load_recipe(path, overrides, workspace, check_files, strategies=STRATEGIES)
+    return _validate.load_recipe(path, overrides, workspace, check_files, strategies=STRATEGIES,
+                                 trust_remote_code=trust_remote_code)
 
 
 def new_recipe(model_dir: Path, from_version: str, strategy: str, bump: str, data_paths: list[str],
