@@ -88,6 +88,25 @@ def test_lookalike_plugin_names_are_refused(name):
     assert passthrough.plugin_problems({"plugins": [name]})
 
 
+def test_a_dataset_type_or_trl_function_naming_a_foreign_module_is_refused(proj, clt, evil):
+    """Axolotl imports the module a dotted dataset `type` or a TRL reward function names."""
+    text = recipe_text(axolotl={"datasets": [{"path": "data/ff/q1.jsonl", "type": f"{EVIL}.load"}],
+                                "trl": {"reward_funcs": [f"{EVIL}.reward"]}})
+    path = write_recipe(proj, text, "evil")
+    code, _, err = clt("recipe", "validate", path)
+    assert code == 2
+    assert "[axolotl.datasets[0].type] dataset type names a module to import" in err
+    assert "[axolotl.trl.reward_funcs[0]] trl.reward_funcs names a module" in err
+    assert not evil.exists()
+
+
+@pytest.mark.parametrize("kind", ["alpaca", "chat_template", "axolotl.integrations.kd.chat_template",
+                                  {"field_instruction": "q", "format": "{instruction}"}])
+def test_axolotls_own_dataset_types_are_accepted(kind):
+    assert passthrough.code_ref_problems({"datasets": [{"path": "x", "type": kind}]}) == []
+    assert passthrough.code_ref_problems({"datasets": [{"path": "x", "type": "os.system"}]})
+
+
 @pytest.mark.slow  # imports the KD integration (about a minute on a loaded 2-core machine)
 def test_the_kd_plugin_still_extends_axolotls_schema():
     from cl_toolkit.training.axolotl_check import _input_config_class, known_keys

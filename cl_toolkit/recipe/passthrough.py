@@ -9,6 +9,9 @@ anything is rendered or imported.
   path, and any key ending in `_dir`, `_path`, `_file` or `_files` is a path as well.
 - Plugins. `plugins:` names only Axolotl's own integrations (`axolotl.integrations.*`) and
   the toolkit's (`cl_toolkit.*`): Axolotl imports every plugin it is given.
+- Code named by data. A dotted dataset `type` (a custom prompt strategy) and TRL's
+  `reward_funcs` / `rollout_func` are modules Axolotl imports: only `axolotl.*` and
+  `cl_toolkit.*` may be named.
 - Remote code. `trust_remote_code` anywhere in the block runs code from the model's or the
   dataset's repository; it needs `--trust-remote-code` on the command line.
 
@@ -131,9 +134,40 @@ def plugin_problems(block: dict) -> list[tuple[tuple, str]]:
             for i, name in enumerate(plugins) if not (isinstance(name, str) and PLUGIN.fullmatch(name))]
 
 
+# Axolotl imports the module a dotted dataset `type` (its prompt strategy) or a TRL reward /
+# rollout function names, trying top-level modules first: only its own and ours may be named.
+CODE_REF = re.compile(r"(?:axolotl|cl_toolkit)(?:\.[A-Za-z_][A-Za-z0-9_]*)+")
+TRL_CODE_KEYS = frozenset({"reward_funcs", "rollout_func"})
+
+
+def code_ref_problems(block) -> list[tuple[tuple, str]]:
+    """(key path, why) for every dataset `type` or TRL function that names a module outside
+    Axolotl and the toolkit (an undotted type is one of Axolotl's own prompt strategies)."""
+    if not isinstance(block, dict):
+        return []
+    why = "names a module to import; only Axolotl's (axolotl.*) and the toolkit's (cl_toolkit.*) may be named"
+    found = []
+    for name in DATASET_BLOCKS:
+        entries = block.get(name)
+        entries = [entries] if isinstance(entries, dict) else entries if isinstance(entries, list) else []
+        for i, entry in enumerate(entries):
+            kind = entry.get("type") if isinstance(entry, dict) else None
+            if isinstance(kind, str) and "." in kind and not CODE_REF.fullmatch(kind):
+                at = (name, "type") if isinstance(block.get(name), dict) else (name, i, "type")
+                found.append((at, f"dataset type {why}"))
+    trl = block.get("trl")
+    for key in TRL_CODE_KEYS & set(trl or ()) if isinstance(trl, dict) else ():
+        values = trl[key] if isinstance(trl[key], list) else [trl[key]]
+        for i, value in enumerate(values):
+            if value is not None and not (isinstance(value, str) and CODE_REF.fullmatch(value)):
+                at = ("trl", key, i) if isinstance(trl[key], list) else ("trl", key)
+                found.append((at, f"trl.{key} {why}"))
+    return found
+
+
 def refuse_plugins(cfg: dict, fname: str) -> None:
     """BadInput naming every plugin that is not allowed; called before any plugin import."""
-    found = plugin_problems(cfg)
+    found = plugin_problems(cfg) + code_ref_problems(cfg)
     if found:
         raise BadInput([Problem(fname, why, key=format_key(at)) for at, why in found])
 
@@ -157,7 +191,7 @@ def block_problems(block, lines: LineMap | None, fname: str, prefix: tuple, root
     (unless trusted) remote code, each with file, line and key."""
     if not isinstance(block, dict):
         return []
-    found = resolve_paths(block, root, workspace)[1] + plugin_problems(block)
+    found = resolve_paths(block, root, workspace)[1] + plugin_problems(block) + code_ref_problems(block)
     if not trust_remote_code:
         found += trust_problems(block)
     return [Problem(fname, why, lines.line_for((*prefix, *at)) if lines is not None else None,
