@@ -93,3 +93,20 @@ def test_the_token_key_is_private_stable_and_tokens_bind_their_id(tmp_path):
     assert tokens.verify("chatcmpl-1", t) and not tokens.verify("chatcmpl-2", t)
     assert not tokens.verify("chatcmpl-1", t[:-1]) and not tokens.verify("chatcmpl-1", "")
     assert not FeedbackTokens(load_key(tmp_path / "other")).verify("chatcmpl-1", t)  # another key
+
+
+def test_an_api_correction_reaches_the_experts_sheet_and_their_review_admits_it(store, tmp_path):
+    """The review that admits an API correction must be able to see it: the annotation
+    sheet shows API feedback in the user columns (a user's own row wins when both exist)."""
+    from cl_toolkit.feedback.annotate import export_batch, read_rows
+    from cl_toolkit.feedback.extract import extract
+
+    _fill(store)
+    sheet = tmp_path / "sheet.csv"
+    export_batch(store, sheet, n=4, seed=0)
+    by_id = {row["request_id"]: row for _, row in read_rows(sheet)}
+    assert by_id["forged"]["user_correction"] == "POISON from the api" and by_id["forged"]["user_rating"] == "1"
+    assert by_id["user"]["user_correction"] == "imported user fix"
+    store.add_feedback("forged", source="expert", notes="checked: the api correction is right")
+    extract(store, tmp_path / "o.jsonl")
+    assert "POISON from the api" in _answers(tmp_path / "o.jsonl")  # reviewed now

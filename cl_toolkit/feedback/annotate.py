@@ -45,9 +45,14 @@ ORDER BY p.request_id"""
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r", "'")
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?\Z")
 _NOT_SAMPLED = "AND NOT EXISTS (SELECT 1 FROM annotation_samples s WHERE s.request_id = p.request_id)"
+# the user's feedback: logged by the application (source user) or posted to `clt serve`'s
+# /v1/feedback (source api, whose corrections wait for this review before training uses them)
 _DETAILS = """SELECT p.request_id, p.timestamp, p.model_version, p.domain, p.confidence, p.input,
-    p.output, u.rating, u.thumbs, u.correction FROM predictions p
+    p.output, CASE WHEN u.request_id IS NULL THEN a.rating ELSE u.rating END,
+    CASE WHEN u.request_id IS NULL THEN a.thumbs ELSE u.thumbs END,
+    CASE WHEN u.request_id IS NULL THEN a.correction ELSE u.correction END FROM predictions p
 LEFT JOIN feedback u ON u.request_id = p.request_id AND u.source = 'user'
+LEFT JOIN feedback a ON a.request_id = p.request_id AND a.source = 'api'
 WHERE p.request_id = ?"""
 
 

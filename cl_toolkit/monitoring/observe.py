@@ -149,7 +149,7 @@ def feedback_counts(conn, model: str, default: str | None, since: str | None, at
         f"""SELECT
             COALESCE(SUM(instr(lower(COALESCE(f.notes, '')), lower(:note)) > 0
                          OR (f.source = 'incident' AND f.rating <= :incident_rating)), 0),
-            COALESCE(SUM(f.source = 'user' AND f.correction IS NOT NULL), 0),
+            COALESCE(SUM(f.source IN ('user', 'api') AND f.correction IS NOT NULL), 0),
             COALESCE(SUM(f.source = 'expert' AND (f.correction IS NOT NULL OR f.rating >= {POSITIVE_MIN}
                                                   OR f.thumbs = 1)), 0)
         FROM feedback f JOIN predictions p ON p.request_id = f.request_id
