@@ -103,8 +103,11 @@ def _path_problems(data: dict, lines: LineMap, fname: str, root: Path, ws: Path)
     for i, s in enumerate(data["data"].get("rehearsal", {}).get("sources", [])):
         if "path" in s:
             refs.append((("data", "rehearsal", "sources", i, "path"), s["path"]))
-    if "gate" in data:
+    if "gate" in data and "suite" in data["gate"]:
         refs.append((("gate", "suite"), data["gate"]["suite"]))
+    for name, s in (data.get("gate") or {}).get("suites", {}).items():
+        refs.append((("gate", "suites", name) + (() if isinstance(s, str) else ("path",)),
+                     s if isinstance(s, str) else s["path"]))
     problems = []
     for key, raw in refs:
         try:

@@ -8,7 +8,6 @@ aliases and the history can never disagree. Nothing is copied: rollback is a row
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
