@@ -177,6 +177,11 @@ def test_the_legacy_minimum_delta_applies_only_when_set():
                                         suite_verdict("regression", "regression", base, cand, normalise_gate(loose))["rules"]]
     v = suite_verdict("regression", "regression", base, cand, normalise_gate({**loose, "min_accuracy_delta": 0.0}))
     assert not v["passed"] and not rule(v, "min_accuracy_delta")["passed"]
+    # the legacy number meant the one suite there was; other suites need the map form
+    other = suite_verdict("q1", "regression", base, cand, normalise_gate({**loose, "min_accuracy_delta": 0.0}))
+    assert other["passed"] and "min_accuracy_delta" not in [r["rule"] for r in other["rules"]]
+    named = suite_verdict("q1", "regression", base, cand, normalise_gate({**loose, "min_accuracy_delta": {"q1": 0.0}}))
+    assert not rule(named, "min_accuracy_delta")["passed"]
 
 
 def test_cases_pair_by_id_and_differing_ids_are_an_error():

@@ -10,7 +10,7 @@ statistics (`paired.py`) and applies every rule:
 | max_regressions.<criticality> | more cases of that criticality lost than allowed |
 | non_inferiority | the interval's lower bound of candidate - baseline < -non_inferiority_margin |
 | significant_drop | the one-sided exact McNemar test finds a drop: p_drop <= alpha |
-| min_accuracy_delta | (legacy, only when set) candidate - baseline < the minimum |
+| min_accuracy_delta | (legacy, only when set; a number: the regression suite only) candidate - baseline < the minimum |
 | min_learning | (learning suites, or suites named in it) candidate - parent < delta, or, with significant: true, p_gain > alpha |
 """
 
@@ -26,6 +26,7 @@ from cl_toolkit.recipe.model import apply_defaults, recipe_schema
 
 EPS = 1e-9  # accuracies are ratios of small integers: compare with a margin
 ROLES = ("regression", "learning", "general")
+LEGACY_SUITE = "regression"  # what a legacy `suite:` becomes
 PER_SUITE = ("max_critical_regressions", "non_inferiority_margin", "alpha", "min_accuracy_delta")
 
 
@@ -46,8 +47,8 @@ def normalise_gate(gate: dict | None) -> dict:
     gate = apply_defaults(dict(gate or {}), schema=_gate_schema())
     suites = {}
     legacy = gate.pop("suite", None)
-    if legacy is not None and "regression" not in (gate.get("suites") or {}):
-        suites["regression"] = {"path": legacy, "role": "regression"}
+    if legacy is not None and LEGACY_SUITE not in (gate.get("suites") or {}):
+        suites[LEGACY_SUITE] = {"path": legacy, "role": "regression"}
     for name, entry in (gate.get("suites") or {}).items():
         entry = {"path": entry} if isinstance(entry, str) else dict(entry)
         entry.setdefault("role", "regression")
@@ -62,6 +63,8 @@ def _pick(policy: dict, key: str, suite: str):
     value = policy.get(key, schema_default(key))
     if isinstance(value, dict):
         return value.get(suite, schema_default(key))
+    if key == "min_accuracy_delta" and suite != LEGACY_SUITE:
+        return None  # the legacy number meant the one suite there was: the regression suite
     return value
 
 
