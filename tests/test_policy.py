@@ -46,7 +46,7 @@ def test_defaults_come_from_the_schema_and_legacy_suite_is_the_regression_suite(
     p = normalise_gate({"suite": "data/reg.jsonl"})
     assert p["suites"] == {"regression": {"path": "data/reg.jsonl", "role": "regression"}}
     assert (p["max_critical_regressions"], p["non_inferiority_margin"], p["alpha"], p["min_learning"]) == \
-        (0, 0.1, 0.05, 0.05)
+        (0, 0.1, 0.05, 0.0)
     assert p["bootstrap"] == {"resamples": 10000, "confidence": 0.95, "seed": 0}
     assert (p["samples"], p["temperature"], p["min_accuracy_delta"], p["max_regressions"]) == (1, 0.7, None, {})
     both = normalise_gate({"suite": "old.jsonl", "suites": {"regression": "new.jsonl", "q1": "q1.jsonl"}})
@@ -62,12 +62,18 @@ def test_rules_per_suite_with_defaults_for_the_others():
     a, q2 = rules_for(p, "a"), rules_for(p, "q2")
     assert (a["alpha"], q2["alpha"]) == (0.01, 0.05)
     assert (a["non_inferiority_margin"], q2["non_inferiority_margin"]) == (0.2, 0.2)
-    assert (a["max_critical_regressions"], q2["max_critical_regressions"]) == (0, 3)
+    # counted rules: the regression suite by default, other suites only when named
+    assert (a["max_critical_regressions"], q2["max_critical_regressions"]) == (None, 3)
+    assert rules_for(p, "regression")["max_critical_regressions"] == 0
+    assert rules_for(normalise_gate({"suite": "r", "max_critical_regressions": 2}), "regression")[
+        "max_critical_regressions"] == 2
+    assert rules_for(normalise_gate({"suite": "r", "max_critical_regressions": 2}), "q1")["max_critical_regressions"] is None
+    assert rules_for(normalise_gate({"suite": "r", "max_regressions": {"high": 1}}), "q1")["max_regressions"] == {}
     assert (a["min_learning"], q2["min_learning"]) == (None, {"delta": 0.2, "significant": True})
     assert (a["min_accuracy_delta"], q2["min_accuracy_delta"]) == (-0.1, None)
     # a learning suite the map leaves out keeps the default; a number applies to every learning suite
     p2 = normalise_gate({"suites": {"q3": {"path": "x", "role": "learning"}}, "min_learning": {"q2": 0.3}})
-    assert rules_for(p2, "q3")["min_learning"] == {"delta": 0.05, "significant": False}
+    assert rules_for(p2, "q3")["min_learning"] == {"delta": 0.0, "significant": False}
     assert rules_for(normalise_gate({"suites": {"q3": {"path": "x", "role": "learning"}}, "min_learning": 0.2}),
                      "q3")["min_learning"] == {"delta": 0.2, "significant": False}
 
@@ -80,8 +86,8 @@ def test_two_identical_evaluations_never_block(seed):
     crits = [rng.choice(["critical", "high", "medium", "low"]) for _ in range(n)]
     same = evaluation(passes, crits)
     for role in ("regression", "general"):
-        v = suite_verdict("s", role, same, copy.deepcopy(same),
-                          normalise_gate({"suites": {"s": "s.jsonl"}, "max_regressions": {"low": 0}}))
+        v = suite_verdict("regression", role, same, copy.deepcopy(same),
+                          normalise_gate({"suite": "s.jsonl", "max_regressions": {"low": 0}}))
         assert v["passed"], v["rules"]
         assert (v["delta"], v["interval"]["low"], v["mcnemar"]["p_drop"]) == (0.0, 0.0, 1.0)
     rates = [rng.choice([0.0, 0.25, 0.5, 1.0]) for _ in range(n)]
@@ -148,12 +154,26 @@ def test_the_learning_rule_blocks_a_version_that_learned_nothing():
     assert suite_verdict("regression", "regression", parent, copy.deepcopy(parent), POLICY)["passed"]
 
 
-@pytest.mark.parametrize(("won", "passes"), [(3, True), (2, False)])
-def test_the_learning_rule_at_its_default_threshold(won, passes):
-    # 48 cases; the default min_learning 0.05 needs 3 more right (0.0625), 2 (0.0417) is too few
+@pytest.mark.parametrize(("won", "minimum", "passes"), [(1, None, True), (0, None, False), (3, 0.05, True),
+                                                       (2, 0.05, False)])
+def test_the_learning_rule_at_its_threshold(won, minimum, passes):
+    # 48 cases; by default one more case right than the parent is enough, none is not;
+    # min_learning 0.05 needs 3 more (0.0625), 2 (0.0417) are too few
+    policy = POLICY if minimum is None else normalise_gate({"suites": {"q2": {"path": "q", "role": "learning"}},
+                                                            "min_learning": minimum})
     base, cand = pair(0, won, both=5, neither=43 - won)
-    v = suite_verdict("q2", "learning", base, cand, POLICY)
+    v = suite_verdict("q2", "learning", base, cand, policy)
     assert rule(v, "min_learning")["passed"] is passes and v["passed"] is passes
+
+
+def test_a_regression_suite_caps_critical_losses_and_the_others_judge_by_statistics():
+    base = evaluation([True] * 10 + [False] * 38, "critical")
+    cand = evaluation([False] + [True] * 9 + [True] + [False] * 37, "critical")  # one lost, one won
+    assert not suite_verdict("regression", "regression", base, cand, POLICY)["passed"]
+    q1 = suite_verdict("q1", "regression", base, cand, POLICY)
+    assert q1["passed"] and "max_critical_regressions" not in [r["rule"] for r in q1["rules"]]
+    named = normalise_gate({"suites": {"q1": "q1.jsonl"}, "max_critical_regressions": {"q1": 0}})
+    assert not rule(suite_verdict("q1", "regression", base, cand, named), "max_critical_regressions")["passed"]
 
 
 def test_the_learning_rule_with_significance():

@@ -1,17 +1,22 @@
 """The gate's policy: the recipe's `gate` section with its defaults (from the recipe schema
 only), the rules that apply to one suite, and the verdict on one suite and on all of them.
 
+The counted rules of the one-suite gate (max_critical_regressions, max_regressions,
+min_accuracy_delta) keep meaning the suite named `regression` (what a legacy `suite:`
+becomes) unless a {suite: number} map names others; the statistical rules apply to every
+suite; min_learning to every suite of role `learning` (and to suites it names).
+
 A suite's verdict pairs the two evaluations case by case (by id), computes the paired
 statistics (`paired.py`) and applies every rule:
 
 | rule | blocks when |
 |---|---|
-| max_critical_regressions | more critical cases lost (baseline passed, candidate failed) than allowed |
-| max_regressions.<criticality> | more cases of that criticality lost than allowed |
+| max_critical_regressions | (regression suite) more critical cases lost (baseline passed, candidate failed) than allowed |
+| max_regressions.<criticality> | (regression suite) more cases of that criticality lost than allowed |
 | non_inferiority | the interval's lower bound of candidate - baseline < -non_inferiority_margin |
 | significant_drop | the one-sided exact McNemar test finds a drop: p_drop <= alpha |
 | min_accuracy_delta | (legacy, only when set; a number: the regression suite only) candidate - baseline < the minimum |
-| min_learning | (learning suites, or suites named in it) candidate - parent < delta, or, with significant: true, p_gain > alpha |
+| min_learning | (learning suites, or suites named in it) candidate - parent <= 0 or < delta, or, with significant: true, p_gain > alpha |
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ from cl_toolkit.recipe.model import apply_defaults, recipe_schema
 EPS = 1e-9  # accuracies are ratios of small integers: compare with a margin
 ROLES = ("regression", "learning", "general")
 LEGACY_SUITE = "regression"  # what a legacy `suite:` becomes
+CASE_RULES = ("max_critical_regressions", "min_accuracy_delta")  # counted rules, the regression suite's by default
 PER_SUITE = ("max_critical_regressions", "non_inferiority_margin", "alpha", "min_accuracy_delta")
 
 
@@ -61,10 +67,12 @@ def normalise_gate(gate: dict | None) -> dict:
 
 def _pick(policy: dict, key: str, suite: str):
     value = policy.get(key, schema_default(key))
+    if key in CASE_RULES:  # today's rules: a number means the one suite there was, the regression suite
+        if isinstance(value, dict):
+            return value.get(suite, schema_default(key) if suite == LEGACY_SUITE else None)
+        return value if suite == LEGACY_SUITE else None
     if isinstance(value, dict):
         return value.get(suite, schema_default(key))
-    if key == "min_accuracy_delta" and suite != LEGACY_SUITE:
-        return None  # the legacy number meant the one suite there was: the regression suite
     return value
 
 
@@ -87,7 +95,7 @@ def rules_for(policy: dict, suite: str, role: str | None = None) -> dict:
         role = (policy.get("suites") or {}).get(suite, {}).get("role", "regression")
     boot = {**apply_defaults({"bootstrap": {}}, schema=_gate_schema())["bootstrap"], **(policy.get("bootstrap") or {})}
     return {"role": role, **{key: _pick(policy, key, suite) for key in PER_SUITE},
-            "max_regressions": dict(policy.get("max_regressions") or {}),
+            "max_regressions": dict(policy.get("max_regressions") or {}) if suite == LEGACY_SUITE else {},
             "min_learning": _learning(policy, suite, role), "bootstrap": boot}
 
 
@@ -132,10 +140,11 @@ def _rules(name: str, r: dict, regressions: list[dict], delta: float, m: dict, i
     lost = {k: [x["id"] for x in regressions if x["criticality"] == k] for k in CRITICALITIES}
     limit = r["max_critical_regressions"]
     n_crit = len(lost["critical"])
-    out.append(_rule("max_critical_regressions", n_crit <= limit,
-                     f"{name}: {n_crit} critical regression(s), at most {limit} allowed"
-                     + (f": {', '.join(lost['critical'])}" if lost["critical"] else ""),
-                     critical_regressions=n_crit, limit=limit))
+    if limit is not None:
+        out.append(_rule("max_critical_regressions", n_crit <= limit,
+                         f"{name}: {n_crit} critical regression(s), at most {limit} allowed"
+                         + (f": {', '.join(lost['critical'])}" if lost["critical"] else ""),
+                         critical_regressions=n_crit, limit=limit))
     for crit in sorted(r["max_regressions"], key=CRITICALITIES.index):
         cap, got = r["max_regressions"][crit], len(lost[crit])
         out.append(_rule(f"max_regressions.{crit}", got <= cap,
@@ -161,7 +170,7 @@ def _rules(name: str, r: dict, regressions: list[dict], delta: float, m: dict, i
                          f"the minimum {floor:+.4f} (min_accuracy_delta)", delta=delta, minimum=floor))
     learn = r["min_learning"]
     if learn is not None:
-        enough = delta >= learn["delta"] - EPS
+        enough = delta >= learn["delta"] - EPS and delta > EPS  # learning nothing never passes
         sig = (not learn["significant"]) or m["p_gain"] <= alpha
         why = "" if enough else (" (it learned nothing of this suite)" if delta <= EPS else "")
         msg = (f"{name}: candidate - parent = {delta:+.4f}, "
