@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jsonschema
@@ -211,6 +211,8 @@ def run_gate(workspace: Path, model: str, candidate: str, baseline: str | None =
         raise BadInput(f"{model} {candidate}'s recipe names no gate suite; pass --suite FILE")
     loaded = load_named(named)
     policy = policy if policy is not None else config.policy
+    if policy.get("samples", 1) > 1 and settings.samples == 1:  # gate.samples: k answers per case
+        settings = replace(settings, samples=policy["samples"], temperature=policy.get("temperature", 0.7))
     adapters = {"candidate": weights_sha256(cand), "baseline": weights_sha256(base)}
     champion = _champion(workspace, model, {cand.version, base.version})
     evals = {v.version: evaluate_suites(workspace, v, loaded, settings, judge, fresh)
