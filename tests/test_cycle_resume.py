@@ -49,11 +49,28 @@ def test_evaluate_and_gate_inputs_cover_suite_policy_and_settings(proj):
     assert stricter["gate"]["policy"]["min_accuracy_delta"] == 0.05
 
     # the policy is compared with its defaults resolved: spelling a default out changes nothing
-    spelled = _inputs(load_recipe(recipe, ["gate.max_critical_regressions=0", "gate.min_accuracy_delta=0.0"],
+    spelled = _inputs(load_recipe(recipe, ["gate.max_critical_regressions=0", "gate.alpha=0.05"],
                                   workspace=proj / "ws"))
     assert spelled["gate"] == after["gate"]
-    assert after["gate"]["policy"] == {"max_critical_regressions": 0, "min_accuracy_delta": 0.0,
-                                       "max_regressions": {}}
+    assert after["gate"]["policy"]["max_critical_regressions"] == 0 and "suites" not in after["gate"]["policy"]
+    assert list(after["evaluate"]["suites"]) == ["regression"]  # the legacy `suite:`
+
+
+def test_every_named_suite_is_an_input_of_evaluate_and_gate(proj):
+    """Adding a quarter's suite, editing any suite's bytes or changing a role reruns
+    evaluate and gate; none of it touches register."""
+    gate = {"suites": {"regression": "data/firefighter/regression.jsonl",
+                       "q1": {"path": "data/firefighter/q1.jsonl", "role": "learning"}}}
+    recipe = write_recipe(proj, {**BASE_RECIPE, "gate": gate})
+    before = _inputs(load_recipe(recipe, workspace=proj / "ws"))
+    assert set(before["evaluate"]["suites"]) == {"regression", "q1"}
+    (proj / "data" / "firefighter" / "q1.jsonl").write_text("changed\n")
+    edited = _inputs(load_recipe(recipe, workspace=proj / "ws"))
+    assert edited["register"] == before["register"] and edited["evaluate"] != before["evaluate"]
+    assert edited["evaluate"]["suites"]["regression"] == before["evaluate"]["suites"]["regression"]
+    regression_only = {**gate, "suites": {**gate["suites"], "q1": "data/firefighter/q1.jsonl"}}
+    role = _inputs(load_recipe(write_recipe(proj, {**BASE_RECIPE, "gate": regression_only}), workspace=proj / "ws"))
+    assert role["evaluate"]["suites"]["q1"]["role"] == "regression" and role["gate"] != edited["gate"]
 
 
 def test_a_gate_edit_leaves_the_training_steps_inputs_alone(proj):

@@ -31,9 +31,6 @@ from cl_toolkit.evaluation.suite import CRITICALITIES, load_suite
 from cl_toolkit.recipe.model import apply_defaults, recipe_schema
 from cl_toolkit.registry import VersionRecord, open_registry, record_gate, weights_sha256
 
-_EPS = 1e-9  # accuracy deltas are ratios of small integers; compare them with a margin
-
-
 REGRESSION = "regression"  # the suite whose results also fill gate.json's single-suite keys
 
 
@@ -150,23 +147,6 @@ def compare(baseline: dict, candidate: dict) -> dict:
         "per_criticality": _by_group(base, cand, "criticality",
                                      [k for k in CRITICALITIES if any(r["criticality"] == k for r in base)]),
     }
-
-
-def decide(diff: dict, policy: dict) -> list[str]:
-    """Why the candidate is blocked (empty: it passes)."""
-    reasons = []
-    counts = {k: [r["id"] for r in diff["regressions"] if r["criticality"] == k] for k in CRITICALITIES}
-    if len(counts["critical"]) > policy["max_critical_regressions"]:
-        reasons.append(f"{len(counts['critical'])} critical regression(s), at most "
-                       f"{policy['max_critical_regressions']} allowed: {', '.join(counts['critical'])}")
-    for crit, limit in sorted(policy.get("max_regressions", {}).items(), key=lambda kv: CRITICALITIES.index(kv[0])):
-        if len(counts[crit]) > limit:
-            reasons.append(f"{len(counts[crit])} {crit} regression(s), at most {limit} allowed: "
-                           f"{', '.join(counts[crit])}")
-    delta = diff["accuracy"]["delta"]
-    if delta < policy["min_accuracy_delta"] - _EPS:
-        reasons.append(f"accuracy delta {delta:+.4f} is below the minimum {policy['min_accuracy_delta']:+.4f}")
-    return reasons
 
 
 def _resolve_versions(workspace: Path, model: str, candidate: str, baseline: str | None):
