@@ -136,6 +136,7 @@ def test_a_gate_recorded_before_schema_4_still_promotes_marked_legacy(schema2):
     with open_registry(schema2) as reg:
         row = reg.gate_record(MODEL, "1.1.0", "1.0.0")
         assert (row["passed"], row["legacy"], row["candidate_adapter_sha256"]) == (True, True, None)
+        assert any("1.1.0: gate against 1.0.0 recorded before schema 4 (legacy" in n for n in check_registry(reg).notes)
         promote(reg, MODEL, "1.1.0", reason="gated under schema 2")
         assert reg.events(MODEL)[-1].detail == {"gate_baseline": "1.0.0", "gate_legacy": True}
 

@@ -406,6 +406,11 @@ class RegistryStore:
         return {**d, "passed": bool(d["passed"]), "legacy": bool(d["legacy"]), "result": json.loads(d["result"]),
                 "suites": json.loads(d["suites"]), "policy": json.loads(d["policy"])}
 
+    def legacy_gates(self) -> list[tuple[str, str, str | None]]:
+        """(model, candidate, baseline) of every gate row recorded before schema 4 (no hashes)."""
+        return [tuple(r) for r in self._conn.execute(
+            "SELECT model, candidate, baseline FROM gates WHERE legacy=1 ORDER BY id")]
+
     def gate_result(self, model: str, candidate: str, baseline: str | None = None) -> dict | None:
         """The latest gate result recorded for candidate (against baseline, if given)."""
         row = self.gate_record(model, candidate, baseline)

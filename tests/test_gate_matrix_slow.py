@@ -1,0 +1,107 @@
+"""Every quarter stays in the gate, on the tiny model trained through Axolotl: 1.0.0 learns
+Q1; 1.1.0 is a deliberately forgetting child (Q2 only, no rehearsal, many epochs). The gate
+evaluates both on every named suite, the registry's matrix shows both quarters for both
+versions, and the candidate is blocked on the Q1 suite with its interval reported; the
+blocked verdict, recorded by the registry, keeps it from champion. Two trainings in all.
+
+The quarter suites are the regression suite's questions of each quarter, asked as trained
+(tags q1 / q2), so the tiny model's Q1 knowledge is measurable and its loss is too."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cl_toolkit.core.errors import Refused
+
+pytestmark = pytest.mark.slow
+FAST = ["--threads", "1", "--max-new-tokens", "24"]
+SUITES = {"1.0.0": {"q1": "learning", "q2": "regression"}, "1.1.0": {"q1": "regression", "q2": "learning"}}
+POLICY = ["gate.non_inferiority_margin=0.1", "gate.alpha=0.05", "gate.max_critical_regressions=100"]
+
+
+def _quarter_suites(ws, repo_root) -> None:
+    rows = [json.loads(line) for line in (repo_root / "data" / "firefighter" / "regression.jsonl").read_text().splitlines()
+            if line.strip()]
+    (ws / "suites").mkdir(parents=True, exist_ok=True)
+    for q in ("q1", "q2"):
+        (ws / "suites" / f"{q}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if q in r["tags"]))
+
+
+def _overrides(version: str) -> list[str]:
+    suites = [f"gate.suites.{q}={{path: 'workspace:suites/{q}.jsonl', role: {role}}}"
+              for q, role in SUITES[version].items()]
+    return [*suites, *POLICY]
+
+
+@pytest.fixture(scope="module")
+def line(tmp_path_factory, tiny_model_dir, repo_root):
+    import shutil
+
+    from cl_toolkit.registry import open_registry
+    from cl_toolkit.training.strategies import load_recipe
+    from cl_toolkit.training.train import train
+
+    ws = tmp_path_factory.mktemp("gate-matrix") / "ws"
+    shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")
+    _quarter_suites(ws, repo_root)
+    training = {"1.0.0": ["train.num_epochs=10"],
+                "1.1.0": ["train.num_epochs=12", "data.rehearsal.ratio=0"]}  # forgets: no rehearsal at all
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CLT_HOME", str(ws))
+        mp.chdir(repo_root)
+        for version, extra in training.items():
+            lr = load_recipe(repo_root / "recipes" / "firefighter" / f"{version}.yml", [*extra, *_overrides(version)],
+                             workspace=ws)
+            with open_registry(ws) as reg:
+                train(lr, reg)
+    return ws
+
+
+@pytest.fixture
+def env(line, monkeypatch, repo_root):
+    monkeypatch.setenv("CLT_HOME", str(line))
+    monkeypatch.chdir(repo_root)
+    return line
+
+
+def test_the_forgetting_candidate_is_blocked_on_q1_and_the_matrix_has_every_quarter(clt, env):
+    from cl_toolkit.registry import open_registry, promote
+
+    code, out, err = clt("gate", "firefighter", "--candidate", "1.1.0", *FAST)
+    gate = json.loads((env / "runs" / "firefighter-1.1.0" / "gate.json").read_text())
+    by_suite = {v["suite"]: v for v in gate["suites"]}
+    assert list(by_suite) == ["regression", "q1", "q2"]
+    q1 = by_suite["q1"]
+    assert q1["baseline"] >= 0.2, "1.0.0 must have learned some of Q1 for forgetting to be measurable"
+    assert code == 3 and gate["passed"] is False, out
+    assert not q1["passed"] and q1["candidate"] < q1["baseline"]
+    failed = [r for r in q1["rules"] if not r["passed"]]
+    assert failed and {r["rule"] for r in failed} & {"non_inferiority", "significant_drop"}
+    assert q1["interval"]["low"] < -0.1 and q1["interval"]["low"] <= q1["delta"] <= q1["interval"]["high"]
+    assert any("q1" in reason for reason in gate["reasons"])
+    assert "suite q1 (regression, 40 cases)" in out and "BLOCKED" in out
+    md = (env / "runs" / "firefighter-1.1.0" / "gate.md").read_text()
+    assert "## Accuracy matrix" in md
+
+    # the registry's matrix: both versions on every quarter, forgetting measured on Q1
+    code, out, err = clt("eval", "matrix", "firefighter", "--json", "--all")
+    assert code == 0, err
+    m = json.loads(out)
+    assert m["versions"] == ["1.0.0", "1.1.0"] and set(m["suites"]) == {"regression", "q1", "q2"}
+    assert all(m["scores"][v][s] is not None for v in m["versions"] for s in m["suites"])
+    assert m["scores"]["1.0.0"]["q1"] == q1["baseline"] and m["scores"]["1.1.0"]["q1"] == q1["candidate"]
+    assert m["learned_at"] == {"q1": "1.0.0", "q2": "1.1.0"}
+    assert m["forgetting"]["q1"] == pytest.approx(q1["baseline"] - q1["candidate"])
+    assert m["bwt"] == pytest.approx(q1["candidate"] - q1["baseline"])
+    code, text, _ = clt("eval", "matrix", "firefighter")
+    assert code == 0 and text.splitlines()[0] == "firefighter: accuracy matrix (versions x suites)"
+
+    # the blocked verdict is the registry's: no gate.json edit makes it champion
+    gate_json = env / "runs" / "firefighter-1.1.0" / "gate.json"
+    gate_json.write_text(json.dumps({**gate, "passed": True, "reasons": []}))
+    with open_registry(env) as reg:
+        promote(reg, "firefighter", "1.0.0", reason="first")
+        with pytest.raises(Refused, match="failed its gate"):
+            promote(reg, "firefighter", "1.1.0", reason="forged gate.json")
