@@ -78,7 +78,7 @@ class EvalCommand(click.Command):
 
     def make_context(self, info_name, args, parent=None, **extra):
         if args and args[0] == "matrix":
-            return matrix_cli.make_context("matrix", list(args[1:]), parent=parent, **extra)
+            return matrix_cli.make_context(f"{info_name} matrix", list(args[1:]), parent=parent, **extra)
         return super().make_context(info_name, args, parent=parent, **extra)
 
 
