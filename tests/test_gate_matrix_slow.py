@@ -5,7 +5,10 @@ versions, and the candidate is blocked on the Q1 suite with its interval reporte
 blocked verdict, recorded by the registry, keeps it from champion. Two trainings in all.
 
 The quarter suites are the regression suite's questions of each quarter, asked as trained
-(tags q1 / q2), so the tiny model's Q1 knowledge is measurable and its loss is too."""
+(tags q1 / q2). The tests' tiny base is not pretrained, so its LoRA learns few answers
+exactly; what 1.0.0 knows of Q1 is therefore measured as in test_gate_slow: the Q1 suite
+expects 1.0.0's own answers (written after 1.0.0 is trained), so 1.0.0 scores 100% there by
+construction and every Q1 answer the candidate changes is a measured loss."""
 
 from __future__ import annotations
 
@@ -19,6 +22,22 @@ pytestmark = pytest.mark.slow
 FAST = ["--threads", "1", "--max-new-tokens", "24"]
 SUITES = {"1.0.0": {"q1": "learning", "q2": "regression"}, "1.1.0": {"q1": "regression", "q2": "learning"}}
 POLICY = ["gate.non_inferiority_margin=0.1", "gate.alpha=0.05", "gate.max_critical_regressions=100"]
+
+
+def _known_q1(ws) -> None:
+    """Rewrite the Q1 suite to expect exactly what 1.0.0 answers (blank answers dropped)."""
+    from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version
+    from cl_toolkit.evaluation.suite import load_suite
+    from cl_toolkit.registry import open_registry
+
+    path = ws / "suites" / "q1.jsonl"
+    with open_registry(ws) as reg:
+        result = evaluate_version(ws, reg.require("firefighter", "1.0.0"), load_suite(path),
+                                  EvalSettings(max_new_tokens=24, threads=1))
+    rows = [{k: c[k] for k in ("id", "input", "criticality", "domain", "tags")} | {"expected": c["output"],
+                                                                                   "match": "exact"}
+            for c in result["cases"] if c["output"].strip()]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def _quarter_suites(ws, repo_root) -> None:
@@ -56,6 +75,8 @@ def line(tmp_path_factory, tiny_model_dir, repo_root):
                              workspace=ws)
             with open_registry(ws) as reg:
                 train(lr, reg)
+            if version == "1.0.0":
+                _known_q1(ws)
     return ws
 
 
@@ -74,14 +95,14 @@ def test_the_forgetting_candidate_is_blocked_on_q1_and_the_matrix_has_every_quar
     by_suite = {v["suite"]: v for v in gate["suites"]}
     assert list(by_suite) == ["regression", "q1", "q2"]
     q1 = by_suite["q1"]
-    assert q1["baseline"] >= 0.2, "1.0.0 must have learned some of Q1 for forgetting to be measurable"
+    assert q1["baseline"] == 1.0 and q1["n"] >= 20  # its own answers, by construction
     assert code == 3 and gate["passed"] is False, out
     assert not q1["passed"] and q1["candidate"] < q1["baseline"]
     failed = [r for r in q1["rules"] if not r["passed"]]
     assert failed and {r["rule"] for r in failed} & {"non_inferiority", "significant_drop"}
     assert q1["interval"]["low"] < -0.1 and q1["interval"]["low"] <= q1["delta"] <= q1["interval"]["high"]
     assert any("q1" in reason for reason in gate["reasons"])
-    assert "suite q1 (regression, 40 cases)" in out and "BLOCKED" in out
+    assert f"suite q1 (regression, {q1['n']} cases)" in out and "BLOCKED" in out
     md = (env / "runs" / "firefighter-1.1.0" / "gate.md").read_text()
     assert "## Accuracy matrix" in md
 
