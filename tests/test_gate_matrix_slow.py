@@ -48,31 +48,41 @@ def _quarter_suites(ws, repo_root) -> None:
         (ws / "suites" / f"{q}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows if q in r["tags"]))
 
 
-def _overrides(version: str) -> list[str]:
-    suites = [f"gate.suites.{q}={{path: 'workspace:suites/{q}.jsonl', role: {role}}}"
-              for q, role in SUITES[version].items()]
-    return [*suites, *POLICY]
+def _recipe(project, repo_root, version: str):
+    """The shipped recipe with its gate naming the workspace's quarter suites (the gate reads
+    the recipe copy in the run folder, so the suites are in the file, not in overrides)."""
+    text = (repo_root / "recipes" / "firefighter" / f"{version}.yml").read_text()
+    suites = "".join(f"    {q}: {{path: 'workspace:suites/{q}.jsonl', role: {role}}}\n"
+                     for q, role in SUITES[version].items())
+    gate = ("gate:\n  suites:\n    regression: data/firefighter/regression.jsonl\n" + suites
+            + "".join(f"  {rule.split('.', 1)[1].replace('=', ': ')}\n" for rule in POLICY))
+    path = project / "recipes" / "firefighter" / f"{version}.yml"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text[:text.index("\ngate:")] + "\n" + gate)
+    return path
 
 
 @pytest.fixture(scope="module")
 def line(tmp_path_factory, tiny_model_dir, repo_root):
     import shutil
 
+    from project import make_project
+
     from cl_toolkit.registry import open_registry
     from cl_toolkit.training.strategies import load_recipe
     from cl_toolkit.training.train import train
 
-    ws = tmp_path_factory.mktemp("gate-matrix") / "ws"
+    project = make_project(tmp_path_factory.mktemp("gate-matrix") / "proj")
+    ws = project / "ws"
     shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")
     _quarter_suites(ws, repo_root)
     training = {"1.0.0": ["train.num_epochs=10"],
                 "1.1.0": ["train.num_epochs=12", "data.rehearsal.ratio=0"]}  # forgets: no rehearsal at all
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("CLT_HOME", str(ws))
-        mp.chdir(repo_root)
+        mp.chdir(project)
         for version, extra in training.items():
-            lr = load_recipe(repo_root / "recipes" / "firefighter" / f"{version}.yml", [*extra, *_overrides(version)],
-                             workspace=ws)
+            lr = load_recipe(_recipe(project, repo_root, version), extra, workspace=ws)
             with open_registry(ws) as reg:
                 train(lr, reg)
             if version == "1.0.0":
@@ -81,9 +91,9 @@ def line(tmp_path_factory, tiny_model_dir, repo_root):
 
 
 @pytest.fixture
-def env(line, monkeypatch, repo_root):
+def env(line, monkeypatch):
     monkeypatch.setenv("CLT_HOME", str(line))
-    monkeypatch.chdir(repo_root)
+    monkeypatch.chdir(line.parent)  # the project: the recipe copies' relative paths start there
     return line
 
 
