@@ -12,6 +12,7 @@ from project import BASE_RECIPE, make_project, write_recipe
 
 from cl_toolkit.evaluation.evaluate import EvalSettings
 from cl_toolkit.pipeline.cycle import STEP_FUNCS, STEPS, Context, run_cycle
+from cl_toolkit.registry import open_registry
 from cl_toolkit.training.strategies import load_recipe
 
 EXTRA_CASE = {"id": "reg-extra", "input": "What is the UN number for propane?", "expected": "UN1978",
@@ -113,17 +114,20 @@ def _cycle(recipe, ws) -> tuple[dict, list[str]]:
 def test_a_suite_edit_reruns_evaluate_and_gate_and_nothing_before(finished, monkeypatch):
     project, ws, recipe = finished
     monkeypatch.chdir(project)
-    first = json.loads((ws / "cycles" / "ff-1.0.0" / "evaluate.json").read_text())["outputs"]["1.0.0"]
+    first = json.loads((ws / "cycles" / "ff-1.0.0" / "evaluate.json").read_text())["outputs"]["1.0.0"]["regression"]
     _add_case(project)
     result, said = _cycle(recipe, ws)
     assert result["ran"] == ["evaluate", "gate", "release", "report"]
     for step in ("validate", "data", "render", "train", "register"):
         assert f"= {step}: done before, inputs unchanged" in said
     assert result["status"] == "champion"  # it passed again and keeps its alias
-    again = result["outputs"]["evaluate"]["1.0.0"]
+    again = result["outputs"]["evaluate"]["1.0.0"]["regression"]  # version -> named suite -> score
     assert again["cache"] != first["cache"] and again["cache"].startswith("evals/ff/1.0.0/")
     cases = json.loads((ws / again["cache"]).read_text())["cases"]
     assert cases[-1]["id"] == "reg-extra"  # the edited suite was evaluated
+    with open_registry(ws) as reg:  # and the matrix moved to the edited suite's bytes
+        score = [s for s in reg.scores("ff") if s["suite"] == "regression"]
+    assert [(s["version"], s["n"], s["eval_cache"]) for s in score] == [("1.0.0", len(cases), again["cache"])]
     assert _cycle(recipe, ws)[0]["ran"] == []
 
 
