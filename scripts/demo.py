@@ -3,8 +3,8 @@
 Builds the tiny base, runs the 1.0.0 cycle (train through Axolotl, evaluate, release as
 champion), imports a simulated quarter of production feedback (ratings, corrections),
 extracts training examples from it, runs the 1.1.0 cycle (continued LoRA on Q2 + the
-extracted feedback, with rehearsal), gates it against 1.0.0, promotes it when the gate
-passes, and writes the report. Rerunning resumes: finished steps are skipped."""
+extracted feedback, with rehearsal), gates it against 1.0.0 on every quarter's suite,
+promotes it when the gate passes, prints the line's accuracy matrix and writes the report. Rerunning resumes: finished steps are skipped."""
 
 from __future__ import annotations
 
@@ -51,6 +51,7 @@ def main() -> None:
     else:
         print("   the gate blocked 1.1.0; 1.0.0 stays champion (see the report)")
     step("lineage", "registry", "lineage", "firefighter")
+    step("every version on every quarter's suite: forgetting and BWT", "eval", "matrix", "firefighter", "--all")
     step("the quarterly report", "report", "firefighter")
     print(f"\ndemo finished in {time.monotonic() - start:.0f} s")
     print(f"report: {ws / 'reports' / 'firefighter' / 'report.html'}")

@@ -12,6 +12,7 @@ from project import BASE_RECIPE, make_project, write_recipe
 
 from cl_toolkit.evaluation.evaluate import EvalSettings
 from cl_toolkit.pipeline.cycle import STEP_FUNCS, STEPS, Context, run_cycle
+from cl_toolkit.registry import open_registry
 from cl_toolkit.training.strategies import load_recipe
 
 EXTRA_CASE = {"id": "reg-extra", "input": "What is the UN number for propane?", "expected": "UN1978",
@@ -49,11 +50,28 @@ def test_evaluate_and_gate_inputs_cover_suite_policy_and_settings(proj):
     assert stricter["gate"]["policy"]["min_accuracy_delta"] == 0.05
 
     # the policy is compared with its defaults resolved: spelling a default out changes nothing
-    spelled = _inputs(load_recipe(recipe, ["gate.max_critical_regressions=0", "gate.min_accuracy_delta=0.0"],
+    spelled = _inputs(load_recipe(recipe, ["gate.max_critical_regressions=0", "gate.alpha=0.05"],
                                   workspace=proj / "ws"))
     assert spelled["gate"] == after["gate"]
-    assert after["gate"]["policy"] == {"max_critical_regressions": 0, "min_accuracy_delta": 0.0,
-                                       "max_regressions": {}}
+    assert after["gate"]["policy"]["max_critical_regressions"] == 0 and "suites" not in after["gate"]["policy"]
+    assert list(after["evaluate"]["suites"]) == ["regression"]  # the legacy `suite:`
+
+
+def test_every_named_suite_is_an_input_of_evaluate_and_gate(proj):
+    """Adding a quarter's suite, editing any suite's bytes or changing a role reruns
+    evaluate and gate; none of it touches register."""
+    gate = {"suites": {"regression": "data/firefighter/regression.jsonl",
+                       "q1": {"path": "data/firefighter/q1.jsonl", "role": "learning"}}}
+    recipe = write_recipe(proj, {**BASE_RECIPE, "gate": gate})
+    before = _inputs(load_recipe(recipe, workspace=proj / "ws"))
+    assert set(before["evaluate"]["suites"]) == {"regression", "q1"}
+    (proj / "data" / "firefighter" / "q1.jsonl").write_text("changed\n")
+    edited = _inputs(load_recipe(recipe, workspace=proj / "ws"))
+    assert edited["register"] == before["register"] and edited["evaluate"] != before["evaluate"]
+    assert edited["evaluate"]["suites"]["regression"] == before["evaluate"]["suites"]["regression"]
+    regression_only = {**gate, "suites": {**gate["suites"], "q1": "data/firefighter/q1.jsonl"}}
+    role = _inputs(load_recipe(write_recipe(proj, {**BASE_RECIPE, "gate": regression_only}), workspace=proj / "ws"))
+    assert role["evaluate"]["suites"]["q1"]["role"] == "regression" and role["gate"] != edited["gate"]
 
 
 def test_a_gate_edit_leaves_the_training_steps_inputs_alone(proj):
@@ -96,17 +114,20 @@ def _cycle(recipe, ws) -> tuple[dict, list[str]]:
 def test_a_suite_edit_reruns_evaluate_and_gate_and_nothing_before(finished, monkeypatch):
     project, ws, recipe = finished
     monkeypatch.chdir(project)
-    first = json.loads((ws / "cycles" / "ff-1.0.0" / "evaluate.json").read_text())["outputs"]["1.0.0"]
+    first = json.loads((ws / "cycles" / "ff-1.0.0" / "evaluate.json").read_text())["outputs"]["1.0.0"]["regression"]
     _add_case(project)
     result, said = _cycle(recipe, ws)
     assert result["ran"] == ["evaluate", "gate", "release", "report"]
     for step in ("validate", "data", "render", "train", "register"):
         assert f"= {step}: done before, inputs unchanged" in said
     assert result["status"] == "champion"  # it passed again and keeps its alias
-    again = result["outputs"]["evaluate"]["1.0.0"]
+    again = result["outputs"]["evaluate"]["1.0.0"]["regression"]  # version -> named suite -> score
     assert again["cache"] != first["cache"] and again["cache"].startswith("evals/ff/1.0.0/")
     cases = json.loads((ws / again["cache"]).read_text())["cases"]
     assert cases[-1]["id"] == "reg-extra"  # the edited suite was evaluated
+    with open_registry(ws) as reg:  # and the matrix moved to the edited suite's bytes
+        score = [s for s in reg.scores("ff") if s["suite"] == "regression"]
+    assert [(s["version"], s["n"], s["eval_cache"]) for s in score] == [("1.0.0", len(cases), again["cache"])]
     assert _cycle(recipe, ws)[0]["ran"] == []
 
 

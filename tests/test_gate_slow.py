@@ -63,7 +63,8 @@ def test_eval_and_gate_on_the_recipe_suite(clt, env, repo_root):
                       if b["passed"] and not c["passed"])
     assert sorted(r["id"] for r in gate["regressions"]) == expected
     critical = [r for r in gate["regressions"] if r["criticality"] == "critical"]
-    assert gate["passed"] == (not critical and gate["accuracy"]["delta"] >= 0)
+    assert [v["suite"] for v in gate["suites"]] == ["regression", "q1", "q2"]  # every quarter in the gate
+    assert gate["passed"] == all(v["passed"] for v in gate["suites"]) and not (critical and gate["passed"])
     assert code == (0 if gate["passed"] else 3), err
     # the gate reused both evaluations: each version was evaluated once on this suite
     sha = load_suite(repo_root / "data" / "firefighter" / "regression.jsonl").sha256

@@ -13,7 +13,7 @@ from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version
 from cl_toolkit.evaluation.history import load_evolution
 from cl_toolkit.evaluation.matchers import normalize
 from cl_toolkit.evaluation.suite import load_suite
-from cl_toolkit.registry import VersionRecord, open_registry
+from cl_toolkit.registry import VersionRecord, open_registry, weights_sha256
 
 FAST = ["--threads", "1", "--max-new-tokens", "12"]
 RECIPE = """schema_version: 1
@@ -108,15 +108,26 @@ def test_a_candidate_that_lost_a_critical_case_is_blocked(clt, env):
     assert gate["accuracy"]["baseline"] < 1.0 and gate["accuracy"]["delta"] < 0
     assert gate["per_domain"]["control"] == {"total": 2, "baseline": 0.5, "candidate": 0.5, "delta": 0.0,
                                              "regressions": 0, "improvements": 0}
-    assert gate["policy"] == {"max_critical_regressions": 0, "min_accuracy_delta": -1.0, "max_regressions": {}}
+    assert (gate["policy"]["max_critical_regressions"], gate["policy"]["min_accuracy_delta"]) == (0, -1.0)
+    assert [v["suite"] for v in gate["suites"]] == ["regression"]  # the legacy `suite:` is the regression suite
+    assert gate["suites"][0]["suite_sha256"] == gate["suite_sha256"]
+    assert gate["matrix"]["versions"][-1] == "1.1.0" and gate["matrix"]["suites"] == ["regression"]
+    assert gate["matrix"]["scores"]["1.1.0"]["regression"] == gate["accuracy"]["candidate"]
     md = (ws / "runs" / "toy-1.1.0" / "gate.md").read_text()
     assert md.startswith("# Gate BLOCKED: toy 1.1.0 vs 1.0.0")
     for reg in gate["regressions"]:
         block = md.split(f"### `{reg['id']}`")[1].split("###")[0]
         assert reg["input"] in block and " ".join(reg["baseline_output"].split()) in block
         assert " ".join(reg["candidate_output"].split()) in block
-    with open_registry(ws) as reg:  # the registry keeps the verdict for promotion
-        assert reg.gate_result("toy", "1.1.0", baseline="1.0.0")["passed"] is False
+    with open_registry(ws) as reg:  # the registry keeps the verdict for promotion, with what it gated
+        row = reg.gate_record("toy", "1.1.0", baseline="1.0.0")
+        assert row["passed"] is False and row["result"]["passed"] is False and not row["legacy"]
+        assert row["candidate_adapter_sha256"] == weights_sha256(reg.require("toy", "1.1.0"))
+        assert row["baseline_adapter_sha256"] == weights_sha256(reg.require("toy", "1.0.0"))
+        assert row["suites"] == {"regression": gate["suite_sha256"]}
+        assert row["policy"]["min_accuracy_delta"] == -1.0
+        scores = {(s["version"], s["suite"]): s for s in reg.scores("toy")}
+        assert scores["1.0.0", "regression"]["accuracy"] == gate["accuracy"]["baseline"]
 
 
 def test_a_clean_candidate_passes(clt, env):

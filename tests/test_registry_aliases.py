@@ -3,6 +3,8 @@ archive, and a history that explains every alias."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from test_registry_support import add_version, write_gate
 
@@ -14,6 +16,7 @@ from cl_toolkit.registry import (
     promote,
     record_gate,
     rollback,
+    weights_sha256,
 )
 
 
@@ -47,29 +50,63 @@ def test_promotion_to_champion_needs_a_passing_gate_against_the_champion(reg, em
     promote(reg, "ff", "1.0.0", reason="first")
     with pytest.raises(Refused, match="no gate result against the champion 1.0.0"):
         promote(reg, "ff", "1.1.0", reason="better")
-    run = empty_workspace / "runs" / "ff-1.1.0"
-    write_gate(run, passing("1.1.0", "0.9.0"))  # against another baseline: does not count
+    record_gate(empty_workspace, "ff", "1.1.0", passing("1.1.0", "1.2.0"))  # another baseline: does not count
     with pytest.raises(Refused, match="no gate result"):
         promote(reg, "ff", "1.1.0", reason="better")
-    write_gate(run, passing("1.1.0", "1.0.0", passed=False))
+    record_gate(empty_workspace, "ff", "1.1.0", passing("1.1.0", "1.0.0", passed=False))
     with pytest.raises(Refused, match="failed its gate"):
         promote(reg, "ff", "1.1.0", reason="better")
-    write_gate(run, passing("1.1.0", "1.0.0"))
+    record_gate(empty_workspace, "ff", "1.1.0", passing("1.1.0", "1.0.0"))
     promote(reg, "ff", "1.1.0", reason="better")
     assert reg.aliases("ff") == {"champion": "1.1.0"}
+    assert reg.events("ff")[-1].detail == {"gate_baseline": "1.0.0", "gate_legacy": False}
 
 
-def test_the_registry_gate_table_comes_before_gate_json(reg, empty_workspace):
+def test_a_hand_written_gate_json_is_not_a_gate(reg, empty_workspace, clt):
+    """#18: anyone who can write the run folder could forge a passing gate.json; only the
+    registry's own record counts, and a blocked record stays blocked whatever the file says."""
     promote(reg, "ff", "1.0.0", reason="first")
-    write_gate(empty_workspace / "runs" / "ff-1.1.0", passing("1.1.0", "1.0.0"))
+    forged = {**passing("1.1.0", "1.0.0"), "reasons": [], "suites": [], "policy": {}}
+    write_gate(empty_workspace / "runs" / "ff-1.1.0", forged)
+    with pytest.raises(Refused, match="no gate result against the champion 1.0.0 in the registry"):
+        promote(reg, "ff", "1.1.0", reason="forged")
     record_gate(empty_workspace, "ff", "1.1.0", passing("1.1.0", "1.0.0", passed=False))
-    with pytest.raises(Refused, match="failed its gate .*from the registry"):
-        promote(reg, "ff", "1.1.0", reason="better")
+    with pytest.raises(Refused, match="failed its gate"):
+        promote(reg, "ff", "1.1.0", reason="forged")
+    code, _, err = clt("registry", "promote", "ff", "1.1.0", "--reason", "forged")  # the CLI: exit 3
+    assert code == 3 and "failed its gate against the champion 1.0.0" in err
+    assert reg.aliases("ff") == {"champion": "1.0.0"}
+
+
+def test_an_adapter_swapped_after_its_gate_does_not_promote(reg, empty_workspace):
+    promote(reg, "ff", "1.0.0", reason="first")
     record_gate(empty_workspace, "ff", "1.1.0", passing("1.1.0", "1.0.0"), who="gatebot")
-    promote(reg, "ff", "1.1.0", reason="better")
-    gates = [(e.why, e.detail) for e in reg.events("ff") if e.action == "gate"]
-    assert gates == [("blocked", {"baseline": "1.0.0", "passed": False}), ("passed", {"baseline": "1.0.0", "passed": True})]
-    assert reg.events("ff")[-2].who == "gatebot"
+    row = reg.gate_record("ff", "1.1.0", "1.0.0")
+    cand = reg.require("ff", "1.1.0")
+    assert row["candidate_adapter_sha256"] == weights_sha256(cand) and not row["legacy"]
+    assert row["baseline_adapter_sha256"] == weights_sha256(reg.require("ff", "1.0.0"))
+    weights = Path(cand.adapter_dir) / "adapter_model.safetensors"
+    original = weights.read_bytes()
+    weights.write_bytes(original[:-1] + bytes([original[-1] ^ 1]))  # one bit of the gated adapter
+    with pytest.raises(Refused, match="1.1.0's weights changed since its gate"):
+        promote(reg, "ff", "1.1.0", reason="swapped")
+    weights.write_bytes(original)
+    champion = Path(reg.require("ff", "1.0.0").adapter_dir) / "extra.bin"
+    champion.write_bytes(b"x")  # the baseline it was gated against changed as well
+    with pytest.raises(Refused, match="1.0.0's weights changed since its gate"):
+        promote(reg, "ff", "1.1.0", reason="swapped")
+    champion.unlink()
+    promote(reg, "ff", "1.1.0", reason="the gated weights")
+    gates = [(e.why, e.detail["passed"]) for e in reg.events("ff") if e.action == "gate"]
+    assert gates == [("passed", True)] and reg.events("ff")[-1].detail["gate_legacy"] is False
+
+
+def test_a_gate_whose_claimed_weights_differ_is_not_recorded(reg, empty_workspace):
+    """run_gate hashes the weights before it evaluates; a swap during the gate is refused."""
+    claimed = {**passing("1.1.0", "1.0.0"), "adapters": {"candidate": "0" * 64, "baseline": None}}
+    with pytest.raises(Refused, match="changed while the gate ran"):
+        record_gate(empty_workspace, "ff", "1.1.0", claimed)
+    assert reg.gate_record("ff", "1.1.0") is None
 
 
 def test_record_gate_refuses_what_it_cannot_use(empty_workspace, reg):

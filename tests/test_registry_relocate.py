@@ -19,7 +19,7 @@ from cl_toolkit.core.workspace import (
     relative_inside,
     workspace_ref,
 )
-from cl_toolkit.registry import artifact_file, check_registry, open_registry, promote
+from cl_toolkit.registry import artifact_file, check_registry, open_registry, promote, record_gate
 from cl_toolkit.registry.artifacts import LocalArtifacts, run_artifacts
 
 # the schema-2 tables exactly as the registry created them before numbered migrations
@@ -120,7 +120,8 @@ def test_a_schema_2_registry_upgrades_keeping_every_row_and_event(schema2):
     rows = conn.execute("SELECT version, run_dir, adapter_dir, artifact_dir, base_model, metrics FROM versions "
                         "ORDER BY version").fetchall()
     gate = json.loads(conn.execute("SELECT result FROM gates").fetchone()[0])
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+    assert conn.execute("SELECT legacy, candidate_adapter_sha256 FROM gates").fetchall() == [(1, None)]
     conn.close()
     assert rows == [(v, f"runs/ff-{v}", f"ff/{v}/adapter", f"ff/{v}", "workspace:models/base", "{}")
                     for v in ("1.0.0", "1.1.0")]
@@ -128,6 +129,16 @@ def test_a_schema_2_registry_upgrades_keeping_every_row_and_event(schema2):
     assert recs["1.0.0"].run_dir == str(schema2 / "runs" / "ff-1.0.0")  # handed out absolute
     assert recs["1.0.0"].adapter_dir == str(schema2 / "registry" / "artifacts" / "ff" / "1.0.0" / "adapter")
     assert recs["1.0.0"].base_model == str(schema2 / "models" / "base")
+
+
+def test_a_gate_recorded_before_schema_4_still_promotes_marked_legacy(schema2):
+    """Old gate rows hold no adapter hashes: they keep working, and the promotion says so."""
+    with open_registry(schema2) as reg:
+        row = reg.gate_record(MODEL, "1.1.0", "1.0.0")
+        assert (row["passed"], row["legacy"], row["candidate_adapter_sha256"]) == (True, True, None)
+        assert any("1.1.0: gate against 1.0.0 recorded before schema 4 (legacy" in n for n in check_registry(reg).notes)
+        promote(reg, MODEL, "1.1.0", reason="gated under schema 2")
+        assert reg.events(MODEL)[-1].detail == {"gate_baseline": "1.0.0", "gate_legacy": True}
 
 
 def test_a_moved_workspace_resolves_into_itself(schema2, tmp_path):
@@ -142,7 +153,8 @@ def test_a_moved_workspace_resolves_into_itself(schema2, tmp_path):
         assert rec.adapter_dir == f"{rec.artifact_dir}/adapter" and Path(rec.adapter_dir, "adapter_config.json").is_file()
         assert artifact_file(rec, "manifest.json") == moved / "registry" / "artifacts" / "ff" / "1.1.0" / "manifest.json"
         assert artifact_file(rec, "logs/train.log").read_text() == "trained\n"  # only in the run folder
-        add_version(reg, moved, "1.2.0", "1.1.0", gate={"candidate": "1.2.0", "baseline": "1.0.0", "passed": True})
+        add_version(reg, moved, "1.2.0", "1.1.0")
+        record_gate(moved, MODEL, "1.2.0", {"candidate": "1.2.0", "baseline": "1.0.0", "passed": True})
         promote(reg, MODEL, "1.2.0", reason="after the move")
         report = check_registry(reg)
     assert report.ok, report.problems

@@ -133,7 +133,7 @@ def test_a_schema_1_registry_is_migrated(empty_workspace):
     conn = sqlite3.connect(db)  # migration 3 made the old absolute paths relative
     assert conn.execute("SELECT run_dir, adapter_dir FROM versions WHERE version='1.0.0'").fetchone() == \
         ("runs/ff-1.0.0", "runs/ff-1.0.0/adapter")
-    assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+    assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
     conn.close()
 
 

@@ -1,5 +1,5 @@
-"""`clt eval MODEL@VERSION` and `clt gate MODEL --candidate V`: thin commands over
-evaluate.py and gate.py."""
+"""`clt eval MODEL@VERSION`, `clt eval matrix MODEL` and `clt gate MODEL --candidate V`:
+thin commands over evaluate.py, matrix.py and gate.py."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from cl_toolkit.core.yamlio import display
 from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version
 from cl_toolkit.evaluation.gate import gate_config, run_gate
 from cl_toolkit.evaluation.gate_report import eval_summary, gate_summary
+from cl_toolkit.evaluation.matrix import line_matrix, matrix_text
 from cl_toolkit.evaluation.suite import load_suite
 from cl_toolkit.registry import open_registry
 
@@ -24,7 +25,7 @@ def eval_options(f):
     """Options shared by eval and gate: the suite, how answers are generated and scored."""
     return stack(
         click.option("--suite", type=click.Path(dir_okay=False, path_type=Path), default=None,
-                     help="Regression suite (JSONL). Default: the recipe's gate.suite."),
+                     help="One suite (JSONL) instead of the recipe's gate.suites (gated as `regression`)."),
         generation_options(EvalSettings),
         click.option("--judge", "judge_spec", default=None, metavar="MODEL@VERSION|DIR",
                      help="Local model that scores cases with match: judge."),
@@ -59,7 +60,29 @@ def parse_model_version(spec: str) -> tuple[str, str]:
     return model, version
 
 
-@click.command("eval")
+@click.command("matrix")
+@click.argument("model")
+@click.option("--all", "include_archived", is_flag=True, help="Also list archived (rejected) versions.")
+@json_option("Print the matrix as JSON.")
+def matrix_cli(model, include_archived, as_json):
+    """The model line's accuracy matrix: every version on every named suite its gates and
+    cycles evaluated (from the registry), each suite's best score, its drop from that best at
+    the newest version (forgetting), and the backward transfer (BWT) over learned quarters."""
+    m = line_matrix(workspace_dir(), model, include_archived=include_archived)
+    emit(m, as_json, matrix_text(m).splitlines())
+
+
+class EvalCommand(click.Command):
+    """`clt eval MODEL@VERSION ...`, and `clt eval matrix MODEL` as its one subcommand
+    (a version spec always holds '@', so the two never collide)."""
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        if args and args[0] == "matrix":
+            return matrix_cli.make_context(f"{info_name} matrix", list(args[1:]), parent=parent, **extra)
+        return super().make_context(info_name, args, parent=parent, **extra)
+
+
+@click.command("eval", cls=EvalCommand)
 @click.argument("target", metavar="MODEL@VERSION")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the full results (every case) to this JSON file.")
@@ -67,7 +90,9 @@ def parse_model_version(spec: str) -> tuple[str, str]:
 def eval_cli(target, out, suite, judge_spec, fresh, as_json, **generation):
     """Answer a regression suite with one version and score every case: accuracy overall,
     per domain and per criticality, tokens per second and peak memory. Results are cached
-    in workspace/evals/MODEL/VERSION/ and appended to workspace/evals/MODEL/model_evolution.json."""
+    in workspace/evals/MODEL/VERSION/ and appended to workspace/evals/MODEL/model_evolution.json.
+
+    `clt eval matrix MODEL [--json] [--all]` prints the line's accuracy matrix instead."""
     model, version = parse_model_version(target)
     loaded = load_suite(suite) if suite else None  # a bad suite is reported before anything loads
     ws = workspace_dir()
@@ -87,9 +112,11 @@ def eval_cli(target, out, suite, judge_spec, fresh, as_json, **generation):
 @click.option("--baseline", default=None, help="The version it must not regress from (default: its parent).")
 @eval_options
 def gate_cli(model, candidate, baseline, suite, judge_spec, fresh, as_json, **generation):
-    """Evaluate CANDIDATE and BASELINE on the same suite and apply the recipe's gate policy.
-    Versions may be aliases (champion). Writes gate.json and gate.md into the candidate's
-    run folder. Exit 0 passed, 3 blocked."""
+    """Evaluate CANDIDATE, BASELINE and the champion on every suite of the recipe's
+    gate.suites (or on --suite alone) and apply the gate policy suite by suite. Versions may
+    be aliases (champion). The verdict is recorded in the registry (promotion reads only
+    that) and written to gate.json and gate.md in the candidate's run folder. Exit 0 passed,
+    3 blocked."""
     ws = workspace_dir()
     settings = EvalSettings(**generation)
     result = run_gate(ws, model, candidate, baseline, suite, settings, _judge(judge_spec, settings.device), fresh)

@@ -1,7 +1,12 @@
 """Evaluate a version on a suite: generate, score every case, summarise by domain and
 criticality. Results are cached at `<workspace>/evals/<model>/<version>/<suite_sha256>.json`
 (a version is immutable, so the same suite and settings give the same answers: a gate
-evaluates its baseline once) and every fresh evaluation joins the model's history."""
+evaluates its baseline once) and every fresh evaluation joins the model's history.
+
+With `samples` > 1 every case is answered that many times at `temperature` (seeded): each
+case gets its `pass_rate` (share of samples that pass) and `passed` = rate >= 0.5, the
+accuracies are mean pass rates, and the cache file is
+`<suite_sha256>-s<samples>-t<temperature>-seed<seed>.json`, next to the greedy one."""
 
 from __future__ import annotations
 
@@ -39,10 +44,20 @@ class EvalSettings:
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS
     device: str = "auto"
     threads: int | None = None  # torch CPU threads during generation; None keeps torch's default
+    samples: int = 1  # answers per case; above 1 they are sampled at `temperature` from `seed`
+    temperature: float = 0.7
+    seed: int = 0
 
     def key(self, judge_name: str | None) -> dict:
-        return {"batch_size": self.batch_size, "max_new_tokens": self.max_new_tokens,
-                "device": pick_device(self.device), "decoding": "greedy", "judge": judge_name}
+        key = {"batch_size": self.batch_size, "max_new_tokens": self.max_new_tokens,
+               "device": pick_device(self.device), "decoding": "greedy", "judge": judge_name}
+        if self.samples > 1:
+            key.update(decoding="sampled", samples=self.samples, temperature=self.temperature, seed=self.seed)
+        return key
+
+    def variant(self) -> str:
+        """The cache file's suffix: empty for greedy answers."""
+        return f"-s{self.samples}-t{self.temperature:g}-seed{self.seed}" if self.samples > 1 else ""
 
 
 def require_judge(cases, judge) -> None:
@@ -53,8 +68,13 @@ def require_judge(cases, judge) -> None:
 
 
 def score_cases(cases: tuple[Case, ...] | list[Case], outputs: list[str],
-                judge: Callable[[str, str, str], float] | None = None) -> list[dict]:
-    """One result per case: the case, the output, passed (and the judge's score)."""
+                judge: Callable[[str, str, str], float] | None = None,
+                samples: list[list[str]] | None = None) -> list[dict]:
+    """One result per case: the case, the output, passed (and the judge's score). With
+    `samples` (every answer per case) each sample is scored: `outputs` and `pass_rate` join
+    the row, and passed is pass_rate >= 0.5."""
+    if samples is not None:
+        return _score_samples(cases, samples, judge)
     require_judge(cases, judge)
     judged = [i for i, c in enumerate(cases) if c.match == JUDGE_MATCH]
     items = [(cases[i].input, outputs[i], cases[i].expected) for i in judged]
@@ -71,9 +91,28 @@ def score_cases(cases: tuple[Case, ...] | list[Case], outputs: list[str],
     return rows
 
 
+def _score_samples(cases, samples: list[list[str]], judge) -> list[dict]:
+    flat_cases = [case for case, answers in zip(cases, samples, strict=True) for _ in answers]
+    flat = score_cases(flat_cases, [a for answers in samples for a in answers], judge)
+    rows, at = [], 0
+    for case, answers in zip(cases, samples, strict=True):
+        scored = flat[at:at + len(answers)]
+        at += len(answers)
+        rate = sum(r["passed"] for r in scored) / len(scored)
+        row = {**case.as_dict(), "output": answers[0], "outputs": list(answers),
+               "pass_rate": round(rate, 6), "passed": rate >= 0.5}
+        if "score" in scored[0]:
+            row["scores"] = [r["score"] for r in scored]
+        rows.append(row)
+    return rows
+
+
 def _tally(rows: list[dict]) -> dict:
     passed = sum(r["passed"] for r in rows)
-    return {"passed": passed, "total": len(rows), "accuracy": round(passed / len(rows), 6) if rows else 0.0}
+    out = {"passed": passed, "total": len(rows), "accuracy": round(passed / len(rows), 6) if rows else 0.0}
+    if rows and any("pass_rate" in r for r in rows):  # sampled: accuracy is the mean pass rate
+        out["accuracy"] = round(sum(r.get("pass_rate", float(r["passed"])) for r in rows) / len(rows), 6)
+    return out
 
 
 def summarize(rows: list[dict]) -> dict:
@@ -85,8 +124,8 @@ def summarize(rows: list[dict]) -> dict:
             "per_criticality": {c: _tally([r for r in rows if r["criticality"] == c]) for c in crits}}
 
 
-def cache_path(workspace: Path, model: str, version: str, suite_sha256: str) -> Path:
-    return history.evals_dir(workspace, model) / version / f"{suite_sha256}.json"
+def cache_path(workspace: Path, model: str, version: str, suite_sha256: str, variant: str = "") -> Path:
+    return history.evals_dir(workspace, model) / version / f"{suite_sha256}{variant}.json"
 
 
 def fingerprint(rec: VersionRecord, workspace: Path) -> str:
@@ -135,14 +174,15 @@ def evaluate_version(workspace: Path, rec: VersionRecord, suite: Suite, settings
     settings = settings or EvalSettings()
     require_judge(suite.cases, judge)
     key = settings.key(getattr(judge, "name", None) if judge else None)
-    path = cache_path(workspace, rec.model, rec.version, suite.sha256)
+    path = cache_path(workspace, rec.model, rec.version, suite.sha256, settings.variant())
     where = relative_inside(str(path), Path(workspace))  # gate.json keeps it: no machine's path
     doc = None if fresh else _cached(path, rec, key, workspace)
     if doc is None:
         lm = load_model(rec.base_model, rec.adapter_dir, settings.device)
         with torch_threads(settings.threads):
-            gen = generate(lm, [c.input for c in suite.cases], settings.batch_size, settings.max_new_tokens)
-        doc = build_result(rec, suite, score_cases(suite.cases, gen.outputs, judge), gen, key, workspace)
+            gen = generate(lm, [c.input for c in suite.cases], settings.batch_size, settings.max_new_tokens,
+                           samples=settings.samples, temperature=settings.temperature, seed=settings.seed)
+        doc = build_result(rec, suite, score_cases(suite.cases, gen.outputs, judge, gen.samples), gen, key, workspace)
         atomic_write_json(path, doc)
         history.append_evaluation(workspace, doc)
         return {**doc, "cached": False, "cache_path": where}

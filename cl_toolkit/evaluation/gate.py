@@ -1,14 +1,17 @@
-"""The regression gate: the candidate and its baseline answer the same suite; a case the
-baseline passed and the candidate failed is a regression. The candidate recipe's `gate`
-section is the policy (max critical regressions, minimum accuracy delta, optional limits
-per criticality). The verdict goes to `gate.json` and `gate.md` in the candidate's run
-folder; a case both versions fail is not a regression."""
+"""The gate: the candidate, its baseline (by default its parent) and the current champion
+answer every named suite of the candidate recipe's `gate.suites` (the line's regression
+suite, each quarter's own test set, general knowledge); every score goes to the registry's
+accuracy matrix. Each suite gets its verdict from `policy.suite_verdict` (paired statistics
+against the baseline, the per-suite rules), the whole from `policy.gate_verdict`. The
+verdict is recorded in the registry (with both versions' weight hashes: promotion checks
+that record, never a file) and written to `gate.json` and `gate.md` in the run folder.
+A case the baseline passed and the candidate failed is a regression; one both fail is not."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import jsonschema
@@ -20,27 +23,40 @@ from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.core.workspace import project_root, resolve_path
 from cl_toolkit.core.yamlio import display, format_key, load_yaml
 from cl_toolkit.evaluation import history
-from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version, suite_label
+from cl_toolkit.evaluation.evaluate import EvalSettings, suite_label
 from cl_toolkit.evaluation.gate_report import gate_markdown
+from cl_toolkit.evaluation.matrix import NamedSuite, evaluate_suites, line_matrix
+from cl_toolkit.evaluation.policy import gate_verdict, normalise_gate, suite_verdict
 from cl_toolkit.evaluation.suite import CRITICALITIES, load_suite
 from cl_toolkit.recipe.model import apply_defaults, recipe_schema
-from cl_toolkit.registry import VersionRecord, open_registry, record_gate
+from cl_toolkit.registry import VersionRecord, open_registry, record_gate, weights_sha256
 
-_EPS = 1e-9  # accuracy deltas are ratios of small integers; compare them with a margin
+REGRESSION = "regression"  # the suite whose results also fill gate.json's single-suite keys
 
 
 @dataclass(frozen=True)
 class GateConfig:
-    """The candidate recipe's gate: the suite it names (resolved) and the policy."""
+    """The candidate recipe's gate: its named suites (paths resolved) and the policy."""
 
-    suite: Path | None
+    suites: dict  # name -> {"path": Path, "role": str}, in the recipe's order
     policy: dict
+
+    @property
+    def suite(self) -> Path | None:
+        """The regression suite (else the first): what a single-suite reader wants."""
+        return self.suites[primary_suite(list(self.suites))]["path"] if self.suites else None
+
+
+def primary_suite(names: list[str]) -> str:
+    return REGRESSION if REGRESSION in names else names[0]
 
 
 def default_policy(gate: dict | None = None) -> dict:
-    """The policy with the recipe schema's defaults filled in (defaults live there only)."""
+    """The policy with every default filled in (the schema's, then the policy module's); the
+    suites are not part of it (their bytes are inputs of their own)."""
     policy = apply_defaults(dict(gate or {}), schema=recipe_schema()["properties"]["gate"])
-    policy.pop("suite", None)
+    policy = normalise_gate(policy)
+    policy.pop("suites", None)
     policy.setdefault("max_regressions", {})
     return policy
 
@@ -62,26 +78,31 @@ def gate_config(rec: VersionRecord, workspace: Path) -> GateConfig:
     """Read the `gate` section of the recipe copy in the version's run folder."""
     recipe_copy = Path(rec.run_dir) / "recipe.yml"
     if not recipe_copy.is_file():
-        return GateConfig(None, default_policy())
+        return GateConfig({}, default_policy())
     data, lines = load_yaml(recipe_copy)
     gate = data.get("gate") if isinstance(data, dict) else None
     if gate is None:
-        return GateConfig(None, default_policy())
+        return GateConfig({}, default_policy())
     schema = recipe_schema()["properties"]["gate"]
     errors = list(jsonschema.Draft202012Validator(schema).iter_errors(gate))
     if errors:
         raise BadInput([Problem(display(recipe_copy), e.message, lines.line_for(["gate", *e.absolute_path]),
                                 format_key(["gate", *e.absolute_path])) for e in errors])
-    suite = None
+    suites = {}
+    for name, spec in normalise_gate(gate)["suites"].items():
+        key = ["gate", "suite"] if "suite" in gate and name == REGRESSION and "suites" not in gate else \
+            ["gate", "suites", name]
+        suites[name] = {"path": _find(spec["path"], rec, workspace, recipe_copy, lines.line_for(key),
+                                      format_key(key)), "role": spec["role"]}
+    return GateConfig(suites, default_policy(gate))
+
+
+def _find(raw: str, rec: VersionRecord, workspace: Path, recipe_copy: Path, line, key) -> Path:
     for root in _project_roots(Path(rec.run_dir)):
-        candidate = resolve_path(gate["suite"], root, workspace)
+        candidate = resolve_path(raw, root, workspace)
         if candidate.is_file():
-            suite = candidate
-            break
-    if suite is None:
-        raise BadInput([Problem(display(recipe_copy), f"suite not found: {gate['suite']}",
-                                lines.line_for(["gate", "suite"]), "gate.suite")])
-    return GateConfig(suite, default_policy(gate))
+            return candidate
+    raise BadInput([Problem(display(recipe_copy), f"suite not found: {raw}", line, key)])
 
 
 def _case_view(case: dict) -> dict:
@@ -128,23 +149,6 @@ def compare(baseline: dict, candidate: dict) -> dict:
     }
 
 
-def decide(diff: dict, policy: dict) -> list[str]:
-    """Why the candidate is blocked (empty: it passes)."""
-    reasons = []
-    counts = {k: [r["id"] for r in diff["regressions"] if r["criticality"] == k] for k in CRITICALITIES}
-    if len(counts["critical"]) > policy["max_critical_regressions"]:
-        reasons.append(f"{len(counts['critical'])} critical regression(s), at most "
-                       f"{policy['max_critical_regressions']} allowed: {', '.join(counts['critical'])}")
-    for crit, limit in sorted(policy.get("max_regressions", {}).items(), key=lambda kv: CRITICALITIES.index(kv[0])):
-        if len(counts[crit]) > limit:
-            reasons.append(f"{len(counts[crit])} {crit} regression(s), at most {limit} allowed: "
-                           f"{', '.join(counts[crit])}")
-    delta = diff["accuracy"]["delta"]
-    if delta < policy["min_accuracy_delta"] - _EPS:
-        reasons.append(f"accuracy delta {delta:+.4f} is below the minimum {policy['min_accuracy_delta']:+.4f}")
-    return reasons
-
-
 def _resolve_versions(workspace: Path, model: str, candidate: str, baseline: str | None):
     with open_registry(workspace) as reg:
         cand = reg.resolve(model, candidate)
@@ -157,36 +161,66 @@ def _resolve_versions(workspace: Path, model: str, candidate: str, baseline: str
         return cand, base
 
 
+def _champion(workspace: Path, model: str, exclude: set[str]) -> VersionRecord | None:
+    with open_registry(workspace) as reg:
+        rec = reg.lookup(model, "champion")
+    return rec if rec is not None and rec.version not in exclude else None
+
+
+def load_named(suites: dict) -> list[NamedSuite]:
+    """{name: {"path", "role"}} -> the loaded suites (every bad file reported before any model loads)."""
+    return [NamedSuite(name, spec["role"], load_suite(spec["path"])) for name, spec in suites.items()]
+
+
 def run_gate(workspace: Path, model: str, candidate: str, baseline: str | None = None,
              suite: Path | None = None, settings: EvalSettings | None = None,
              judge: Callable[[str, str, str], float] | None = None, fresh: bool = False,
-             policy: dict | None = None) -> dict:
-    """Evaluate baseline and candidate (from the cache when possible), apply the policy
-    (`policy`, else the one in the candidate's recipe copy), write gate.json and gate.md
-    into the candidate's run folder, and return the verdict."""
+             policy: dict | None = None, suites: dict | None = None) -> dict:
+    """Evaluate candidate, baseline and champion on every suite (from the cache when
+    possible), record the scores, apply the policy (`policy`, else the one in the candidate's
+    recipe copy) suite by suite, record the verdict in the registry, write gate.json and
+    gate.md into the candidate's run folder, and return the verdict. `suite` (--suite) gates
+    on that one file alone, as the regression suite; `suites` ({name: {path, role}}) replaces
+    the recipe copy's."""
     settings = settings or EvalSettings()
     cand, base = _resolve_versions(workspace, model, candidate, baseline)
     candidate = cand.version
     config = gate_config(cand, workspace)
-    suite_path = suite or config.suite
-    if suite_path is None:
+    named = ({REGRESSION: {"path": Path(suite), "role": "regression"}} if suite else suites or config.suites)
+    if not named:
         raise BadInput(f"{model} {candidate}'s recipe names no gate suite; pass --suite FILE")
-    loaded = load_suite(suite_path)
-    base_result = evaluate_version(workspace, base, loaded, settings, judge, fresh)
-    cand_result = evaluate_version(workspace, cand, loaded, settings, judge, fresh)
-    diff = compare(base_result, cand_result)
+    loaded = load_named(named)
     policy = policy if policy is not None else config.policy
-    reasons = decide(diff, policy)
+    if policy.get("samples", 1) > 1 and settings.samples == 1:  # gate.samples: k answers per case
+        settings = replace(settings, samples=policy["samples"], temperature=policy.get("temperature", 0.7))
+    adapters = {"candidate": weights_sha256(cand), "baseline": weights_sha256(base)}
+    champion = _champion(workspace, model, {cand.version, base.version})
+    evals = {v.version: evaluate_suites(workspace, v, loaded, settings, judge, fresh)
+             for v in (base, cand, *([champion] if champion else []))}
+    base_res, cand_res = evals[base.version], evals[cand.version]
+    verdicts = []
+    for s in loaded:
+        v = suite_verdict(s.name, s.role, base_res[s.name], cand_res[s.name], policy)
+        verdicts.append({**v, "suite_sha256": s.suite.sha256, "path": suite_label(s.suite, workspace)})
+    verdict = gate_verdict(verdicts)
+    main = next(s for s in loaded if s.name == primary_suite([x.name for x in loaded]))
+    diff = compare(base_res[main.name], cand_res[main.name])
     result = {
-        "model": model, "candidate": candidate, "baseline": base.version, "suite": suite_label(loaded, workspace),
-        "suite_sha256": loaded.sha256, "suite_cases": len(loaded.cases), "passed": not reasons, "reasons": reasons,
-        "policy": policy,
-        **diff, "settings": cand_result["settings"],
-        "evaluations": {"baseline": base_result["cache_path"], "candidate": cand_result["cache_path"]},
+        "model": model, "candidate": candidate, "baseline": base.version,
+        "champion": champion.version if champion else None,
+        "suite": suite_label(main.suite, workspace), "suite_sha256": main.suite.sha256,
+        "suite_cases": len(main.suite.cases), "passed": verdict["passed"], "reasons": verdict["reasons"],
+        "policy": policy, **diff, "settings": cand_res[main.name]["settings"],
+        "suites": verdicts,
+        "matrix": line_matrix(workspace, model, final=candidate, suite_order=[s.name for s in loaded]),
+        "adapters": adapters,
+        "evaluations": {"baseline": base_res[main.name]["cache_path"],
+                        "candidate": cand_res[main.name]["cache_path"],
+                        "suites": {s.name: {v: evals[v][s.name]["cache_path"] for v in evals} for s in loaded}},
         "gated_at": utc_now(), "toolkit_version": __version__,
     }
+    _record_in_registry(workspace, model, candidate, result)  # first: the record is what counts
     write_reports(workspace, cand, result)
-    _record_in_registry(workspace, model, candidate, result)
     return result
 
 
@@ -198,6 +232,6 @@ def write_reports(workspace: Path, cand: VersionRecord, result: dict) -> tuple[P
 
 
 def _record_in_registry(workspace: Path, model: str, candidate: str, result: dict) -> None:
-    """Hand the verdict to the registry (promotion to champion reads `passed` and
-    `baseline` there first, then gate.json)."""
+    """Hand the verdict to the registry, which hashes both versions' weights itself and
+    refuses a verdict on weights other than those evaluated (promotion reads only this)."""
     record_gate(workspace, model, candidate, result)

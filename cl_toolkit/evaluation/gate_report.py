@@ -66,33 +66,138 @@ def _trend_table(trend: list[dict]) -> list[str]:
     return [*lines, ""]
 
 
+def _p(x) -> str:
+    return "–" if x is None else f"{x:.3g}"
+
+
+def _drop(x) -> str:
+    return "none possible" if x is None else f"{100 * x:.1f} pt"
+
+
+def _suites_table(suites: list[dict]) -> list[str]:
+    lines = ["## Suites", "",
+             "| suite | role | cases | baseline | candidate | delta | interval | p (drop) | p (two-sided) "
+             "| lost / won | detectable drop | verdict |",
+             "|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---|"]
+    for v in suites:
+        iv, m = v["interval"], v["mcnemar"]
+        lines.append(f"| {v['suite']} | {v['role']} | {v['n']} | {_pct(v['baseline'])} | {_pct(v['candidate'])} | "
+                     f"{_delta(v['delta'])} | {100 * iv['confidence']:g}%: [{_delta(iv['low'])}, {_delta(iv['high'])}] | "
+                     f"{_p(m['p_drop'])} | {_p(m['p_two_sided'])} | {m['b']} / {m['c']} | "
+                     f"{_drop(v.get('detectable_drop'))} | {'passed' if v['passed'] else 'BLOCKED'} |")
+    lines += ["", "The interval is a paired bootstrap of candidate - baseline accuracy; p (drop) is the one-sided "
+              "exact McNemar test on the lost / won cases; the detectable drop is the smallest drop this many "
+              "cases can show as significant at the suite's alpha when nothing improved at the same time "
+              "(every improvement raises it)."]
+    for v in suites:
+        notes = []
+        if v.get("detectable_drop") is None:
+            notes.append(f"{v['suite']}: with {v['n']} cases no drop can be significant at alpha {v.get('alpha', 0.05):g}")
+        elif v["mcnemar"]["c"] and v.get("detectable_drop_observed") is None:
+            notes.append(f"{v['suite']}: with {v['mcnemar']['c']} case(s) won at the same time, no drop could have "
+                         "been significant")
+        elif v["mcnemar"]["c"]:
+            notes.append(f"{v['suite']}: with {v['mcnemar']['c']} case(s) won at the same time, a drop is significant "
+                         f"from {_drop(v['detectable_drop_observed'])}")
+        if v.get("samples", 1) > 1:
+            notes.append(f"{v['suite']}: pass rates over {v['samples']} samples per case")
+        lines += [f"- {n}" for n in notes]
+    return [*lines, ""]
+
+
+def _fmt_number(value) -> str:
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def _rules_list(suites: list[dict]) -> list[str]:
+    lines = ["## Rules", ""]
+    for v in suites:
+        for r in v["rules"]:
+            numbers = ", ".join(f"{k} {_fmt_number(x)}" for k, x in r["numbers"].items())
+            lines.append(f"- {'pass' if r['passed'] else '**BLOCK**'} · `{r['rule']}` on {v['suite']}: "
+                         f"{r['message']} ({numbers})")
+    return [*lines, ""]
+
+
+def _matrix_table(matrix: dict) -> list[str]:
+    versions, suites, scores = matrix.get("versions") or [], matrix.get("suites") or [], matrix.get("scores") or {}
+    if not versions or not suites:
+        return []
+    lines = ["## Accuracy matrix (every version x every suite)", "",
+             "| version | " + " | ".join(suites) + " |", "|---|" + "---:|" * len(suites)]
+    for ver in versions:
+        row = scores.get(ver, {})
+        lines.append(f"| {ver} | " + " | ".join("–" if row.get(s) is None else _pct(row[s]) for s in suites) + " |")
+    best = matrix.get("best") or {}
+    if best:
+        lines.append("| best | " + " | ".join(f"{_pct(best[s]['accuracy'])} ({best[s]['version']})" if best.get(s)
+                                                 else "–" for s in suites) + " |")
+    forgetting = matrix.get("forgetting") or {}
+    if forgetting:
+        lines.append("| drop from best | " + " | ".join("–" if forgetting.get(s) is None else _delta(-forgetting[s] or 0.0)
+                                                         for s in suites) + " |")
+    if matrix.get("bwt") is not None:
+        lines += ["", f"Backward transfer (BWT): {_delta(matrix['bwt'])}."]
+    return [*lines, ""]
+
+
+def _policy_line(policy: dict) -> str:
+    limits = ", ".join(f"{k} ≤ {v}" for k, v in (policy.get("max_regressions") or {}).items()) or "none"
+    parts = [f"critical regressions ≤ {policy.get('max_critical_regressions', 0)}"]
+    for key, label in (("non_inferiority_margin", "non-inferiority margin"), ("alpha", "alpha"),
+                       ("min_learning", "min learning")):
+        if policy.get(key) is not None:
+            parts.append(f"{label} {policy[key]}")
+    if policy.get("min_accuracy_delta") is not None:
+        floor = policy["min_accuracy_delta"]
+        parts.append(f"accuracy delta ≥ {floor:+g}" if isinstance(floor, int | float) else f"accuracy delta ≥ {floor}")
+    return f"Policy: {', '.join(parts)}, per-criticality limits: {limits}."
+
+
 def gate_markdown(gate: dict, trend: list[dict] | None = None) -> str:
-    """The gate report as Markdown."""
+    """The gate report as Markdown: the verdict, every suite's statistics and rules, the
+    accuracy matrix when there is one, then the regression suite's cases in full."""
     verdict = "PASSED" if gate["passed"] else "BLOCKED"
-    acc = gate["accuracy"]
-    lines = [f"# Gate {verdict}: {gate['model']} {gate['candidate']} vs {gate['baseline']}", "",
-             f"Suite: `{gate['suite']}` (sha256 `{gate['suite_sha256'][:12]}`), gated {gate['gated_at']}.", "",
-             f"Accuracy: baseline {_pct(acc['baseline'])}, candidate {_pct(acc['candidate'])} "
-             f"({_delta(acc['delta'])}). Regressions: {len(gate['regressions'])}; improvements: "
-             f"{len(gate['improvements'])}; failed by both (not regressions): {len(gate['both_failed'])}.", ""]
+    lines = [f"# Gate {verdict}: {gate['model']} {gate['candidate']} vs {gate['baseline']}", ""]
+    if "accuracy" in gate:
+        acc = gate["accuracy"]
+        lines += [f"Suite: `{gate['suite']}` (sha256 `{gate['suite_sha256'][:12]}`), gated {gate['gated_at']}.", "",
+                  f"Accuracy: baseline {_pct(acc['baseline'])}, candidate {_pct(acc['candidate'])} "
+                  f"({_delta(acc['delta'])}). Regressions: {len(gate['regressions'])}; improvements: "
+                  f"{len(gate['improvements'])}; failed by both (not regressions): {len(gate['both_failed'])}.", ""]
+    else:
+        lines += [f"Gated {gate['gated_at']}.", ""]
     lines += ["## Verdict", ""]
     lines += [f"- {r}" for r in gate["reasons"]] or ["- every rule of the policy holds"]
-    policy = gate["policy"]
-    limits = ", ".join(f"{k} ≤ {v}" for k, v in policy.get("max_regressions", {}).items()) or "none"
-    lines += ["", f"Policy: critical regressions ≤ {policy['max_critical_regressions']}, accuracy delta ≥ "
-              f"{policy['min_accuracy_delta']:+g}, per-criticality limits: {limits}.", ""]
-    lines += [f"## Regressions ({len(gate['regressions'])})", ""]
-    for row in gate["regressions"]:
-        lines += _case_block(row)
-    if not gate["regressions"]:
-        lines += ["None.", ""]
-    lines += [f"## Improvements ({len(gate['improvements'])})", ""]
-    for row in gate["improvements"]:
-        lines += _case_block(row)
-    if not gate["improvements"]:
-        lines += ["None.", ""]
-    lines += ["## Per domain", "", *_group_table("domain", gate["per_domain"])]
-    lines += ["## Per criticality", "", *_group_table("criticality", gate["per_criticality"])]
+    lines += ["", _policy_line(gate.get("policy") or {}), ""]
+    suites = gate.get("suites") or []
+    if suites:
+        lines += _suites_table(suites) + _rules_list(suites)
+    if gate.get("matrix"):
+        lines += _matrix_table(gate["matrix"])
+    if "accuracy" in gate:
+        lines += [f"## Regressions ({len(gate['regressions'])})", ""]
+        for row in gate["regressions"]:
+            lines += _case_block(row)
+        if not gate["regressions"]:
+            lines += ["None.", ""]
+        lines += [f"## Improvements ({len(gate['improvements'])})", ""]
+        for row in gate["improvements"]:
+            lines += _case_block(row)
+        if not gate["improvements"]:
+            lines += ["None.", ""]
+        lines += ["## Per domain", "", *_group_table("domain", gate["per_domain"])]
+        lines += ["## Per criticality", "", *_group_table("criticality", gate["per_criticality"])]
+    else:
+        for v in suites:
+            if v["regressions"]:
+                lines += [f"## Regressions on {v['suite']} ({len(v['regressions'])})", ""]
+                for row in v["regressions"]:
+                    lines += _case_block(row)
     lines += _trend_table(trend or [])
     return "\n".join(lines).rstrip() + "\n"
 
@@ -112,12 +217,21 @@ def eval_summary(result: dict) -> list[str]:
 
 
 def gate_summary(gate: dict, where: str) -> list[str]:
-    acc = gate["accuracy"]
-    lines = [f"gate {'passed' if gate['passed'] else 'BLOCKED'}: {gate['model']} {gate['candidate']} vs "
-             f"{gate['baseline']}: accuracy {_pct(acc['baseline'])} -> {_pct(acc['candidate'])} "
-             f"({_delta(acc['delta'])}), {len(gate['regressions'])} regression(s), "
-             f"{len(gate['improvements'])} improvement(s)"]
-    lines += [f"  regression {r['id']} ({r['criticality']}, {r['domain']})" for r in gate["regressions"]]
+    head = f"gate {'passed' if gate['passed'] else 'BLOCKED'}: {gate['model']} {gate['candidate']} vs {gate['baseline']}"
+    if "accuracy" not in gate:
+        lines = [head]
+    else:
+        acc = gate["accuracy"]
+        lines = [f"{head}: accuracy {_pct(acc['baseline'])} -> {_pct(acc['candidate'])} "
+                 f"({_delta(acc['delta'])}), {len(gate['regressions'])} regression(s), "
+                 f"{len(gate['improvements'])} improvement(s)"]
+        lines += [f"  regression {r['id']} ({r['criticality']}, {r['domain']})" for r in gate["regressions"]]
+    for v in gate.get("suites") or []:
+        iv = v["interval"]
+        lines.append(f"  suite {v['suite']} ({v['role']}, {v['n']} cases): {_pct(v['baseline'])} -> "
+                     f"{_pct(v['candidate'])}, interval [{_delta(iv['low'])}, {_delta(iv['high'])}], "
+                     f"p(drop) {_p(v['mcnemar']['p_drop'])}, detectable drop {_drop(v.get('detectable_drop'))}"
+                     f"{'' if v['passed'] else ': BLOCKED'}")
     lines += [f"  blocked: {r}" for r in gate["reasons"]]
     lines.append(f"  report: {where}")
     return lines

@@ -1,6 +1,7 @@
-"""Load a version (base + LoRA adapter, or a merged model) and answer prompts greedily in
-batches. Left padding, no sampling, a fixed batch order: the same model, prompts and
-settings always give the same answers."""
+"""Load a version (base + LoRA adapter, or a merged model) and answer prompts in batches:
+greedily by default, or `samples` times each at a temperature (seeded per batch). Left
+padding and a fixed batch order: the same model, prompts and settings (seed included)
+always give the same answers."""
 
 from __future__ import annotations
 
@@ -25,10 +26,11 @@ class LoadedModel:
 
 @dataclass(frozen=True)
 class Generation:
-    outputs: list[str]
-    new_tokens: list[int]  # generated tokens per prompt, eos included, padding not
+    outputs: list[str]  # one answer per prompt (with samples > 1: its first sample)
+    new_tokens: list[int]  # generated tokens per prompt (all its samples), eos included, padding not
     seconds: float
     peak_memory_mb: float
+    samples: list[list[str]] | None = None  # every sample per prompt, when samples > 1
 
     @property
     def tokens_per_second(self) -> float:
@@ -107,24 +109,36 @@ def _eos_ids(lm: LoadedModel) -> set[int]:
     return {i for i in ids | {lm.tokenizer.eos_token_id} if i is not None}
 
 
-def _generate_batch(lm: LoadedModel, prompts: list[str], max_new_tokens: int, eos: list[int]):
+def _generate_batch(lm: LoadedModel, prompts: list[str], max_new_tokens: int, eos: list[int],
+                    samples: int = 1, temperature: float | None = None, seed: int = 0):
+    """The new tokens, one row per prompt; with samples > 1, `samples` rows per prompt in a
+    row (prompt-major), sampled at `temperature` from a generator seeded with `seed`."""
     import torch
 
     tok = lm.tokenizer
     enc = tok(prompts, return_tensors="pt", padding=True, add_special_tokens=False).to(lm.device)
+    if samples > 1:
+        decoding = {"do_sample": True, "num_return_sequences": samples, "temperature": temperature,
+                    "top_p": 1.0, "top_k": 0}
+        torch.manual_seed(seed)
+    else:
+        decoding = {"do_sample": False, "temperature": None, "top_p": None, "top_k": None}
     with torch.no_grad():
-        out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False, num_beams=1,
-                                eos_token_id=eos, pad_token_id=tok.pad_token_id,
-                                temperature=None, top_p=None, top_k=None)
+        out = lm.model.generate(**enc, max_new_tokens=max_new_tokens, num_beams=1, eos_token_id=eos,
+                                pad_token_id=tok.pad_token_id, **decoding)
     return out[:, enc["input_ids"].shape[1]:].cpu()
 
 
 def generate(lm: LoadedModel, inputs: list[str], batch_size: int = DEFAULT_BATCH_SIZE,
-             max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Generation:
-    """Greedy answers to `inputs`, in their order. Prompts are batched longest first (less
-    padding per batch); the order depends only on the prompts, so results are reproducible."""
-    if batch_size < 1 or max_new_tokens < 1:
-        raise ValueError("batch_size and max_new_tokens must be >= 1")
+             max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, *, samples: int = 1, temperature: float = 0.7,
+             seed: int = 0) -> Generation:
+    """Answers to `inputs`, in their order: greedy, or with samples > 1 that many sampled
+    answers each. Prompts are batched longest first (less padding per batch); the order
+    depends only on the prompts, and batch i samples from seed + i, so results are reproducible."""
+    if batch_size < 1 or max_new_tokens < 1 or samples < 1:
+        raise ValueError("batch_size, max_new_tokens and samples must be >= 1")
+    if samples > 1 and not temperature > 0:
+        raise ValueError("sampling needs a temperature > 0")
     if lm.device.startswith("cuda"):
         import torch
 
@@ -133,16 +147,20 @@ def generate(lm: LoadedModel, inputs: list[str], batch_size: int = DEFAULT_BATCH
     lengths = [len(ids) for ids in lm.tokenizer(prompts, add_special_tokens=False)["input_ids"]]
     order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
     eos = sorted(_eos_ids(lm))
-    outputs, counts = [""] * len(prompts), [0] * len(prompts)
+    texts_per: list[list[str]] = [[] for _ in prompts]
+    counts = [0] * len(prompts)
     start = time.perf_counter()
-    for b in range(0, len(order), batch_size):
+    for batch, b in enumerate(range(0, len(order), batch_size)):
         idx = order[b:b + batch_size]
-        new = _generate_batch(lm, [prompts[i] for i in idx], max_new_tokens, eos)
+        new = _generate_batch(lm, [prompts[i] for i in idx], max_new_tokens, eos, samples, temperature, seed + batch)
         texts = lm.tokenizer.batch_decode(new, skip_special_tokens=True)
-        for i, text, n in zip(idx, texts, _new_token_counts(new, set(eos)), strict=True):
-            outputs[i], counts[i] = text.strip(), n
+        owners = [i for i in idx for _ in range(samples)]  # rows are prompt-major
+        for i, text, n in zip(owners, texts, _new_token_counts(new, set(eos)), strict=True):
+            texts_per[i].append(text.strip())
+            counts[i] += n
     seconds = time.perf_counter() - start
-    return Generation(outputs=outputs, new_tokens=counts, seconds=seconds, peak_memory_mb=peak_memory_mb(lm.device))
+    return Generation(outputs=[t[0] for t in texts_per], new_tokens=counts, seconds=seconds,
+                      peak_memory_mb=peak_memory_mb(lm.device), samples=texts_per if samples > 1 else None)
 
 
 @contextmanager

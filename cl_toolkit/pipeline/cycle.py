@@ -9,8 +9,8 @@ Ctrl-C or a crash leaves the stamps of the finished steps, so the next run resum
 The version is registered right after training (only a finished run registers) and before
 the gate, because evaluation and the gate read versions from the registry; a blocked
 version is then archived as rejected, with the gate report, and never gets an alias.
-Evaluation and the gate also rerun when the regression suite's bytes, the gate policy or
-the evaluation settings change, not only the adapter. Paths in the stamps are relative
+Evaluation and the gate also rerun when the bytes of any of the gate's named suites, the
+gate policy or the evaluation settings change, not only the adapter. Paths in the stamps are relative
 to the workspace, so a moved workspace resumes where it stopped.
 This module only sequences; the work lives in render, train, evaluation and registry."""
 
@@ -28,6 +28,7 @@ from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.core.workspace import relative_inside, resolve_path
 from cl_toolkit.evaluation.evaluate import EvalSettings
 from cl_toolkit.evaluation.gate import default_policy
+from cl_toolkit.evaluation.policy import normalise_gate
 from cl_toolkit.recipe.model import LoadedRecipe, thaw
 from cl_toolkit.registry import VersionRecord, open_registry
 from cl_toolkit.training.launch import Topology
@@ -66,9 +67,13 @@ class Context:
         """A path as the stamps keep it: relative to the workspace (when inside it)."""
         return None if path is None else relative_inside(str(path), self.lr.workspace)
 
-    def suite(self) -> Path | None:
+    def suites(self) -> dict:
+        """The gate's named suites, {name: {"path": Path, "role": str}} (empty without a gate)."""
         gate = self.lr.recipe.gate
-        return resolve_path(gate["suite"], self.lr.root, self.lr.workspace) if gate else None
+        if not gate:
+            return {}
+        return {name: {"path": resolve_path(s["path"], self.lr.root, self.lr.workspace), "role": s["role"]}
+                for name, s in normalise_gate(thaw(gate))["suites"].items()}
 
     def record(self) -> VersionRecord | None:
         with open_registry(self.lr.workspace) as reg:
@@ -119,9 +124,10 @@ def _in_after_train(c: Context) -> dict:
 
 
 def _in_evaluate(c: Context) -> dict:
-    """The adapter, the suite's bytes and how answers are produced: each changes a score."""
-    suite = c.suite()
-    return {"adapter": c.outputs["train"]["adapter"], "suite": sha256_file(suite) if suite else None,
+    """The adapter, every suite's bytes (and role) and how answers are produced: each
+    changes a score or what it is compared with."""
+    return {"adapter": c.outputs["train"]["adapter"],
+            "suites": {name: {"sha256": sha256_file(s["path"]), "role": s["role"]} for name, s in c.suites().items()},
             "settings": c.eval_settings.key(None)}
 
 
@@ -186,20 +192,25 @@ def _register(c: Context) -> dict:
 
 
 def _evaluate(c: Context) -> dict:
-    from cl_toolkit.evaluation.evaluate import evaluate_version
-    from cl_toolkit.evaluation.suite import load_suite
+    """The parent and the new version (and the champion, when another) on every named suite;
+    each score goes to the registry's accuracy matrix."""
+    from cl_toolkit.evaluation.gate import load_named
+    from cl_toolkit.evaluation.matrix import evaluate_suites
 
-    gate = c.lr.recipe.gate
-    if not gate:
+    if not c.lr.recipe.gate:
         return {"skipped": "the recipe names no gate suite"}
-    suite = load_suite(c.suite())
+    suites = load_named(c.suites())
     out = {}
     with open_registry(c.lr.workspace) as reg:
-        versions = [v for v in (c.lr.recipe.parent, c.lr.recipe.version) if v]
-        for v in versions:
-            result = evaluate_version(c.lr.workspace, reg.require(c.lr.recipe.model, v), suite, c.eval_settings)
-            c.say(f"  {v}: accuracy {result['accuracy']:.1%} on {suite.name} ({len(suite.cases)} cases)")
-            out[v] = {"accuracy": result["accuracy"], "cache": c.rel(result["cache_path"])}
+        champion = reg.alias(c.lr.recipe.model, "champion")
+        versions = list(dict.fromkeys(v for v in (champion, c.lr.recipe.parent, c.lr.recipe.version) if v))
+        recs = [reg.require(c.lr.recipe.model, v) for v in versions]
+    for rec in recs:
+        results = evaluate_suites(c.lr.workspace, rec, suites, c.eval_settings)
+        c.say(f"  {rec.version}: " + ", ".join(f"{name} {r['accuracy']:.1%} ({r['total']})"
+                                               for name, r in results.items()))
+        out[rec.version] = {name: {"accuracy": r["accuracy"], "cache": c.rel(r["cache_path"])}
+                            for name, r in results.items()}
     return out
 
 
@@ -208,11 +219,12 @@ def _gate(c: Context) -> dict:
 
     if not c.lr.recipe.parent or not c.lr.recipe.gate:
         return {"passed": True, "skipped": "no parent to compare with" if not c.lr.recipe.parent else "no suite"}
-    result = run_gate(c.lr.workspace, c.lr.recipe.model, c.lr.recipe.version, c.lr.recipe.parent, c.suite(),
-                      c.eval_settings, policy=default_policy(thaw(c.lr.recipe.gate)))
+    result = run_gate(c.lr.workspace, c.lr.recipe.model, c.lr.recipe.version, c.lr.recipe.parent,
+                      settings=c.eval_settings, policy=default_policy(thaw(c.lr.recipe.gate)), suites=c.suites())
     c.say(f"  gate {'passed' if result['passed'] else 'BLOCKED'}: "
           + ("; ".join(result["reasons"]) if result["reasons"] else "no blocking regression"))
-    return {"passed": result["passed"], "reasons": result["reasons"], "report": c.rel(c.run_dir / "gate.md")}
+    return {"passed": result["passed"], "reasons": result["reasons"], "report": c.rel(c.run_dir / "gate.md"),
+            "suites": {v["suite"]: v["passed"] for v in result["suites"]}}
 
 
 def _release(c: Context) -> dict:

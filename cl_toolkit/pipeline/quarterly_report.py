@@ -1,7 +1,9 @@
 """`clt report MODEL`: what changed this quarter, for the people who ship it.
 
 Markdown and a self-contained HTML page (PNG plots embedded) under
-`workspace/reports/<model>/`: accuracy per domain across versions, the latest gate's
+`workspace/reports/<model>/`: the line's accuracy matrix (every version on every named
+suite, as a table and a heat map, with forgetting and BWT), accuracy per domain across
+versions, the latest gate's
 regressions side by side, training-loss curves, the data mix, the lineage graph, and a
 pre-deployment checklist whose every item is computed from the registry, manifests and
 gate results — nothing in it is typed by hand."""
@@ -34,6 +36,7 @@ def _json(rec: VersionRecord, rel: str) -> dict | None:
 def gather(workspace: Path, model: str) -> dict:
     """Every fact the report shows, from the registry and the files beside each version."""
     from cl_toolkit.evaluation.history import load_evolution
+    from cl_toolkit.evaluation.matrix import line_matrix
     from cl_toolkit.registry.views import lineage
 
     with open_registry(workspace) as reg:
@@ -47,6 +50,7 @@ def gather(workspace: Path, model: str) -> dict:
     for r in recs:
         facts["versions"].append({"record": r, "manifest": _json(r, "manifest.json"), "metrics": _json(r, "metrics.json"),
                                   "gate": _json(r, "gate.json")})
+    facts["matrix"] = line_matrix(workspace, model)
     facts["checklist"] = checklist(facts, recs, aliases)
     return facts
 
@@ -125,6 +129,31 @@ def plot_domains(facts: dict, out: Path) -> Path | None:
     ax.set_title("Regression-suite accuracy per domain")
     ax.legend(fontsize=7, loc="best")
     return _save(plt, fig, out / "accuracy_per_domain.png")
+
+
+def plot_matrix(facts: dict, out: Path) -> Path | None:
+    """The accuracy matrix as a heat map: versions down, suites across, each cell labelled."""
+    m = facts.get("matrix") or {}
+    if not m.get("versions") or not m.get("suites"):
+        return None
+    import numpy as np
+
+    plt = _fig()
+    grid = np.array([[np.nan if m["scores"][v][s] is None else m["scores"][v][s] for s in m["suites"]]
+                     for v in m["versions"]], dtype=float)
+    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(m["suites"]) + 2), max(2.2, 0.5 * len(m["versions"]) + 1.4)),
+                           dpi=100)
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(len(m["suites"])), m["suites"])
+    ax.set_yticks(range(len(m["versions"])), m["versions"])
+    for i in range(grid.shape[0]):
+        for j in range(grid.shape[1]):
+            ax.text(j, i, "-" if np.isnan(grid[i, j]) else f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=8)
+    fig.colorbar(image, ax=ax, label="accuracy")
+    ax.set_xlabel("suite")
+    ax.set_ylabel("version")
+    ax.set_title("Accuracy matrix (every version on every suite)")
+    return _save(plt, fig, out / "accuracy_matrix.png")
 
 
 def plot_losses(facts: dict, out: Path) -> Path | None:
@@ -239,12 +268,35 @@ def markdown(facts: dict, plots: dict[str, Path]) -> str:
         r = v["record"]
         lines.append(f"| {r.version} | {r.parent or '-'} | {r.strategy} | {r.status} | {_pct(_accuracy(facts, r.version))} "
                      f"| {(v['manifest'] or {}).get('mix', {}).get('total', '-')} | {r.train_seconds or 0:.0f} |")
+    lines += _matrix_section(facts.get("matrix") or {})
     lines += _gate_section(facts)
-    for title, key in (("Accuracy per domain", "domains"), ("Training loss", "losses"), ("Data mix", "mix"),
+    for title, key in (("Accuracy matrix heat map", "matrix"), ("Accuracy per domain", "domains"), ("Training loss", "losses"), ("Data mix", "mix"),
                        ("Lineage", "lineage")):
         if plots.get(key):
             lines += ["", f"## {title}", "", f"![{title}](plots/{plots[key].name})"]
     return "\n".join(lines) + "\n"
+
+
+def _matrix_section(m: dict) -> list[str]:
+    """The accuracy matrix as a table: a row per version, a column per suite, then each
+    suite's best score, its forgetting (drop from that best at the newest version) and BWT."""
+    if not m.get("versions") or not m.get("suites"):
+        return ["", "## Accuracy matrix", "", "No suite scores are recorded yet."]
+    out = ["", "## Accuracy matrix", "", "| version | " + " | ".join(m["suites"]) + " |",
+           "|---|" + "---|" * len(m["suites"])]
+    for v in m["versions"]:
+        out.append(f"| {v} | " + " | ".join(_pct(m["scores"][v][s]) for s in m["suites"]) + " |")
+    out.append("| best | " + " | ".join(f"{_pct(m['best'][s]['accuracy'])} ({m['best'][s]['version']})"
+                                       if s in m["best"] else "n/a" for s in m["suites"]) + " |")
+    out.append("| forgetting | " + " | ".join(_pt(m["forgetting"][s]) for s in m["suites"]) + " |")
+    bwt = "n/a (no quarter learned before the newest version)" if m["bwt"] is None else _pt(m["bwt"])
+    out += ["", f"Forgetting is each suite's drop from its best-ever score at {m['versions'][-1]}; "
+                f"backward transfer (BWT) over the learned quarters: {bwt}."]
+    return out
+
+
+def _pt(x: float | None) -> str:
+    return "n/a" if x is None else f"{100 * x:+.1f} pt"
 
 
 def _gate_section(facts: dict) -> list[str]:
@@ -305,7 +357,8 @@ def write_report(workspace: Path, model: str, html: bool = True) -> dict[str, Pa
     facts = gather(workspace, model)
     out = workspace / "reports" / model
     plots_dir = out / "plots"
-    plots = {"domains": plot_domains(facts, plots_dir), "losses": plot_losses(facts, plots_dir),
+    plots = {"matrix": plot_matrix(facts, plots_dir), "domains": plot_domains(facts, plots_dir),
+             "losses": plot_losses(facts, plots_dir),
              "mix": plot_mix(facts, plots_dir), "lineage": plot_lineage(facts, plots_dir)}
     md_text = markdown(facts, plots)
     paths = {"markdown": atomic_write_text(out / "report.md", md_text)}

@@ -3,7 +3,12 @@ chosen strategy's defaults. The new file is validated before it is put in place.
 
 Strategies live above this layer (cl_toolkit.training.strategies): the table comes in as
 an argument, name -> an object with `scaffold(source) -> ScaffoldDefaults | None` and
-`rehearses_parent_data`."""
+`rehearses_parent_data`.
+
+Every quarter stays in the gate: the new recipe carries the parent's `gate.suites` forward
+(the quarter the parent learned becomes a regression suite) and adds each new training
+file's test set, `<name>_test.jsonl` beside `<name>.jsonl`, as the suite `<name>` with role
+`learning`; a `min_learning` rule moves from the old learning suite to the new one."""
 
 from __future__ import annotations
 
@@ -19,6 +24,7 @@ import yaml
 
 from cl_toolkit.core import semver
 from cl_toolkit.core.errors import BadInput
+from cl_toolkit.core.workspace import project_root
 from cl_toolkit.core.yamlio import display, load_yaml
 from cl_toolkit.recipe.validate import load_recipe
 
@@ -37,8 +43,46 @@ def scaffold_names(strategies: Mapping[str, Any]) -> list[str]:
     return [name for name, s in strategies.items() if s.scaffold is not None]
 
 
+def _test_suite(data_path: str, root: Path | None) -> tuple[str, str] | None:
+    """(name, path) of the test set beside a training file, when there is one."""
+    p = Path(data_path)
+    if ":" in data_path or p.suffix != ".jsonl":
+        return None
+    test = p.with_name(f"{p.stem}_test.jsonl")
+    found = (root / test if root and not test.is_absolute() else test).is_file()
+    return (p.stem, test.as_posix()) if found else None
+
+
+def scaffold_gate(gate: dict, data_paths: list[str], root: Path | None = None) -> dict:
+    """The next recipe's `gate:` from the parent's: its suites carried forward, each new
+    training file's test set added as the quarter being learned."""
+    gate = dict(gate)
+    suites = dict(gate.pop("suites", None) or {})
+    if "suite" in gate:
+        suites = {"regression": gate.pop("suite"), **suites}
+    new = [t for t in (_test_suite(d, root) for d in data_paths) if t]
+    if not new:  # nothing new to learn from: the gate stays as it was
+        return {**gate, "suites": suites} if suites else gate
+    paths = {(s if isinstance(s, str) else s["path"]): name for name, s in suites.items()}
+    old_learning = [n for n, s in suites.items() if isinstance(s, dict) and s.get("role") == "learning"]
+    for name in old_learning:  # what the parent learned is now a quarter to keep
+        suites[name] = suites[name]["path"]
+    learning = []
+    for name, path in new:
+        name = paths.get(path) or (name if name not in suites else f"{name}_test")
+        suites[name] = {"path": path, "role": "learning"}
+        learning.append(name)
+    rule = gate.get("min_learning")
+    if isinstance(rule, dict) and rule:
+        moved = {k: v for k, v in rule.items() if k not in old_learning}
+        carried = [rule[n] for n in old_learning if n in rule]
+        gate["min_learning"] = {**moved, **({n: carried[0] for n in learning} if carried else {})}
+    return {**{k: v for k, v in gate.items() if k != "min_learning"}, "suites": suites,
+            **({"min_learning": gate["min_learning"]} if gate.get("min_learning") else {})}
+
+
 def scaffold(source: dict, strategy: str, version: str, data_paths: list[str], *,
-             strategies: Mapping[str, Any]) -> dict:
+             strategies: Mapping[str, Any], root: Path | None = None) -> dict:
     """The next recipe as data: parent = the source's version, the strategy's defaults."""
     s = strategies[strategy]
     defaults = s.scaffold(source)
@@ -55,9 +99,10 @@ def scaffold(source: dict, strategy: str, version: str, data_paths: list[str], *
     if defaults.train:
         out["train"] = dict(defaults.train)
     out.update({key: dict(block) for key, block in defaults.blocks.items()})
-    for key in ("gate", "axolotl"):
-        if key in source:
-            out[key] = source[key]
+    if "gate" in source:
+        out["gate"] = scaffold_gate(source["gate"], data_paths, root)
+    if "axolotl" in source:
+        out["axolotl"] = source["axolotl"]
     return out
 
 
@@ -77,7 +122,8 @@ def new_recipe(model_dir: Path, from_version: str, strategy: str, bump: str, dat
         raise BadInput(f"{display(target)} exists; pass --force to overwrite it")
     header = (f"# {source['model']} {version}: {strategy} from {from_version} (written by `clt recipe new`).\n"
               f"# Point data.train at this quarter's data and say why in description.\n")
-    text = header + yaml.safe_dump(scaffold(source, strategy, version, data_paths, strategies=strategies),
+    text = header + yaml.safe_dump(scaffold(source, strategy, version, data_paths, strategies=strategies,
+                                            root=project_root(model_dir)),
                                    sort_keys=False)
     fd, tmp = tempfile.mkstemp(prefix=f".{version}.", suffix=".yml", dir=model_dir)
     try:

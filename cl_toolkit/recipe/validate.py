@@ -122,8 +122,12 @@ def _path_problems(data: dict, lines: LineMap, fname: str, root: Path, ws: Path)
     for i, s in enumerate(data["data"].get("rehearsal", {}).get("sources", [])):
         if "path" in s:
             refs.append((("data", "rehearsal", "sources", i, "path"), s["path"]))
-    if "gate" in data:
-        refs.append((("gate", "suite"), data["gate"]["suite"]))
+    gate = data.get("gate") or {}
+    if "suite" in gate:
+        refs.append((("gate", "suite"), gate["suite"]))
+    for name, entry in (gate.get("suites") or {}).items():
+        refs.append((("gate", "suites", name) + (() if isinstance(entry, str) else ("path",)),
+                     entry if isinstance(entry, str) else entry["path"]))
     problems = []
     for key, raw in refs:
         try:

@@ -11,11 +11,12 @@ from cl_toolkit.registry.lifecycle import (
     promote,
     record_gate,
     rollback,
+    weights_sha256,
 )
 from cl_toolkit.registry.views import artifact_file, export_model, lineage, read_artifact, summary
 
 __all__ = [
     "ALIASES", "AliasMove", "CheckReport", "Event", "RegistryStore", "VersionRecord", "archive",
     "artifact_file", "check_registry", "export_model", "lineage", "open_registry", "previous_champion",
-    "promote", "read_artifact", "record_gate", "rollback", "summary",
+    "promote", "read_artifact", "record_gate", "rollback", "summary", "weights_sha256",
 ]

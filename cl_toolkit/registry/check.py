@@ -38,6 +38,9 @@ def check_registry(reg: RegistryStore) -> CheckReport:
         _check_stored_paths(reg, stored, report)
     _check_aliases(reg, {(r.model, r.version): r for r in recs}, report)
     _note_orphans(reg, {(r.model, r.version) for r in recs}, report)
+    for model, candidate, baseline in reg.legacy_gates():
+        report.notes.append(f"{model} {candidate}: gate against {baseline} recorded before schema 4 (legacy: no "
+                            f"adapter hashes, so promotion cannot check the weights it gated)")
     return report
 
 

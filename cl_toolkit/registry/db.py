@@ -71,6 +71,21 @@ _V2 = [
     "ALTER TABLE versions ADD COLUMN parents TEXT NOT NULL DEFAULT '[]'",
     "ALTER TABLE versions ADD COLUMN status TEXT NOT NULL DEFAULT 'active'",
 ]
+# schema 4: every evaluation score (the line's accuracy matrix is one query over `scores`),
+# and gate records the registry can check: the adapter hashes it gated, the suites' hashes
+# and the policy. Rows recorded before schema 4 have none of these and are marked legacy.
+_V4 = [
+    """CREATE TABLE IF NOT EXISTS scores (
+        model TEXT NOT NULL, version TEXT NOT NULL, suite TEXT NOT NULL, suite_sha256 TEXT NOT NULL,
+        accuracy REAL NOT NULL, n INTEGER NOT NULL, evaluated_at TEXT NOT NULL, eval_cache TEXT,
+        PRIMARY KEY (model, version, suite, suite_sha256))""",
+    "CREATE INDEX IF NOT EXISTS scores_by_model ON scores (model, suite, evaluated_at)",
+    "ALTER TABLE gates ADD COLUMN candidate_adapter_sha256 TEXT",
+    "ALTER TABLE gates ADD COLUMN baseline_adapter_sha256 TEXT",
+    "ALTER TABLE gates ADD COLUMN suites TEXT NOT NULL DEFAULT '{}'",
+    "ALTER TABLE gates ADD COLUMN policy TEXT NOT NULL DEFAULT '{}'",
+    "ALTER TABLE gates ADD COLUMN legacy INTEGER NOT NULL DEFAULT 1",
+]
 
 
 @dataclass(frozen=True)
@@ -181,8 +196,9 @@ class RegistryStore:
 
     def migrations(self) -> list[sqlitedb.Migration]:
         """1: the versions table; 2: artifacts, aliases, events, gates and three columns;
-        3: the absolute paths of schemas 1 and 2 made relative (see the class docstring)."""
-        return [(1, _V1), (2, _V2), (3, self._relative_paths)]
+        3: the absolute paths of schemas 1 and 2 made relative (see the class docstring);
+        4: the scores table and checkable gate records (older gate rows marked legacy)."""
+        return [(1, _V1), (2, _V2), (3, self._relative_paths), (4, _V4)]
 
     def transaction(self):
         """One write transaction; BEGIN IMMEDIATE takes the write lock up front."""
@@ -367,18 +383,62 @@ class RegistryStore:
             rows = self._conn.execute("SELECT * FROM events ORDER BY id")
         return [Event(**{**dict(r), "forced": bool(r["forced"]), "detail": json.loads(r["detail"])}) for r in rows]
 
-    def insert_gate(self, model: str, candidate: str, baseline: str | None, passed: bool, result: dict) -> None:
-        self._conn.execute("INSERT INTO gates (model, candidate, baseline, passed, result, recorded_at) "
-                           "VALUES (?, ?, ?, ?, ?, ?)",
-                           (model, candidate, baseline, int(passed), json.dumps(result, sort_keys=True), now()))
+    def insert_gate(self, model: str, candidate: str, baseline: str | None, passed: bool, result: dict, *,
+                    candidate_adapter_sha256: str | None = None, baseline_adapter_sha256: str | None = None,
+                    suites: dict | None = None, policy: dict | None = None) -> None:
+        self._conn.execute(
+            "INSERT INTO gates (model, candidate, baseline, passed, result, recorded_at, candidate_adapter_sha256, "
+            "baseline_adapter_sha256, suites, policy, legacy) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+            (model, candidate, baseline, int(passed), json.dumps(result, sort_keys=True), now(),
+             candidate_adapter_sha256, baseline_adapter_sha256, json.dumps(suites or {}, sort_keys=True),
+             json.dumps(policy or {}, sort_keys=True)))
 
-    def gate_result(self, model: str, candidate: str, baseline: str | None = None) -> dict | None:
-        """The latest gate result recorded for candidate (against baseline, if given)."""
-        sql, args = "SELECT result FROM gates WHERE model=? AND candidate=?", [model, candidate]
+    def gate_record(self, model: str, candidate: str, baseline: str | None = None) -> dict | None:
+        """The latest gate row of candidate (against baseline, if given), as the registry
+        keeps it: passed, the adapter hashes it gated, suite hashes, policy, legacy, result."""
+        sql, args = "SELECT * FROM gates WHERE model=? AND candidate=?", [model, candidate]
         if baseline is not None:
             sql, args = sql + " AND baseline=?", args + [baseline]
         row = self._conn.execute(sql + " ORDER BY id DESC LIMIT 1", args).fetchone()
-        return json.loads(row[0]) if row else None
+        if row is None:
+            return None
+        d = dict(row)
+        return {**d, "passed": bool(d["passed"]), "legacy": bool(d["legacy"]), "result": json.loads(d["result"]),
+                "suites": json.loads(d["suites"]), "policy": json.loads(d["policy"])}
+
+    def legacy_gates(self) -> list[tuple[str, str, str | None]]:
+        """(model, candidate, baseline) of every gate row recorded before schema 4 (no hashes)."""
+        return [tuple(r) for r in self._conn.execute(
+            "SELECT model, candidate, baseline FROM gates WHERE legacy=1 ORDER BY id")]
+
+    def gate_result(self, model: str, candidate: str, baseline: str | None = None) -> dict | None:
+        """The latest gate result recorded for candidate (against baseline, if given)."""
+        row = self.gate_record(model, candidate, baseline)
+        return row["result"] if row else None
+
+    # -- scores: the accuracy matrix ------------------------------------------------------
+
+    def record_score(self, model: str, version: str, suite: str, suite_sha256: str, accuracy: float, n: int,
+                     evaluated_at: str, eval_cache: str | None = None) -> None:
+        """One version's accuracy on one named suite (the newest evaluation of those bytes wins)."""
+        self._conn.execute(
+            "INSERT INTO scores (model, version, suite, suite_sha256, accuracy, n, evaluated_at, eval_cache) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (model, version, suite, suite_sha256) DO UPDATE SET "
+            "accuracy=excluded.accuracy, n=excluded.n, evaluated_at=excluded.evaluated_at, "
+            "eval_cache=excluded.eval_cache", (model, version, suite, suite_sha256, float(accuracy), int(n),
+                                               evaluated_at, eval_cache))
+
+    def scores(self, model: str) -> list[dict]:
+        """Every score of a model line: the accuracy matrix in one query, each suite name at
+        the bytes it was last evaluated with (an edited suite file starts its column afresh)."""
+        rows = self._conn.execute(
+            """SELECT s.* FROM scores s JOIN (
+                   SELECT suite, suite_sha256 FROM scores s2 WHERE model=:m AND evaluated_at = (
+                       SELECT MAX(evaluated_at) FROM scores s3 WHERE s3.model=:m AND s3.suite=s2.suite)
+                   GROUP BY suite) cur
+               ON s.suite = cur.suite AND s.suite_sha256 = cur.suite_sha256
+               WHERE s.model=:m ORDER BY s.suite, s.version""", {"m": model})
+        return [dict(r) for r in rows]
 
     def integrity(self) -> str:
         return self._conn.execute("PRAGMA quick_check").fetchone()[0]

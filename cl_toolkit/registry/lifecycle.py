@@ -7,12 +7,13 @@ aliases and the history can never disagree. Nothing is copied: rollback is a row
 
 from __future__ import annotations
 
-import json
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput, Refused
-from cl_toolkit.registry.artifacts import store_for_dir
+from cl_toolkit.core.files import sha256_file
 from cl_toolkit.registry.db import (
     RegistryStore,
     VersionRecord,
@@ -22,7 +23,6 @@ from cl_toolkit.registry.db import (
 )
 
 ALIASES = ("champion", "challenger")
-GATE_FILE = "gate.json"
 
 
 @dataclass(frozen=True)
@@ -71,7 +71,7 @@ def promote(reg: RegistryStore, model: str, version: str, *, to: str = "champion
         reg.set_alias(model, to, version)
         pause_point("promote_before_event")
         reg.append_event(model, "promote", version=version, alias=to, previous=current, who=who, why=why,
-                         forced=force, detail={"gate_baseline": gate.get("baseline")} if gate else {})
+                         forced=force, detail={"gate_baseline": gate.get("baseline"), "gate_legacy": gate["legacy"]} if gate else {})
         if to == "champion" and reg.alias(model, "challenger") == version:
             reg.set_alias(model, "challenger", None)  # a champion is no longer a challenger
             reg.append_event(model, "unset", alias="challenger", previous=version, who=who,
@@ -146,50 +146,71 @@ def archive(reg: RegistryStore, model: str, version: str, *, reason: str, who: s
     return True
 
 
-def gate_file(rec: VersionRecord) -> dict | None:
-    """gate.json from the candidate's run folder, else from its artifact copy."""
-    path = Path(rec.run_dir) / GATE_FILE
-    raw = path.read_bytes() if path.is_file() else None
-    if raw is None and rec.artifact_dir:
-        raw = store_for_dir(rec.artifact_dir).read_bytes(rec.artifact_dir, GATE_FILE)
-    if raw is None:
-        return None
-    try:
-        data = json.loads(raw)
-    except ValueError:
-        raise BadInput(f"{path} is not valid JSON") from None
-    return data if isinstance(data, dict) else None
+def weights_sha256(rec: VersionRecord) -> str:
+    """What the version's weights are, as one hash: for an adapter folder, the SHA-256 of
+    every file's relative path and bytes (symlinks are not followed: they hash as their
+    target's name); for full weights, of the base model's reference. The gate records it,
+    and promotion recomputes it: an adapter swapped after its gate does not promote."""
+    if rec.adapter_dir and Path(rec.adapter_dir).is_dir():
+        root = Path(rec.adapter_dir)
+        digest = hashlib.sha256()
+        for path in sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink()):
+            rel = path.relative_to(root).as_posix()
+            content = f"symlink:{os.readlink(path)}" if path.is_symlink() else sha256_file(path)
+            digest.update(f"{rel}\0{content}\n".encode())
+        return digest.hexdigest()
+    if rec.adapter_dir:  # recorded but gone: nothing to hash, and nothing that can pass a check
+        return "missing:" + rec.adapter_dir
+    return hashlib.sha256(f"base:{rec.base_model}".encode()).hexdigest()
 
 
 def require_passing_gate(reg: RegistryStore, rec: VersionRecord, champion: str) -> dict:
-    """The passing gate result of rec against champion (registry first, then gate.json);
-    Refused (exit 3) when there is none or it did not pass."""
-    gate, where = reg.gate_result(rec.model, rec.version, baseline=champion), "the registry"
-    if gate is None:
-        gate, where = gate_file(rec), f"{GATE_FILE}"
-        if gate and (gate.get("baseline") != champion or gate.get("candidate", rec.version) != rec.version):
-            gate = None
-    if gate is None:
-        raise Refused(f"{rec.model} {rec.version} has no gate result against the champion {champion}; "
-                      f"run the gate, or pass --force with a reason")
-    if gate.get("passed") is not True:
-        raise Refused(f"{rec.model} {rec.version} failed its gate against the champion {champion} "
-                      f"(from {where}); promotion blocked (--force overrides, and is recorded)")
-    return gate
+    """The passing gate of rec against champion, as the registry recorded it (a gate.json in
+    a run folder counts for nothing: anyone can write one). Refused (exit 3) when there is
+    none, it did not pass, or the candidate's (or champion's) weights are not the ones gated.
+    Rows from before schema 4 carry no hashes: they count, marked legacy in the event."""
+    row = reg.gate_record(rec.model, rec.version, baseline=champion)
+    if row is None:
+        raise Refused(f"{rec.model} {rec.version} has no gate result against the champion {champion} in the "
+                      f"registry; run the gate (a gate.json file is not a gate), or pass --force with a reason")
+    if not row["passed"]:
+        raise Refused(f"{rec.model} {rec.version} failed its gate against the champion {champion}; "
+                      f"promotion blocked (--force overrides, and is recorded)")
+    if not row["legacy"]:
+        for who, version, gated in (("candidate", rec.version, row["candidate_adapter_sha256"]),
+                                    ("champion", champion, row["baseline_adapter_sha256"])):
+            if weights_sha256(reg.require(rec.model, version)) != gated:
+                raise Refused(f"{rec.model} {version}'s weights changed since its gate (the {who}'s adapter hash "
+                              f"no longer matches the one gated); run the gate again")
+    return {**row["result"], "legacy": row["legacy"]}
 
 
 def record_gate(workspace: Path | None, model: str, candidate: str, gate_result: dict,
                 *, who: str | None = None) -> None:
     """Store a gate result (`{"baseline": V, "passed": bool, ...}`) for a registered
-    candidate; promotion to champion looks here first."""
+    candidate; promotion to champion looks only here. The registry hashes both versions'
+    weights itself; when the result says which hashes were evaluated (`adapters`), a
+    mismatch (weights replaced while the gate ran) is refused."""
     if not isinstance(gate_result, dict) or not isinstance(gate_result.get("passed"), bool):
         raise BadInput("a gate result must be a dict with a boolean 'passed'")
     if gate_result.get("candidate", candidate) != candidate:
         raise BadInput(f"gate result is for {gate_result.get('candidate')}, not {candidate}")
     baseline = gate_result.get("baseline")
+    suites = {s["suite"]: s.get("suite_sha256") for s in gate_result.get("suites", []) if isinstance(s, dict)}
+    if not suites and gate_result.get("suite_sha256"):
+        suites = {"regression": gate_result["suite_sha256"]}
     with open_registry(workspace) as reg, reg.transaction():
-        reg.require(model, candidate)
-        reg.insert_gate(model, candidate, baseline, gate_result["passed"], gate_result)
+        hashes = {"candidate": weights_sha256(reg.require(model, candidate)),
+                  "baseline": weights_sha256(reg.require(model, baseline)) if baseline else None}
+        claimed = gate_result.get("adapters") or {}
+        for role, sha in hashes.items():
+            if role in claimed and claimed[role] != sha:
+                raise Refused(f"{model} {gate_result.get(role)}: its weights changed while the gate ran; "
+                              f"the verdict is not recorded")
+        reg.insert_gate(model, candidate, baseline, gate_result["passed"], gate_result,
+                        candidate_adapter_sha256=hashes["candidate"], baseline_adapter_sha256=hashes["baseline"],
+                        suites=suites, policy=gate_result.get("policy") or {})
         reg.append_event(model, "gate", version=candidate, who=who,
                          why="passed" if gate_result["passed"] else "blocked",
-                         detail={"baseline": baseline, "passed": gate_result["passed"]})
+                         detail={"baseline": baseline, "passed": gate_result["passed"],
+                                 "candidate_adapter_sha256": hashes["candidate"]})

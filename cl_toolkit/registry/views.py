@@ -11,7 +11,6 @@ from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.semver import parse as parse_semver
 from cl_toolkit.registry.artifacts import store_for_dir
 from cl_toolkit.registry.db import RegistryStore, VersionRecord, now
-from cl_toolkit.registry.lifecycle import gate_file
 
 
 def _by_semver(recs: list[VersionRecord]) -> list[VersionRecord]:
@@ -157,7 +156,7 @@ def _training_data(manifest: dict) -> dict | None:
 def export_version(reg: RegistryStore, rec: VersionRecord, held: dict[str, list[str]]) -> dict:
     raw = read_artifact(rec, "manifest.json")
     manifest = json.loads(raw) if raw else {}
-    gate = reg.gate_result(rec.model, rec.version) or gate_file(rec) or {}
+    gate = reg.gate_result(rec.model, rec.version) or {}  # the registry's record, never a file
     hours = round(rec.train_seconds / 3600, 4) if rec.train_seconds is not None else None
     return {"version": rec.version, "release_date": rec.created_at[:10], "base_model": rec.base_model,
             "training_data": _training_data(manifest), "parent_model": rec.parent,
