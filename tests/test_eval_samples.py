@@ -11,6 +11,7 @@ import pytest
 
 from cl_toolkit.evaluation import evaluate as evaluate_mod
 from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version, score_cases, summarize
+from cl_toolkit.evaluation.gate_report import eval_summary
 from cl_toolkit.evaluation.generate import generate, load_model, torch_threads
 from cl_toolkit.evaluation.matchers import MATCHERS
 from cl_toolkit.evaluation.policy import normalise_gate, suite_verdict
@@ -94,6 +95,7 @@ def test_a_sampled_evaluation_has_rates_its_own_cache_and_drives_the_statistics(
                                        for o in row["outputs"]) / 4
         assert row["passed"] is (row["pass_rate"] >= 0.5)
     assert res["accuracy"] == round(sum(r["pass_rate"] for r in res["cases"]) / 4, 6)
+    assert "mean pass rate over 4 samples per case (temperature 1.5, seed 1)" in eval_summary(res)[1]
     greedy = evaluate_version(ws, rec, suite, EvalSettings(max_new_tokens=6, threads=1, batch_size=4))
     assert not greedy["cached"] and greedy["cache_path"].endswith(f"{suite.sha256}.json")
     assert "pass_rate" not in greedy["cases"][0]

@@ -105,3 +105,24 @@ def test_the_terminal_summary_names_each_suite():
     assert any(line.startswith("  suite q1 (regression, 48 cases): 62.5% -> 43.8%") and line.endswith("BLOCKED")
                for line in lines)
     assert sum(line.startswith("  blocked: ") for line in lines) == 2
+
+
+def test_the_sizing_table_in_the_docs_is_what_the_code_computes():
+    import re
+    from pathlib import Path
+
+    from cl_toolkit.evaluation.paired import detectable_table, paired_bootstrap
+
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "gate.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (\d+) \| ([\d.]+) pt \| ([\d.]+) pt \| ([\d.]+) pt \| −([\d.]+) pt \| −([\d.]+) pt \|$",
+                      doc, re.MULTILINE)
+    assert len(rows) == 7
+    for row in rows:
+        n = int(row[0])
+        (want,) = detectable_table([n])
+        assert [float(x) for x in row[1:4]] == [round(100 * want["drops"][s], 1) for s in (0.0, 0.05, 0.1)]
+        for share, cell in ((0.05, row[4]), (0.1, row[5])):
+            k = round(share * n)
+            base = [True] * k + [False] * k + [True] * (n - 2 * k)
+            cand = [False] * k + [True] * k + [True] * (n - 2 * k)
+            assert -float(cell) == round(100 * paired_bootstrap(base, cand)["low"], 1)

@@ -207,6 +207,10 @@ def eval_summary(result: dict) -> list[str]:
     perf = result["performance"]
     lines = [f"{result['model']} {result['version']} on {result['suite']}: {_pct(result['accuracy'])} "
              f"({result['passed']}/{result['total']})" + ("  [cached]" if result.get("cached") else "")]
+    if (result.get("settings") or {}).get("samples", 1) > 1:
+        st = result["settings"]
+        lines.append(f"  accuracy is the mean pass rate over {st['samples']} samples per case "
+                     f"(temperature {st['temperature']:g}, seed {st['seed']}); passed: rate >= 0.5")
     for name, groups in (("domain", result["per_domain"]), ("criticality", result["per_criticality"])):
         for key, g in _ordered(groups):
             lines.append(f"  {name:<11} {key:<20} {_pct(g['accuracy']):>6}  ({g['passed']}/{g['total']})")

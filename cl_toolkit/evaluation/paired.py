@@ -24,6 +24,7 @@ from scipy import stats
 
 DEFAULT_RESAMPLES = 10_000
 DEFAULT_CONFIDENCE = 0.95
+_BATCH_CELLS = 2_000_000  # resampled cases held at once: a large suite is bootstrapped in batches
 
 
 def as_pairs(base, cand) -> tuple[np.ndarray, np.ndarray]:
@@ -68,7 +69,8 @@ def paired_bootstrap(base, cand, *, resamples: int = DEFAULT_RESAMPLES, confiden
     else:
         res = stats.bootstrap((b_vec, c_vec), lambda x, y, axis=-1: np.mean(y, axis=axis) - np.mean(x, axis=axis),
                               paired=True, vectorized=True, n_resamples=resamples, confidence_level=confidence,
-                              method="percentile", rng=np.random.default_rng(seed))
+                              method="percentile", rng=np.random.default_rng(seed),
+                              batch=max(1, min(resamples, _BATCH_CELLS // b_vec.size)))
         low, high = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return {"delta": round(delta, 6), "low": round(low, 6), "high": round(high, 6), "confidence": confidence,
             "resamples": resamples, "seed": seed}
