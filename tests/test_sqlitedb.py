@@ -80,7 +80,7 @@ def test_processes_opening_a_fresh_registry_and_store_at_once_all_succeed(tmp_pa
     errors = [p.communicate(timeout=120)[1] for p in procs]
     assert [p.returncode for p in procs] == [0] * 4, errors
     with open_registry(tmp_path / "ws") as reg:
-        assert sqlitedb.schema_version(reg._conn) == max(n for n, _ in reg.migrations) >= 4
+        assert sqlitedb.schema_version(reg._conn) == max(n for n, _ in reg.migrations()) >= 4
         assert reg.integrity() == "ok"
 
 
