@@ -44,7 +44,7 @@ def test_recipe_new_writes_a_valid_next_recipe_with_strategy_defaults(proj, clt,
     if strategy == "distillation":
         assert data["distillation"] == {"teacher": "1.1.0", "alpha": 0.3, "temperature": 2.0, "top_k": 20}
     assert load_recipe(path).recipe.version == version
-    assert data["gate"]["suites"]["q3"] == {"path": "data/firefighter/q3_test.jsonl", "role": "learning"}
+    assert data["gate"]["suites"]["q3"] == {"path": "data/firefighter/q3_asked.jsonl", "role": "learning"}
 
 
 def test_recipe_new_refuses_to_overwrite_and_validates_before_writing(proj, clt):

@@ -7,8 +7,8 @@ an argument, name -> an object with `scaffold(source) -> ScaffoldDefaults | None
 
 Every quarter stays in the gate: the new recipe carries the parent's `gate.suites` forward
 (the quarter the parent learned becomes a regression suite) and adds each new training
-file's test set, `<name>_test.jsonl` beside `<name>.jsonl`, as the suite `<name>` with role
-`learning`; a `min_learning` rule moves from the old learning suite to the new one."""
+file's suite beside `<name>.jsonl` — `<name>_asked.jsonl` (its rows asked as trained), else
+`<name>_test.jsonl` — as the suite `<name>` with role `learning`; a `min_learning` rule moves from the old learning suite to the new one."""
 
 from __future__ import annotations
 
@@ -43,14 +43,21 @@ def scaffold_names(strategies: Mapping[str, Any]) -> list[str]:
     return [name for name, s in strategies.items() if s.scaffold is not None]
 
 
+# the suite beside a training file `<name>.jsonl`, first found: its rows asked as trained
+# (did the version learn them?), else its test set
+SUITE_SUFFIXES = ("_asked", "_test")
+
+
 def _test_suite(data_path: str, root: Path | None) -> tuple[str, str] | None:
-    """(name, path) of the test set beside a training file, when there is one."""
+    """(name, path) of the suite beside a training file, when there is one."""
     p = Path(data_path)
     if ":" in data_path or p.suffix != ".jsonl":
         return None
-    test = p.with_name(f"{p.stem}_test.jsonl")
-    found = (root / test if root and not test.is_absolute() else test).is_file()
-    return (p.stem, test.as_posix()) if found else None
+    for suffix in SUITE_SUFFIXES:
+        test = p.with_name(f"{p.stem}{suffix}.jsonl")
+        if (root / test if root and not test.is_absolute() else test).is_file():
+            return p.stem, test.as_posix()
+    return None
 
 
 def scaffold_gate(gate: dict, data_paths: list[str], root: Path | None = None) -> dict:
