@@ -33,8 +33,13 @@ def line(tmp_path_factory, tiny_model_dir):
     ws = project / "ws"
     shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")
     recipe = write_recipe(project, BASE_RECIPE)
-    write_recipe(project, _candidate("1.1.0", {"max_critical_regressions": 1000, "min_accuracy_delta": -1.0}))
-    write_recipe(project, _candidate("1.2.0", {"min_accuracy_delta": 2.0}))  # a delta is at most 1
+    # the statistical rules switched off (a margin of 1 and a vanishing alpha cannot block)
+    # so that each candidate's verdict is the one rule named here
+    off = {"non_inferiority_margin": 1.0, "alpha": 1e-30}
+    write_recipe(project, _candidate("1.1.0", {"max_critical_regressions": 1000, "min_accuracy_delta": -1.0,
+                                               **off}))
+    # a delta of +1 needs the baseline at 0% and the candidate at 100%: this small run cannot
+    write_recipe(project, _candidate("1.2.0", {"min_accuracy_delta": 1.0, **off}))
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(project)
         assert run_cycle(load_recipe(recipe, workspace=ws), say=lambda m: None)["status"] == "champion"
@@ -80,11 +85,11 @@ def test_auto_train_gates_and_releases_the_candidate(clt, env):
 def test_a_blocked_candidate_is_archived_without_an_alias(clt, env):
     code, out, err = clt("loop", "ff", "--once", "--at", AT, "--auto-train", "recipes/ff/1.2.0.yml")
     assert code == 0, err
-    assert "train recipes/ff/1.2.0.yml -> 1.2.0 rejected (gate BLOCKED: accuracy delta " in out
-    assert "is below the minimum +2.0000), report reports/ff/report.html" in out
+    assert "train recipes/ff/1.2.0.yml -> 1.2.0 rejected (gate BLOCKED: min_accuracy_delta: regression: " in out
+    assert "is below the minimum +1.0000 (min_accuracy_delta)), report reports/ff/report.html" in out
     cycle = _last_decision(env)["actions"][0]["cycle"]
     assert (cycle["version"], cycle["status"], cycle["gate"]["passed"]) == ("1.2.0", "rejected", False)
-    assert len(cycle["gate"]["reasons"]) == 1 and "below the minimum +2.0000" in cycle["gate"]["reasons"][0]
+    assert len(cycle["gate"]["reasons"]) == 1 and "below the minimum +1.0000" in cycle["gate"]["reasons"][0]
     assert json.loads((env / cycle["gate_report"].replace("gate.md", "gate.json")).read_text())["passed"] is False
     with open_registry(env) as reg:
         assert reg.get("ff", "1.2.0").status == "archived"

@@ -138,8 +138,10 @@ def _matrix_table(matrix: dict) -> list[str]:
                                                  else "–" for s in suites) + " |")
     forgetting = matrix.get("forgetting") or {}
     if forgetting:
-        lines.append("| drop from best | " + " | ".join("–" if forgetting.get(s) is None else _delta(-forgetting[s] or 0.0)
-                                                         for s in suites) + " |")
+        # the benchmark's forgetting: the best earlier score minus the newest one (negative:
+        # the newest version is the best yet), as `clt eval matrix` and the report print it
+        lines.append("| forgetting | " + " | ".join("–" if forgetting.get(s) is None else _delta(forgetting[s] or 0.0)
+                                                     for s in suites) + " |")
     if matrix.get("bwt") is not None:
         lines += ["", f"Backward transfer (BWT): {_delta(matrix['bwt'])}."]
     return [*lines, ""]
