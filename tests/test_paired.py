@@ -61,6 +61,20 @@ def test_mcnemar_matches_scipys_binomial_distribution(seed):
     assert m["p_gain"] == pytest.approx(stats.binom.sf(c - 1, b + c, 0.5), rel=1e-9)
 
 
+@pytest.mark.parametrize("seed", range(6))
+def test_mcnemar_matches_statsmodels_exact_mcnemar(seed):
+    """statsmodels' exact McNemar test on the 2x2 table of the same pairs."""
+    from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
+
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(10, 300))
+    base = rng.random(n) < 0.6
+    cand = np.where(rng.random(n) < rng.uniform(0.05, 0.4), ~base, base)
+    table = [[int(np.sum(base & cand)), int(np.sum(base & ~cand))],
+             [int(np.sum(~base & cand)), int(np.sum(~base & ~cand))]]
+    assert mcnemar(base, cand)["p_two_sided"] == pytest.approx(sm_mcnemar(table, exact=True).pvalue, rel=1e-9)
+
+
 def test_pass_rates_count_partial_discordance():
     # four cases the baseline always passes and the candidate passes one time in four
     m = mcnemar([1.0] * 4 + [0.0] * 2, [0.25] * 4 + [0.0] * 2)
