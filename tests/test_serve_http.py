@@ -240,6 +240,9 @@ def test_health_and_models(shared):
     assert health.status == 200
     assert {"status": "ok", "model": MODEL, "champion": "1.1.0", "challenger": "1.2.0",
             "challenger_share": 0.5}.items() <= health.json.items()
+    log = health.json["log"]  # the writer's counters, the journal's included
+    assert {"journaled": 0, "replayed": 0, "journaling": False, "failed": 0}.items() <= log.items()
+    assert log["written"] >= 0 and log["retries"] >= 0
     models = shared.request("GET", "/v1/models").json
     assert [m["id"] for m in models["data"]] == [MODEL]
 

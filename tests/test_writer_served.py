@@ -31,6 +31,8 @@ def test_a_locked_store_while_the_server_answers_loses_no_request(tmp_path, tiny
             ids.append(reply.headers["x-request-id"])
             tokens.append(reply.headers["x-feedback-token"])
         wait_for(lambda: server.writer.stats.journaled == 50, "50 journaled answers")
+        log = client.request("GET", "/health").json["log"]
+        assert log["journaling"] is True and log["journaled"] == 50 and log["failed"] == 0
         reply = client.feedback(request_id=ids[3], rating=4, feedback_token=tokens[3])
         assert reply.status == 200 and reply.json["status"] == "journaled"
     finally:

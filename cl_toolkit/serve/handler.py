@@ -252,7 +252,8 @@ def health(h: Handler, app) -> None:
         "challenger_share": arms.share if arms.challenger else 0.0, "reloads": app.watcher.reloads,
         "last_error": app.watcher.last_error, "inflight": app.inflight,
         "log": {"pending": app.writer.pending, "written": stats.written, "duplicates": stats.duplicates,
-                "rejected": stats.rejected, "failed": stats.failed},
+                "rejected": stats.rejected, "failed": stats.failed, "journaled": stats.journaled,
+                "replayed": stats.replayed, "retries": stats.retries, "journaling": app.writer.journaling},
         "uptime_s": round(time.time() - app.started_at, 3)})
 
 
