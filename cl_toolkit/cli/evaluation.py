@@ -66,8 +66,9 @@ def parse_model_version(spec: str) -> tuple[str, str]:
 @json_option("Print the matrix as JSON.")
 def matrix_cli(model, include_archived, as_json):
     """The model line's accuracy matrix: every version on every named suite its gates and
-    cycles evaluated (from the registry), each suite's best score, its drop from that best at
-    the newest version (forgetting), and the backward transfer (BWT) over learned quarters."""
+    cycles evaluated (from the registry), each suite's best score, its forgetting (the best
+    score before the newest version minus the newest's; negative when the newest is the best
+    yet), and the backward transfer (BWT) over learned quarters."""
     m = line_matrix(workspace_dir(), model, include_archived=include_archived)
     emit(m, as_json, matrix_text(m).splitlines())
 

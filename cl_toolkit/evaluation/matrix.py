@@ -4,7 +4,8 @@ Each evaluation a gate (or the cycle's evaluate step) makes is recorded in the r
 `scores` table, keyed by model, version, suite name and suite SHA-256, so the whole matrix
 is one query (`RegistryStore.scores`). `line_matrix` turns those rows into the matrix that
 gate.json, gate.md, `clt eval matrix` and the quarterly report show: the scores, each
-suite's best-ever score, its drop from that best at the newest version (forgetting) and
+suite's best-ever score, its forgetting (the best score before the newest version minus the
+newest's; negative when the newest is the best yet) and
 the backward transfer over the quarters the line has learned — the benchmark's definitions
 (`cl_metrics`), on a matrix that is versions × suites rather than square."""
 
