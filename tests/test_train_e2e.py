@@ -53,9 +53,10 @@ def test_both_versions_registered_with_provenance(trained, clt):
 def test_continued_lora_rehearses_the_parent_data(trained):
     ws, _ = trained
     manifest = json.loads((ws / "runs" / "firefighter-1.1.0" / "manifest.json").read_text())
-    assert manifest["mix"]["new"] == 48 and manifest["mix"]["total"] == 80
-    assert manifest["mix"]["rehearsal"]["parent_data"]["rows"] == 16
-    assert manifest["mix"]["rehearsal"]["data/general/general.jsonl"]["rows"] == 16
+    # 1.1.0 rehearses 60%: 48 new rows and 72 old, split evenly between its two sources
+    assert manifest["mix"]["new"] == 48 and manifest["mix"]["total"] == 120
+    assert manifest["mix"]["rehearsal"]["parent_data"]["rows"] == 36
+    assert manifest["mix"]["rehearsal"]["data/general/general.jsonl"]["rows"] == 36
     parent_new = ws / "runs" / "firefighter-1.0.0" / "data" / "new.jsonl"
     q1 = {line for line in parent_new.read_text().splitlines()}
     mixed = (ws / "runs" / "firefighter-1.1.0" / "data" / "train.jsonl").read_text().splitlines()
