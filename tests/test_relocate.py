@@ -134,8 +134,12 @@ def test_the_moved_workspace_works_and_writes_only_inside_itself(moved, monkeypa
     assert _tree(top, skip=copy) == before  # nothing written outside the copy
     gate_json = json.loads((copy / "runs" / "firefighter-1.1.0" / "gate.json").read_text())
     assert gate_json["passed"] is True and gate_json["baseline"] == "1.0.0"
-    for rel in gate_json["evaluations"].values():
-        assert (copy / rel).is_file()
+    evals = gate_json["evaluations"]
+    paths = [evals["baseline"], evals["candidate"], *(p for by_version in evals["suites"].values()
+                                                      for p in by_version.values())]
+    assert len(paths) >= 4  # the regression suite's, then every suite's for each version
+    for rel in paths:
+        assert not rel.startswith("/") and (copy / rel).is_file()
     with open_registry(copy) as reg:
         assert reg.gate_result("firefighter", "1.1.0")["evaluations"] == gate_json["evaluations"]
     assert (copy / "reports" / "firefighter" / "report.md").is_file()
