@@ -107,14 +107,22 @@ q1_sel = [f for f in facts.Q1 if f["q"] not in Q1_EXCLUDE]
 q2_by_q = {f["q"]: f for f in facts.Q2}
 q2_sel = [q2_by_q[q] for q in Q2_INCLUDE]
 assert len(q1_sel) == 40 and len(q2_sel) == 20
+
+
+def expectation(f):
+    """(match, expected) of a fact asked as trained: the fact's own, unless OVERRIDES says."""
+    match, expected = f["match"], f["expected"]
+    if f["q"] in OVERRIDES:
+        match, expected = OVERRIDES[f["q"]]
+        if expected is None:
+            expected = f["a"]
+    return match, expected
+
+
 reg = []
 for qn, sel in (("q1", q1_sel), ("q2", q2_sel)):
     for f in sel:
-        match, expected = f["match"], f["expected"]
-        if f["q"] in OVERRIDES:
-            match, expected = OVERRIDES[f["q"]]
-            if expected is None:
-                expected = f["a"]
+        match, expected = expectation(f)
         reg.append({
             "id": f"reg-{len(reg) + 1:03d}",
             "input": f["q"],
@@ -132,11 +140,7 @@ write_jsonl(FF / "regression.jsonl", reg)
 for qn, Q in QUARTERS.items():
     asked = []
     for i, f in enumerate(Q, 1):
-        match, expected = f["match"], f["expected"]
-        if f["q"] in OVERRIDES:
-            match, expected = OVERRIDES[f["q"]]
-            if expected is None:
-                expected = f["a"]
+        match, expected = expectation(f)
         asked.append({
             "id": f"{qn}a-{i:03d}",
             "input": f["q"],
