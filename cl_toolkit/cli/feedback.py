@@ -12,14 +12,17 @@ import click
 from cl_toolkit.cli.options import default_of, json_option, window_options
 from cl_toolkit.cli.output import emit, say
 from cl_toolkit.core.errors import BadInput, Problem
+from cl_toolkit.core.workspace import workspace_dir
 from cl_toolkit.feedback import annotate, importer, review
 from cl_toolkit.feedback.endpoint import Endpoint
 from cl_toolkit.feedback.extract import FORMATS, extract, manifest_path
+from cl_toolkit.feedback.import_formats import ImportOptions, parse_maps
 from cl_toolkit.feedback.prune import prune
 from cl_toolkit.feedback.schema import SOURCES
 from cl_toolkit.feedback.scoring import SCORERS, score_store
 from cl_toolkit.feedback.store import REDACT_ENV, open_store, redact_at_ingest_default
 from cl_toolkit.feedback.summary import compute_stats, format_stats
+from cl_toolkit.registry import open_registry
 
 SHOWN_PROBLEMS = 20
 THUMBS = {"up": 1, "neutral": 0, "down": -1, "1": 1, "0": 0, "-1": -1}
@@ -58,6 +61,14 @@ def cli():
 
 @cli.command("import")
 @click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False))
+@click.option("--map", "maps", multiple=True, metavar="KEY=PATH",
+              help="Take KEY (request_id, input, output, model_version, timestamp, domain, "
+                   "rating, correction, ...) from a dotted PATH of each row, e.g. "
+                   "model_version=meta.ver; repeatable.")
+@click.option("--model-version", help="The version of rows that name none.")
+@click.option("--timezone", metavar="ZONE",
+              help="Read timestamps without a UTC offset in this IANA zone (UTC, Europe/Berlin); "
+                   "without it such timestamps are refused.")
 @click.option("--batch-size", default=importer.BATCH_SIZE, show_default=True, type=click.IntRange(1),
               help="Lines per transaction.")
 @click.option("--max-line-bytes", default=importer.MAX_LINE_BYTES, show_default=True,
@@ -65,32 +76,62 @@ def cli():
 @click.option("--redact/--no-redact", default=None,
               help=f"Redact PII before it is stored (default: ${REDACT_ENV}, else off).")
 @json_option()
-def import_cmd(files, batch_size, max_line_bytes, redact, as_json):
-    """Import JSONL production logs (.jsonl, or .jsonl.gz such as a prune archive), after
-    replaying the serve writer's journal (no FILES: only the journal); idempotent. Exit 2
-    if any line was rejected."""
+def import_cmd(files, maps, model_version, timezone, batch_size, max_line_bytes, redact, as_json):
+    """Import production logs, after replaying the serve writer's journal (no FILES: only the
+    journal); idempotent. FILES are JSONL (.jsonl, .jsonl.gz such as a prune archive), CSV
+    or Parquet; rows may be the toolkit's feedback rows, the guide's collector rows or OpenAI
+    request/response logs (docs/formats.md). Exit 2 if any line was rejected."""
     redact = redact_at_ingest_default() if redact is None else redact
+    options = ImportOptions(parse_maps(maps), model_version, timezone)
+    known = _registry_versions()
     with open_store(redact=redact) as store:
-        s = importer.import_files(store, files, batch_size=batch_size,
-                                  max_line_bytes=max_line_bytes, progress=_Progress("lines"))
-    j = s.journal
-    emit(s.as_dict(), as_json, ([
-        f"journal: {j.lines:,} lines from {j.files} files replayed ({j.predictions_added:,} "
-        f"predictions added, {j.feedback_added + j.feedback_updated:,} feedback stored; "
-        f"{j.skipped:,} torn and {j.orphaned:,} orphaned lines quarantined)"] if j else [])
-        + ([] if not files else [
-        f"files {s.files}, lines {s.lines:,} (blank {s.blank:,}, rejected {s.rejected:,})",
-        f"predictions: {s.predictions_added:,} added, {s.predictions_existing:,} already stored",
-        f"feedback: {s.feedback_added:,} added, {s.feedback_updated:,} updated, "
-        f"{s.feedback_unchanged:,} unchanged"])
-        + ([f"redactions {s.redacted}"] if redact else [])
-        + ([f"rejected lines copied to {s.quarantine} ({s.quarantined:,} new there)"]
-           if s.rejected else [])
-        + ([] if files or j else ["nothing to import: no FILES and no journal"]))
-    if j and j.problems:  # reported, not fatal: the rest of the journal is stored
-        for p in j.problems[:SHOWN_PROBLEMS]:
+        s = importer.import_files(store, files, batch_size=batch_size, max_line_bytes=max_line_bytes,
+                                  progress=_Progress("lines"), options=options, known_versions=known)
+    emit(s.as_dict(), as_json, _import_lines(s, files, redact))
+    if s.journal and s.journal.problems:  # reported, not fatal: the rest of the journal is stored
+        for p in s.journal.problems[:SHOWN_PROBLEMS]:
             say(f"warning: {p}")
     _fail_on(s.problems, "rejected lines (see the quarantine file)", s.rejected)
+
+
+def _registry_versions() -> set[str] | None:
+    """Every version the workspace's registry knows (as V and LINE@V); None without one."""
+    if not (workspace_dir() / "registry" / "registry.db").exists():
+        return None
+    with open_registry() as reg:
+        return {v for rec in reg.versions() for v in (rec.version, f"{rec.model}@{rec.version}")}
+
+
+def _import_lines(s: importer.ImportSummary, files, redact: bool) -> list[str]:
+    j = s.journal
+    lines = [f"journal: {j.lines:,} lines from {j.files} files replayed ({j.predictions_added:,} "
+             f"predictions added, {j.feedback_added + j.feedback_updated:,} feedback stored; "
+             f"{j.skipped:,} torn and {j.orphaned:,} orphaned lines quarantined)"] if j else []
+    if files:
+        lines += [
+            f"files {s.files}, lines {s.lines:,} (blank {s.blank:,}, rejected {s.rejected:,}); rows "
+            + ", ".join(f"{shape} {n:,}" for shape, n in sorted(s.shapes.items())),
+            f"predictions: {s.predictions_added:,} added, {s.predictions_existing:,} already stored",
+            f"feedback: {s.feedback_added:,} added, {s.feedback_updated:,} updated, "
+            f"{s.feedback_unchanged:,} unchanged",
+            f"timestamps: {s.localized:,} rows without a UTC offset read as {s.timezone}" if s.timezone
+            else "timestamps: every one had a UTC offset (no --timezone needed)"]
+        if s.model_version_default:
+            lines.append(f"--model-version {s.model_version_default} given to {s.defaulted_version:,} rows")
+        lines.append(_versions_line(s))
+    lines += [f"redactions {s.redacted}"] if redact else []
+    lines += [f"rejected lines copied to {s.quarantine} ({s.quarantined:,} new there)"] if s.rejected else []
+    return lines + ([] if files or j else ["nothing to import: no FILES and no journal"])
+
+
+def _versions_line(s: importer.ImportSummary) -> str:
+    seen = ", ".join(f"{v} {n:,}" for v, n in sorted(s.versions.items())) or "none"
+    if s.unknown_versions is None:
+        return f"versions: {seen} (not checked: no registry in {workspace_dir()})"
+    if not s.unknown_versions:
+        return f"versions: {seen}, all in the registry"
+    unknown = ", ".join(f"{v} ({n:,} rows)" for v, n in s.unknown_versions.items())
+    return f"versions: {seen}; warning: unknown to the registry: {unknown}"
 
 
 @cli.command("log")

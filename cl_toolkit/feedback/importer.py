@@ -1,6 +1,8 @@
-"""`clt feedback import`: JSONL production logs into the store.
+"""`clt feedback import`: production logs into the store.
 
-Each line is one JSON object (docs/formats.md, "The feedback row"). Lines are checked one by one;
+Each line is one JSON object (docs/formats.md, "The feedback row"), or one row of a CSV or
+Parquet table; other shapes (the guide's collector, OpenAI logs), `--map`, a default version
+and the timezone of naive timestamps are read by `import_formats.py`. Lines are checked one by one;
 a bad line is reported with its file and line number and copied to the quarantine file
 beside the store, and the rest still imports. Good lines are written in batches, one
 transaction per batch: a crash loses at most the batch in flight, never half of one, and
@@ -16,12 +18,20 @@ from __future__ import annotations
 import gzip
 import json
 import zlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.feedback import journal
+from cl_toolkit.feedback.import_formats import (
+    ImportOptions,
+    NaiveTimestamp,
+    RowCounts,
+    file_format,
+    read_table,
+    to_feedback_row,
+)
 from cl_toolkit.feedback.quarantine import Quarantine
 from cl_toolkit.feedback.records import RecordError, now_timestamp, records_from_import_row
 from cl_toolkit.feedback.redact import redact
@@ -49,6 +59,13 @@ class ImportSummary:
     quarantined: int = 0  # rejected lines newly copied (a line already there is not copied again)
     quarantine: str | None = None
     redacted: dict = field(default_factory=dict)  # kind -> placeholders, with redact=True
+    shapes: dict = field(default_factory=dict)  # feedback | guide | openai -> rows stored
+    timezone: str | None = None  # the --timezone naive timestamps were read in
+    localized: int = 0  # rows stored whose naive timestamp was read in `timezone`
+    model_version_default: str | None = None
+    defaulted_version: int = 0  # rows stored with the default version
+    versions: dict = field(default_factory=dict)  # model_version -> rows stored
+    unknown_versions: dict | None = None  # those the registry does not know; None: not checked
     journal: journal.ReplaySummary | None = None  # what the journal replay did, if it ran
     problems: list[Problem] = field(default_factory=list)
     _quarantine: Quarantine | None = field(default=None, repr=False)
@@ -68,6 +85,8 @@ class _Batch:
     rejects: list[dict] = field(default_factory=list)
     lines: int = 0
     blank: int = 0
+    counts: RowCounts = field(default_factory=RowCounts)
+    versions: dict = field(default_factory=dict)
 
 
 def _skip_rest_of_line(f) -> int:
@@ -91,7 +110,8 @@ def _read_lines(f, limit: int) -> Iterator[tuple[int, bytes, int]]:
         yield number, raw, size
 
 
-def _parse(raw: bytes, size: int, limit: int, now: str) -> tuple[tuple, tuple | None] | None:
+def _parse(raw: bytes, size: int, limit: int, now: str, opts: ImportOptions,
+           counts: RowCounts) -> tuple[tuple, tuple | None] | None:
     """One line -> (prediction, feedback), None for a blank line; RecordError if bad."""
     if size > limit:
         raise RecordError(f"line of {size:,} bytes is over the {limit:,}-byte limit")
@@ -113,7 +133,7 @@ def _parse(raw: bytes, size: int, limit: int, now: str) -> tuple[tuple, tuple | 
             json.dumps(row, ensure_ascii=False).encode("utf-8")
         except UnicodeEncodeError:
             raise RecordError("contains an unpaired UTF-16 surrogate escape") from None
-    return records_from_import_row(row, now)
+    return records_from_import_row(to_feedback_row(row, opts, counts), now)
 
 
 def _reject(batch: _Batch, path: Path, number: int, raw: bytes, size: int, err: RecordError):
@@ -137,6 +157,12 @@ def _commit(store: FeedbackStore, batch: _Batch, summary: ImportSummary, now: st
     summary.feedback_added += fb_added
     summary.feedback_updated += fb_updated
     summary.feedback_unchanged += len(batch.feedback) - fb_added - fb_updated
+    for shape, n in batch.counts.shapes.items():
+        summary.shapes[shape] = summary.shapes.get(shape, 0) + n
+    summary.localized += batch.counts.localized
+    summary.defaulted_version += batch.counts.defaulted_version
+    for version, n in batch.versions.items():
+        summary.versions[version] = summary.versions.get(version, 0) + n
     if batch.rejects:
         if summary._quarantine is None:
             summary._quarantine = Quarantine(store.quarantine_path)
@@ -153,23 +179,49 @@ def _commit(store: FeedbackStore, batch: _Batch, summary: ImportSummary, now: st
 
 def import_file(store: FeedbackStore, path: Path, summary: ImportSummary, *, now: str,
                 batch_size: int = BATCH_SIZE, max_line_bytes: int = MAX_LINE_BYTES,
-                progress: Callable[[ImportSummary], None] | None = None) -> None:
-    """Import one JSONL file into the store, adding its counts to `summary`."""
+                progress: Callable[[ImportSummary], None] | None = None,
+                options: ImportOptions | None = None) -> None:
+    """Import one JSONL, CSV or Parquet file into the store, adding its counts to `summary`.
+    A naive timestamp without `options.timezone` stops the file (BadInput): the batches
+    before it are stored, the one in flight is not."""
+    opts = options or ImportOptions()
     batch = _Batch()
+    stored = 0
     try:
-        with _open(path) as f:
-            for number, raw, size in _read_lines(f, max_line_bytes):
-                _take(batch, path, number, raw, size, max_line_bytes, now)
-                if batch.lines >= batch_size:
-                    _commit(store, batch, summary, now)
-                    batch = _Batch()
-                    if progress:
-                        progress(summary)
+        for number, take in _lines(path, max_line_bytes, now, opts):
+            take(batch, number)
+            if batch.lines >= batch_size:
+                _commit(store, batch, summary, now)
+                stored, batch = number, _Batch()
+                if progress:
+                    progress(summary)
     except (gzip.BadGzipFile, EOFError, zlib.error) as e:
         # the whole batches before the damage are stored; importing again is a no-op for them
         raise BadInput([Problem(file=str(path), message=f"not a readable gzip file ({e})")]) from None
+    except _Naive as e:
+        kept = f"lines 1-{stored} are stored" if stored else "nothing from this file was stored"
+        raise BadInput([Problem(file=str(path), line=e.number, key=e.err.key,
+                                message=f"{e.err}; {kept}")]) from None
     _commit(store, batch, summary, now)
     summary.files += 1
+
+
+class _Naive(Exception):
+    def __init__(self, number: int, err: NaiveTimestamp):
+        super().__init__(str(err))
+        self.number, self.err = number, err
+
+
+def _lines(path: Path, limit: int, now: str, opts: ImportOptions):
+    """(line or row number, a function adding it to a batch) for each line or row of a file."""
+    if file_format(path) != "jsonl":
+        for number, cells in read_table(path):
+            yield number, lambda batch, n, cells=cells: _take_row(batch, path, n, cells, now, opts)
+        return
+    with _open(path) as f:
+        for number, raw, size in _read_lines(f, limit):
+            yield number, lambda batch, n, raw=raw, size=size: _take(
+                batch, path, n, raw, size, limit, now, opts)
 
 
 def _open(path: Path):
@@ -178,36 +230,64 @@ def _open(path: Path):
 
 
 def _take(batch: _Batch, path: Path, number: int, raw: bytes, size: int, limit: int,
-          now: str) -> None:
+          now: str, opts: ImportOptions) -> None:
     """Add one line to the batch: as rows, as a reject, or counted blank."""
     batch.lines += 1
     try:
-        parsed = _parse(raw, size, limit, now)
+        parsed = _parse(raw, size, limit, now, opts, batch.counts)
+    except NaiveTimestamp as err:
+        raise _Naive(number, err) from None
     except RecordError as err:
         _reject(batch, path, number, raw, size, err)
         return
     if parsed is None:
         batch.blank += 1
         return
+    _add(batch, parsed)
+
+
+def _add(batch: _Batch, parsed: tuple[tuple, tuple | None]) -> None:
     batch.predictions.append(parsed[0])
+    batch.versions[parsed[0][4]] = batch.versions.get(parsed[0][4], 0) + 1
     if parsed[1] is not None:
         batch.feedback.append(parsed[1])
+
+
+def _take_row(batch: _Batch, path: Path, number: int, cells: dict, now: str,
+              opts: ImportOptions) -> None:
+    """Add one CSV or Parquet row to the batch, as rows or as a reject."""
+    batch.lines += 1
+    try:
+        _add(batch, records_from_import_row(to_feedback_row(cells, opts, batch.counts, table=True), now))
+    except NaiveTimestamp as err:
+        raise _Naive(number, err) from None
+    except RecordError as err:
+        raw = json.dumps(cells, ensure_ascii=False, default=str).encode("utf-8", "surrogateescape")
+        _reject(batch, path, number, raw, len(raw), err)
 
 
 def import_files(store: FeedbackStore, paths: Iterable[str | Path], *,
                  batch_size: int = BATCH_SIZE, max_line_bytes: int = MAX_LINE_BYTES,
                  now: str | None = None, replay_journal: bool = True,
-                 progress: Callable[[ImportSummary], None] | None = None) -> ImportSummary:
+                 progress: Callable[[ImportSummary], None] | None = None,
+                 options: ImportOptions | None = None,
+                 known_versions: Collection[str] | None = None) -> ImportSummary:
     """Replay the serve writer's journal (unless `replay_journal` is False), then import
-    JSONL files; rows without a timestamp get `now` (default: the import time). Open the
-    store with redact=True to redact PII before it is stored."""
-    summary = ImportSummary()
+    JSONL, CSV and Parquet files read with `options`; rows without a timestamp get `now`
+    (default: the import time). Open the store with redact=True to redact PII before it is
+    stored. With `known_versions` (the registry's), the versions not among them are
+    reported in `unknown_versions`."""
+    options = options or ImportOptions()
+    summary = ImportSummary(timezone=options.timezone, model_version_default=options.model_version)
     now = now or now_timestamp()
     if replay_journal and journal.pending(store.journal_path):
         summary.journal = journal.replay(store, now=now)
     for path in paths:
         import_file(store, Path(path), summary, now=now, batch_size=batch_size,
-                    max_line_bytes=max_line_bytes, progress=progress)
+                    max_line_bytes=max_line_bytes, progress=progress, options=options)
+    if known_versions is not None:
+        known = set(known_versions)
+        summary.unknown_versions = {v: n for v, n in sorted(summary.versions.items()) if v not in known}
     if store.redact:
         summary.redacted = dict(sorted(store.redactions.items()))
     return summary
