@@ -270,3 +270,17 @@ def test_ab_named_line_with_an_empty_registry(clt, empty_workspace):
     for args in ([], ["ff"]):  # unattributed predictions: the store's one line, whatever its name
         code, out, _ = clt("ab", "analyze", *args, "--champion", "1.0.0", "--challenger", "1.1.0", "--json")
         assert code == 3 and json.loads(out)["challenger"]["rated"] == 40
+
+
+def test_trigger_check_prints_intervals_in_days_and_what_its_exit_code_means(clt, empty_workspace):
+    release = line_with_champion(empty_workspace)
+    code, out, _ = clt("trigger", "check", "ff", "--at", shift(release, 2 / 86400))  # 2 s after release
+    rows = {line.split()[1]: line for line in out.splitlines()[1:-1]}
+    assert code == 3 and "  0.00 days  >= 91 days" in rows["release_interval"]
+    assert "  0.00 days  < 14 days" in rows["cooldown"] and "e-0" not in out
+    assert out.splitlines()[-1] == "exit 3: no update is due (not an error)"
+    code, out, _ = clt("trigger", "check", "ff", "--at", shift(release, 91.5))
+    assert code == 0 and "  91.50 days  >= 91 days   fires" in out
+    assert out.splitlines()[-1] == "exit 0: an update is due"
+    code, out, _ = clt("trigger", "check", "--help")
+    assert "Exit code: 0 an update is due, 3 no update is due" in " ".join(out.split())

@@ -45,12 +45,16 @@ def trigger_cli():
 @config_option
 @json_option()
 def check_cmd(model, at, config, as_json):
-    """Evaluate every trigger rule for MODEL. Exit 0 when an update is due, 3 when not."""
+    """Evaluate every trigger rule for MODEL (intervals in days).
+
+    Exit code: 0 an update is due, 3 no update is due (the check ran; not an error),
+    2 bad input (the policy file, an unknown or unnamed model line)."""
     cfg = load_config(config)
     with open_store() as store, open_registry() as reg:
         model = registry_model(reg, model)
         report = check_triggers(gather(store.conn, reg, model, at_or_now(at), cfg), cfg)
-    emit({**report.as_dict(), "config": cfg.source}, as_json, format_report(report))
+    emit({**report.as_dict(), "config": cfg.source}, as_json, format_report(report) + [
+        "exit 0: an update is due" if report.due else "exit 3: no update is due (not an error)"])
     if not report.due:
         raise Refused(f"no update due for {model}")
 

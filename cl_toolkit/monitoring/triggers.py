@@ -28,6 +28,7 @@ class RuleResult:
     threshold: str
     verdict: str  # fires | no | no data | active | clear
     detail: str = ""
+    unit: str = ""  # "days" for the interval rules; counts and shares have none
 
     @property
     def fired(self) -> bool:
@@ -86,8 +87,13 @@ def _drop_rule(name: str, urgency: str, change: AccuracyChange, low: float, high
     return RuleResult(name, urgency, change.drop, threshold, "fires" if inside and significant else "no", detail)
 
 
-def _at_least(name: str, urgency: str, value, threshold, detail: str = "") -> RuleResult:
-    return RuleResult(name, urgency, value, f">= {threshold:g}", "fires" if value >= threshold else "no", detail)
+def _at_least(name: str, urgency: str, value, threshold, detail: str = "", unit: str = "") -> RuleResult:
+    return RuleResult(name, urgency, value, f">= {threshold:g}{_unit(unit)}",
+                      "fires" if value >= threshold else "no", detail, unit)
+
+
+def _unit(unit: str) -> str:
+    return f" {unit}" if unit else ""
 
 
 def _error_rule(facts: Facts, cfg: MonitorConfig) -> RuleResult:
@@ -125,14 +131,14 @@ def rules(facts: Facts, cfg: MonitorConfig) -> list[RuleResult]:
                   "expert-approved or corrected examples since the last training"),
         _error_rule(facts, cfg),
         _at_least("release_interval", "scheduled", since_release, cfg.scheduled.interval_days,
-                  f"days since the last release ({facts.line.last_release})")
+                  f"since the last release ({facts.line.last_release})", "days")
         if since_release is not None else
-        RuleResult("release_interval", "scheduled", None, f">= {cfg.scheduled.interval_days:g}", "no data",
-                   "never released"),
-        RuleResult("cooldown", "cooldown", since_training, f"< {cfg.cooldown.days:g}",
+        RuleResult("release_interval", "scheduled", None, f">= {cfg.scheduled.interval_days:g} days",
+                   "no data", "never released", "days"),
+        RuleResult("cooldown", "cooldown", since_training, f"< {cfg.cooldown.days:g} days",
                    "active" if since_training is not None and since_training < cfg.cooldown.days else "clear",
-                   f"days since the last training ({facts.line.last_training}); while active only "
-                   f"immediate rules start an update"),
+                   f"since the last training ({facts.line.last_training}); while active only "
+                   f"immediate rules start an update", "days"),
     ]
 
 
@@ -155,6 +161,14 @@ def format_report(report: TriggerReport) -> list[str]:
     verdict = f"UPDATE DUE ({report.urgency})" if report.due else "no update due"
     lines = [f"{report.model}: champion {report.champion or '-'}, as of {report.at}: {verdict}"]
     for r in report.rules:
-        value = "-" if r.value is None else f"{r.value:g}" if isinstance(r.value, float) else str(r.value)
-        lines.append(f"  {r.urgency:<9} {r.name:<22} {value:>10}  {r.threshold:<12} {r.verdict:<7}  {r.detail}")
+        lines.append(f"  {r.urgency:<9} {r.name:<22} {_value(r):>10}  {r.threshold:<12} {r.verdict:<7}  {r.detail}")
     return lines
+
+
+def _value(r: RuleResult) -> str:
+    """A rule's value as a person reads it: days to two decimals, shares and counts as they are."""
+    if r.value is None:
+        return "-"
+    if r.unit == "days":
+        return f"{r.value:,.2f} days"
+    return f"{r.value:g}" if isinstance(r.value, float) else str(r.value)
