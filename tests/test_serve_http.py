@@ -12,6 +12,7 @@ import pytest
 from test_serve_support import HOST, MODEL, TIMEOUT_S, Client, setup_line, start
 
 from cl_toolkit.feedback.store import open_store
+from cl_toolkit.registry import open_registry, weights_sha256
 from cl_toolkit.serve.routing import route
 
 BODY_LIMIT = 4096
@@ -287,3 +288,20 @@ def test_a_body_needs_a_content_length(shared_server, head):
         sock.sendall(head.encode())
         status_line = sock.makefile("rb").readline()
     assert status_line.split()[1] == b"411"
+
+
+def test_a_client_may_send_back_the_model_it_was_given(shared_server, shared):
+    with open_registry(shared_server.settings.workspace) as reg:
+        prints = {v: "fp_" + weights_sha256(reg.get(MODEL, v))[:16] for v in ("1.1.0", "1.2.0")}
+    assert prints["1.1.0"] != prints["1.2.0"]
+    first = shared.chat(rid=rid_for("champion"), max_tokens=2).json
+    assert (first["model"], first["system_fingerprint"]) == (f"{MODEL}@1.1.0", prints["1.1.0"])
+    again = shared.chat(rid=rid_for("challenger"), model=first["model"], max_tokens=2)  # as openai clients do
+    assert again.status == 200, again.json
+    assert (again.json["model"], again.json["system_fingerprint"]) == (f"{MODEL}@1.2.0", prints["1.2.0"])
+    events = shared.chat(rid=rid_for("champion"), model=f"{MODEL}@1.2.0", max_tokens=2, stream=True).events()
+    assert {e["system_fingerprint"] for e in events[:-1]} == {prints["1.1.0"]}
+    never = shared.chat(model=f"{MODEL}@9.9.9", max_tokens=2)
+    assert never.status == 404 and never.json["error"]["code"] == "model_not_found"
+    assert f"also named {MODEL}@1.1.0, {MODEL}@1.2.0" in never.json["error"]["message"]
+    assert shared.chat(model="gg@1.1.0", max_tokens=2).status == 404

@@ -12,11 +12,11 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
-from cl_toolkit.registry import VersionRecord, open_registry
+from cl_toolkit.registry import VersionRecord, open_registry, weights_sha256
 from cl_toolkit.serve.engine import Served, load_version
 from cl_toolkit.serve.routing import route
 
@@ -30,6 +30,7 @@ class Arms:
     challenger: Served | None  # None: no challenger set, or a share of 0
     share: float  # of requests routed to the challenger when there is one
     salt: str = ""
+    fingerprints: dict = field(default_factory=dict)  # version -> its system_fingerprint
 
     def pick(self, request_id: str) -> tuple[str, Served]:
         """("champion" | "challenger", the version that answers) for a request id."""
@@ -42,6 +43,13 @@ class Arms:
     def versions(self) -> dict[str, str | None]:
         return {"champion": self.champion.version,
                 "challenger": self.challenger.version if self.challenger else None}
+
+
+def fingerprint(rec: VersionRecord) -> str | None:
+    """A version's system_fingerprint: `fp_` and the first 16 hex digits of the hash the gate
+    records of its weights (registry.weights_sha256); None when its adapter is gone."""
+    sha = weights_sha256(rec)
+    return None if sha.startswith("missing:") else f"fp_{sha[:16]}"
 
 
 def read_targets(workspace: Path | None, model: str, share: float) -> dict[str, VersionRecord | None]:
@@ -63,6 +71,7 @@ class ArmWatcher:
         self.workspace, self.model, self.share, self.salt = workspace, model, share, salt
         self.device, self.interval, self.loader = device, interval, loader
         self.current: Arms | None = None
+        self.issued: frozenset[str] = frozenset()  # every version this server has answered with
         self.reloads = 0
         self.last_error: str | None = None
         self._failed: dict | None = None  # targets that failed to load: not retried until they move
@@ -91,12 +100,17 @@ class ArmWatcher:
         return True
 
     def _swap(self, targets: dict[str, VersionRecord | None]) -> None:
-        have = {}
+        have, prints = {}, {}
         if self.current:
             have = {s.version: s for s in (self.current.champion, self.current.challenger) if s}
+            prints = self.current.fingerprints
         loaded = {arm: None if rec is None else have.get(rec.version) or self.loader(rec, self.device)
                   for arm, rec in targets.items()}
-        self.current = Arms(self.model, loaded["champion"], loaded["challenger"], self.share, self.salt)
+        prints = {rec.version: prints[rec.version] if rec.version in prints else fingerprint(rec)
+                  for rec in targets.values() if rec is not None}
+        self.issued = self.issued | prints.keys()  # before the swap: a request may name it at once
+        self.current = Arms(self.model, loaded["champion"], loaded["challenger"], self.share, self.salt,
+                            prints)
         self._failed = None
 
     def start(self) -> None:

@@ -21,6 +21,7 @@ import os
 import sys
 import time
 import traceback
+from functools import partial
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
@@ -136,26 +137,30 @@ def chat(h: Handler, app) -> None:
     with app.admit():
         received, start = time.time(), time.perf_counter()
         ref = client_reference(h.headers.get("X-Request-Id"))
-        req = parse_chat(parse_json(h.body()), model=app.settings.model, max_tokens=app.settings.max_tokens)
+        req = parse_chat(parse_json(h.body()), model=app.settings.model, max_tokens=app.settings.max_tokens,
+                         versions=app.watcher.issued)
         rid = new_request_id()
         arms = app.watcher.current  # read once: this request is answered and logged by one pair
         arm, served = arms.pick(ref or req.user or rid)  # a client's own key keeps its arm
         prompt = encode(served.lm, req)
-        answer = Answer(app, req, rid, arm, arms.model, served.version, received, start, ref)
+        answer = Answer(app, req, rid, arm, arms.model, served.version, received, start, ref,
+                        arms.fingerprints.get(served.version))
         if req.stream:
             stream_answer(h, answer, Stream(served, prompt, req))
             return
         done = answer.log(complete(served, prompt, req))
         h.send_json(200, completion_body(rid, answer.name, done.text, done.finish_reason, done.prompt_tokens,
-                                         done.completion_tokens, int(received), answer.token), answer.headers)
+                                         done.completion_tokens, int(received), answer.token,
+                                         answer.fingerprint), answer.headers)
 
 
 class Answer:
     """One request being answered: its identity, and the logging of its prediction."""
 
     def __init__(self, app, req: ChatRequest, rid: str, arm: str, model: str, version: str,
-                 received: float, start: float, ref: str | None = None):
+                 received: float, start: float, ref: str | None = None, fingerprint: str | None = None):
         self.app, self.req, self.rid, self.arm, self.ref = app, req, rid, arm, ref
+        self.fingerprint = fingerprint  # system_fingerprint: the version's weights hash, short
         self.model, self.version, self.received, self.start = model, version, received, start
         self.name = f"{model}@{version}"
         self.token = app.tokens.sign(rid)
@@ -182,6 +187,7 @@ def stream_answer(h: Handler, answer: Answer, stream: Stream) -> None:
     """Server-Sent Events: a role chunk, content chunks as decoded, a finish chunk, an
     optional usage chunk, then `data: [DONE]`. A client that leaves still gets logged."""
     created, rid, name, token = int(answer.received), answer.rid, answer.name, answer.token
+    chunk = partial(chunk_body, token=token, fingerprint=answer.fingerprint)
     h.send_response(200)
     for k, v in {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                  "Transfer-Encoding": "chunked", **answer.headers}.items():
@@ -197,11 +203,11 @@ def stream_answer(h: Handler, answer: Answer, stream: Stream) -> None:
             except OSError:  # gone, reset, or not reading within the write timeout
                 gone = h.close_connection = True
 
-    send(sse(chunk_body(rid, name, created, {"role": "assistant", "content": ""}, token=token)))
+    send(sse(chunk(rid, name, created, {"role": "assistant", "content": ""})))
     try:
         for piece in stream.pieces():
             first_ms = first_ms or round((time.perf_counter() - answer.start) * 1000, 3)
-            send(sse(chunk_body(rid, name, created, {"content": piece}, token=token)))
+            send(sse(chunk(rid, name, created, {"content": piece})))
             if gone:
                 break
         done = stream.result()
@@ -212,10 +218,9 @@ def stream_answer(h: Handler, answer: Answer, stream: Stream) -> None:
         h.close_connection = True
         return
     answer.log(done, first_token_ms=first_ms, client_disconnected=gone)
-    send(sse(chunk_body(rid, name, created, {}, done.finish_reason, token=token)))
+    send(sse(chunk(rid, name, created, {}, done.finish_reason)))
     if answer.req.include_usage:
-        send(sse(chunk_body(rid, name, created, {}, usage_=usage(done.prompt_tokens, done.completion_tokens),
-                            token=token)))
+        send(sse(chunk(rid, name, created, {}, usage_=usage(done.prompt_tokens, done.completion_tokens))))
     send(sse("[DONE]"))
     send(b"")
 

@@ -14,6 +14,7 @@ import math
 import re
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass, field
 
 ROLES = {"system": "system", "developer": "system", "user": "user", "assistant": "assistant"}
@@ -161,11 +162,17 @@ def _refuse_unsupported(body: dict) -> None:
         raise ApiError(400, "only the text response format is supported", param="response_format")
 
 
-def parse_chat(body: dict, *, model: str, max_tokens: int) -> ChatRequest:
-    """Check a chat-completions body for model line `model`. max_tokens is the server's cap:
-    asking for more gets the cap, asking for nothing gets the cap."""
-    if body.get("model") not in (None, model):
-        raise ApiError(404, f"The model {body['model']!r} does not exist; this server serves {model!r}",
+def parse_chat(body: dict, *, model: str, max_tokens: int, versions: Collection[str] = ()) -> ChatRequest:
+    """Check a chat-completions body for model line `model`, named as the line or as
+    `LINE@VERSION` for one of `versions` (those the server has answered with: a client may
+    send back the `model` it was given; the router still picks the arm). max_tokens is the
+    server's cap: asking for more gets the cap, asking for nothing gets the cap."""
+    name = body.get("model")
+    if name is not None and name != model and not (
+            isinstance(name, str) and name.startswith(f"{model}@") and name[len(model) + 1:] in versions):
+        also = ", ".join(f"{model}@{v}" for v in sorted(versions))
+        raise ApiError(404, f"The model {name!r} does not exist; this server serves {model!r}"
+                            + (f" (also named {also})" if also else ""),
                        param="model", code="model_not_found")
     _refuse_unsupported(body)
     messages = _messages(body.get("messages"))
@@ -222,8 +229,10 @@ def parse_feedback(body: dict, header_token: str | None = None) -> tuple[str, st
 
 
 def completion_body(rid: str, model: str, text: str, finish: str, prompt_tokens: int,
-                    completion_tokens: int, created: int | None = None, token: str | None = None) -> dict:
+                    completion_tokens: int, created: int | None = None, token: str | None = None,
+                    fingerprint: str | None = None) -> dict:
     out = {"id": rid, "object": "chat.completion", "created": created or int(time.time()), "model": model,
+           "system_fingerprint": fingerprint,
            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
                         "logprobs": None, "finish_reason": finish}],
            "usage": usage(prompt_tokens, completion_tokens)}
@@ -238,10 +247,11 @@ def usage(prompt_tokens: int, completion_tokens: int) -> dict:
 
 
 def chunk_body(rid: str, model: str, created: int, delta: dict, finish: str | None = None,
-               usage_: dict | None = None, token: str | None = None) -> dict:
+               usage_: dict | None = None, token: str | None = None, fingerprint: str | None = None) -> dict:
     """One streamed chunk; a usage chunk (stream_options.include_usage) has no choices."""
     choices = [] if usage_ else [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]
-    out = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model, "choices": choices}
+    out = {"id": rid, "object": "chat.completion.chunk", "created": created, "model": model,
+           "system_fingerprint": fingerprint, "choices": choices}
     if usage_:
         out["usage"] = usage_
     if token is not None:
