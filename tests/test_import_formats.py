@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from datetime import datetime, timedelta
+from pathlib import Path
 
 import pytest
 from feedback_helpers import fws_fixture, row, run_main, store_fixture, write_jsonl  # noqa: F401 (fixtures)
@@ -211,3 +213,30 @@ def test_without_a_registry_the_summary_says_versions_were_not_checked(fws, tmp_
 def test_a_bad_map_is_refused(spec):
     with pytest.raises(Exception, match="give KEY=PATH"):
         parse_maps([spec])
+
+
+def test_the_documented_examples_import(store, tmp_path):
+    text = (Path(__file__).parents[1] / "docs" / "formats.md").read_text(encoding="utf-8")
+    section = text.split("### Other logs:", 1)[1].split("\n#", 1)[0]
+    (example,) = re.findall(r"```json\n(.*?)```", section, re.DOTALL)
+    path = tmp_path / "examples.jsonl"
+    path.write_text(example, encoding="utf-8")
+    s = import_files(store, [path], options=ImportOptions(timezone="UTC"))
+    assert (s.predictions_added, s.rejected, s.shapes) == (2, 0, {"guide": 1, "openai": 1})
+    assert store.get_prediction("int-00010")["model_version"] == "1.0.0"
+    assert store.get_prediction("chatcmpl-1")["output"] == "UN 1203."
+
+
+@pytest.mark.parametrize("stamp, stored", [
+    ("2025-04-01", None), ("2025-04-01 12:00:00", None), ("2025-04-01T12:00:00.5", None),
+    ("2025-04-01T12:00:00+02:00", "2025-04-01T10:00:00.000Z"), ("2025-04-01T12:00:00Z", "2025-04-01T12:00:00.000Z"),
+    (1743508800, "2025-04-01T12:00:00.000Z"),
+])
+def test_which_timestamps_are_naive(store, tmp_path, stamp, stored):
+    path = write_jsonl(tmp_path / "a.jsonl", [row("r1", timestamp=stamp)])
+    if stored is None:
+        with pytest.raises(Exception, match="naive timestamp"):
+            import_files(store, [path])
+    else:
+        import_files(store, [path])
+        assert store.get_prediction("r1")["timestamp"] == stored

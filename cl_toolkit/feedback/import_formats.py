@@ -50,7 +50,6 @@ ALIASES = {
 }
 MAP_KEYS = frozenset({*REQUIRED, "timestamp", *COLUMN_KEYS, *FEEDBACK_FIELDS})
 TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
-_AWARE = re.compile(r"(?:Z|[+-]\d\d(?::?\d\d)?)\Z", re.IGNORECASE)
 _INT = re.compile(r"[+-]?\d+\Z")
 _MISSING = object()
 
@@ -167,7 +166,8 @@ def _openai(row: dict) -> dict:
     meta = dict(req["metadata"]) if isinstance(req.get("metadata"), dict) else {}
     if isinstance(row.get("metadata"), dict) and row is not req:
         meta.update(row["metadata"])
-    meta["model"] = line if at else model
+    if model is not None:
+        meta["model"] = line if at else model
     if len(messages) > 1:  # as `clt serve` keeps it: the input is the last user turn
         meta["messages"] = messages
     if (finish := get_path(resp, ("choices", "0", "finish_reason"))) not in (_MISSING, None):
@@ -188,7 +188,7 @@ SHAPES = {"feedback": lambda row: row, "guide": _guide, "openai": _openai}
 def _localize(value, key: str, tz: ZoneInfo | None):
     """A naive ISO string or datetime as an aware ISO string in `tz`; others unchanged."""
     if isinstance(value, str):
-        if _AWARE.search(value.strip()):
+        if value.endswith("Z"):  # the usual case, without parsing
             return value, False
         try:
             dt = datetime.fromisoformat(value.strip())
