@@ -240,3 +240,33 @@ def test_which_timestamps_are_naive(store, tmp_path, stamp, stored):
     else:
         import_files(store, [path])
         assert store.get_prediction("r1")["timestamp"] == stored
+
+
+def test_redaction_and_quarantine_hold_for_every_shape(fws, tmp_path, capsys):
+    guide = dict(guide_row(1), prompt="Mail jane.doe@example.com the IDLH?", correction="ask bob@example.org")
+    table = tmp_path / "bad.csv"
+    table.write_text("id,timestamp,prompt,response,rating,metadata.model_version\n"
+                     "b1,2025-04-01T09:00:00Z,call carol@example.net,ok,7,1.0.0\n", encoding="utf-8")
+    code, out = clt(["feedback", "import", "--redact", "--timezone", "UTC",
+                     str(write_jsonl(tmp_path / "g.jsonl", [guide])), str(table)], capsys)
+    assert code == 2 and f"{table}:2: [user_feedback.rating] 7 is not one of" in out
+    with FeedbackStore(fws / "feedback.db") as store:
+        dump = json.dumps(tables(store))
+        quarantine = store.quarantine_path.read_text(encoding="utf-8")
+    assert "[EMAIL]" in dump and "@example" not in dump
+    (entry,) = [json.loads(line) for line in quarantine.splitlines()]
+    assert (entry["file"], entry["line"], entry["key"]) == (str(table), 2, "user_feedback.rating")
+    assert "[EMAIL]" in entry["raw"] and "carol@" not in entry["raw"]
+
+
+def test_parquet_timestamps_typed_without_a_zone_need_timezone(store, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "typed.parquet"
+    pq.write_table(pa.table({"request_id": ["p1"], "input": ["q"], "output": ["a"], "model_version": ["1.0.0"],
+                             "timestamp": pa.array([datetime(2025, 4, 1, 12, 0)], pa.timestamp("us"))}), path)
+    with pytest.raises(Exception, match=r"typed.parquet:1: \[timestamp\] naive timestamp"):
+        import_files(store, [path])
+    import_files(store, [path], options=ImportOptions(timezone="America/New_York"))
+    assert store.get_prediction("p1")["timestamp"] == "2025-04-01T16:00:00.000Z"

@@ -356,6 +356,11 @@ def read_table(path: Path) -> Iterator[tuple[int, dict]]:
     opener = gzip.open if path.name.lower().endswith(".gz") else open
     with opener(path, "rt", encoding="utf-8-sig", newline="") as f:
         reader = csv.DictReader(f)
+        try:
+            if reader.fieldnames is None:  # reads the header now, so line_num counts from it
+                return
+        except (csv.Error, UnicodeDecodeError) as e:
+            raise BadInput([Problem(file=str(path), line=1, message=f"not readable CSV ({e})")]) from None
         while True:
             start = reader.line_num + 1
             try:
