@@ -13,9 +13,10 @@ import pytest
 from feedback_helpers import fws_fixture, row, run_main, store_fixture, write_jsonl  # noqa: F401 (fixtures)
 from test_registry_support import add_version
 
-from cl_toolkit.feedback.import_formats import ImportOptions, export_table, parse_maps, store_rows
+from cl_toolkit.feedback.import_formats import ImportOptions, parse_maps
 from cl_toolkit.feedback.importer import import_files
 from cl_toolkit.feedback.store import FeedbackStore
+from cl_toolkit.feedback.tables import export_table, store_rows
 from cl_toolkit.registry import open_registry
 
 T0 = datetime(2025, 4, 1, 9, 0, 0, 123456)  # naive, as datetime.now().isoformat() writes it

@@ -28,14 +28,13 @@ from cl_toolkit.feedback.import_formats import (
     ImportOptions,
     NaiveTimestamp,
     RowCounts,
-    file_format,
-    read_table,
     to_feedback_row,
 )
 from cl_toolkit.feedback.quarantine import Quarantine
 from cl_toolkit.feedback.records import RecordError, now_timestamp, records_from_import_row
 from cl_toolkit.feedback.redact import redact
 from cl_toolkit.feedback.store import FeedbackStore
+from cl_toolkit.feedback.tables import file_format, read_table
 
 BATCH_SIZE = 20_000
 MAX_LINE_BYTES = 1 << 20
