@@ -163,3 +163,19 @@ def test_a_version_that_fails_to_load_leaves_the_old_one_serving(ws):
     finally:
         client.close()
         server.shutdown()
+
+
+def test_a_client_may_send_back_a_version_issued_before_a_restart(ws):
+    """`LINE@VERSION` names any registered version of the line (an answer from before this
+    server started carries one); the router still picks the arm; other names are a 404."""
+    server = start(ws, challenger_share=0.0)  # serves 1.1.0 only: 1.0.0 was never answered here
+    client = Client(server.port)
+    try:
+        reply = client.chat(model=f"{MODEL}@1.0.0", max_tokens=1)
+        assert reply.status == 200, reply.raw
+        assert reply.headers["x-model-version"] == "1.1.0"
+        missing = client.chat(model=f"{MODEL}@9.9.9", max_tokens=1)
+        assert missing.status == 404 and f"{MODEL}@1.0.0" in missing.raw.decode()
+    finally:
+        client.close()
+        server.shutdown()

@@ -71,7 +71,9 @@ class ArmWatcher:
         self.workspace, self.model, self.share, self.salt = workspace, model, share, salt
         self.device, self.interval, self.loader = device, interval, loader
         self.current: Arms | None = None
-        self.issued: frozenset[str] = frozenset()  # every version this server has answered with
+        # every version a client may name back as LINE@VERSION: the line's registered versions
+        # (answers from before a restart carry them too) and every one this server answered with
+        self.issued: frozenset[str] = frozenset()
         self.reloads = 0
         self.last_error: str | None = None
         self._failed: dict | None = None  # targets that failed to load: not retried until they move
@@ -81,6 +83,8 @@ class ArmWatcher:
     def load(self) -> Arms:
         """The first load: errors propagate (a server without a champion does not start)."""
         self._swap(read_targets(self.workspace, self.model, self.share))
+        with open_registry(self.workspace) as reg:
+            self.issued = self.issued | {rec.version for rec in reg.versions(self.model)}
         return self.current
 
     def refresh(self) -> bool:
