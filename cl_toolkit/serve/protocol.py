@@ -164,8 +164,9 @@ def _refuse_unsupported(body: dict) -> None:
 
 def parse_chat(body: dict, *, model: str, max_tokens: int, versions: Collection[str] = ()) -> ChatRequest:
     """Check a chat-completions body for model line `model`, named as the line or as
-    `LINE@VERSION` for one of `versions` (the line's registered versions and those the server answered with: a client may
-    send back the `model` it was given; the router still picks the arm). max_tokens is the
+    `LINE@VERSION` for one of `versions` (the line's registered versions and those the
+    server answered with: a client may send back the `model` it was given; the router still
+    picks the arm). max_tokens is the
     server's cap: asking for more gets the cap, asking for nothing gets the cap."""
     name = body.get("model")
     if name is not None and name != model and not (
