@@ -118,7 +118,8 @@ def html_page(md_text: str, plots: dict[str, Path | None], loss: dict) -> str:
             body.append(out)
     if in_table:
         body.append("</table>")
-    return (f"<!doctype html><html><head><meta charset='utf-8'><title>report</title><style>{STYLE}</style></head>"
+    title = html.escape(md_text.splitlines()[0].lstrip("# ").strip()) if md_text else "report"
+    return (f"<!doctype html><html><head><meta charset='utf-8'><title>{title}</title><style>{STYLE}</style></head>"
             f"<body>{''.join(body)}</body></html>\n")
 
 
