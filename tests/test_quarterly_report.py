@@ -263,6 +263,29 @@ def test_every_version_has_its_training_loss_even_with_one_logged_point(quarter)
         im.verify()
 
 
+def test_a_version_that_logged_no_step_loss_is_drawn_at_its_mean_and_one_without_any_says_so():
+    from cl_toolkit.pipeline.quarterly_report import loss_curves
+    from cl_toolkit.pipeline.report_sections import loss_section
+    from cl_toolkit.registry import VersionRecord
+
+    def version(v, metrics, recorded=None):
+        rec = VersionRecord(model=MODEL, version=v, parent=None, strategy="initial_lora", base_model="tiny",
+                            recipe_sha256="r", data_sha256="d", run_dir="runs/x", adapter_dir=None, metrics=recorded or {})
+        return {"record": rec, "metrics": metrics}
+
+    logs = [parse_progress(line) for line in axolotl_output(3, 2.0)]
+    loss = loss_curves([version("1.0.0", {"losses": logs, "train_loss": 1.2345}),
+                        version("1.1.0", {"losses": logs[-1:], "train_loss": 0.75}),  # the summary alone
+                        version("1.2.0", None)])  # no metrics.json, nothing recorded
+    series = {s["version"]: s for s in loss["series"]}
+    assert loss["x"] == "epoch" and [p[0] for p in series["1.0.0"]["points"]] == [0.67, 1.33, 2.0]
+    assert (series["1.1.0"]["points"], series["1.1.0"]["logged"], series["1.1.0"]["mean_only"]) == ([[2.0, 0.75]], 0, True)
+    assert (series["1.2.0"]["points"], series["1.2.0"]["mean_only"]) == ([], False)
+    rows = [line for line in loss_section(loss) if line.startswith("| 1.")]
+    assert rows[1] == "| 1.1.0 | 0 | none logged | none logged | 0.7500 |"
+    assert rows[2] == "| 1.2.0 | 0 | none logged | none logged | n/a |"
+
+
 def test_deltas_are_in_points_only(quarter):
     md = (quarter / "reports" / MODEL / "report.md").read_text()
     gate = _section(md, "Latest gate: 1.2.0 against 1.1.0 — BLOCKED")

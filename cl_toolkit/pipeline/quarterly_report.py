@@ -148,17 +148,23 @@ def data_used(manifest: dict | None, workspace: Path, extracts: dict) -> dict | 
 
 def loss_curves(versions: list[dict]) -> dict:
     """Every version's logged training losses (none is dropped), on one x axis: epochs when
-    every logged point says its epoch, else the logged step's number."""
+    every logged point says its epoch, else the logged step's number. A version that logged
+    no step loss (a run shorter than Axolotl's logging_steps) shows the trainer's mean
+    `train_loss` as its one point, marked `mean_only`."""
     series = []
     for v in versions:
         metrics = v["metrics"] or {}
         logged = [x for x in metrics.get("losses", []) if "loss" in x]
-        summary = metrics.get("train_loss", v["record"].metrics.get("train_loss"))
-        series.append({"version": v["record"].version, "logged": logged, "train_loss": summary})
-    by_epoch = all("epoch" in x for s in series for x in s["logged"])
+        end = next((x for x in metrics.get("losses", []) if "train_loss" in x), {})
+        mean = metrics.get("train_loss", v["record"].metrics.get("train_loss"))
+        series.append({"version": v["record"].version, "logged": logged, "train_loss": mean, "end": end})
+    by_epoch = all("epoch" in x for s in series for x in s["logged"] or ([s["end"]] if s["end"] else []))
     for s in series:
-        s["points"] = [[float(x["epoch"]) if by_epoch else i, float(x["loss"])]
-                       for i, x in enumerate(s.pop("logged"), start=1)]
+        logged, end = s.pop("logged"), s.pop("end")
+        s["points"] = [[float(x["epoch"]) if by_epoch else i, float(x["loss"])] for i, x in enumerate(logged, start=1)]
+        s["logged"], s["mean_only"] = len(logged), not logged and s["train_loss"] is not None
+        if s["mean_only"]:
+            s["points"] = [[float(end.get("epoch", 1)) if by_epoch else 1, float(s["train_loss"])]]
     return {"x": "epoch" if by_epoch else "logged step", "series": series}
 
 

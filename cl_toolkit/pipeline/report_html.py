@@ -55,7 +55,8 @@ LOSS_SCRIPT = r"""
       svg += '<circle r="2.5" fill="' + c + '" cx="' + sx(p[0]) + '" cy="' + sy(p[1]) + '"/>';
     });
     svg += '<text class="legend" x="' + (W - R + 12) + '" y="' + (T + 12 + 16 * i) + '" fill="' + c + '">' +
-      esc(s.version) + (n ? " (" + n + " logged)" : ": no loss logged") + "</text></g>";
+      esc(s.version) + (s.mean_only ? " (mean only)" : n ? " (" + n + " logged)" : ": no loss logged") +
+      "</text></g>";
   });
   fig.insertAdjacentHTML("afterbegin", svg + "</svg>");
 })();

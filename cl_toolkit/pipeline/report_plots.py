@@ -75,7 +75,8 @@ def plot_losses(facts: dict, out: Path) -> Path | None:
     for s in loss["series"]:
         if s["points"]:
             xs, ys = zip(*s["points"], strict=True)
-            ax.plot(xs, ys, marker="o", markersize=3, label=f"{s['version']} ({len(xs)} logged)")
+            ax.plot(xs, ys, marker="x" if s["mean_only"] else "o", markersize=3 + 3 * s["mean_only"],
+                    label=f"{s['version']} ({'mean only' if s['mean_only'] else f'{len(xs)} logged'})")
     ax.set_xlabel(loss["x"])
     ax.set_ylabel("training loss")
     ax.set_title("Training loss of every version")

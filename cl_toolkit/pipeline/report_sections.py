@@ -120,11 +120,12 @@ def loss_section(loss: dict) -> list[str]:
     """A row for every version: how many losses it logged, the first and last, its mean."""
     rows = []
     for s in loss["series"]:
-        pts = s["points"]
-        rows.append([s["version"], len(pts), f"{pts[0][1]:.4f}" if pts else "none logged",
+        pts = [] if s["mean_only"] else s["points"]
+        rows.append([s["version"], s["logged"], f"{pts[0][1]:.4f}" if pts else "none logged",
                      f"{pts[-1][1]:.4f}" if pts else "none logged",
                      f"{s['train_loss']:.4f}" if s["train_loss"] is not None else "n/a"])
-    return ["", "## Training loss", "", f"Every version's logged training loss (x axis: {loss['x']})."] + _table(
+    return ["", "## Training loss", "", f"Every version's logged training loss (x axis: {loss['x']}); a version "
+            "that logged none is drawn at its mean (train_loss)."] + _table(
         ["version", "logged points", "first", "last", "mean (train_loss)"], rows)
 
 
