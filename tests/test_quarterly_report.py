@@ -208,13 +208,18 @@ def test_the_feedback_section_counts_the_quarter_per_version_and_domain(quarter)
     assert f"| {top[0][0]} | {top[0][1]} |" in _section(md, "Production feedback").split("complained about most")[1]
 
 
-def test_another_quarter_is_chosen_by_hand_and_a_bad_one_is_refused(quarter, clt):
-    from cl_toolkit.core.errors import BadInput
+def test_another_quarter_is_chosen_by_hand_and_a_bad_one_is_refused(quarter):
     from cl_toolkit.pipeline.quarterly_report import gather
 
     assert gather(quarter, MODEL, "2026Q3")["feedback"]["predictions"] == 0
-    with pytest.raises(BadInput, match="2026Q2"):
-        gather(quarter, MODEL, "2026-06")
+    done = clt(quarter, "report", MODEL, "--quarter", "2026Q3")
+    assert done.returncode == 0, done.stderr
+    assert "Quarter 2026Q3 (2026-07-01 to 2026-10-01" in (quarter / "reports" / MODEL / "report.md").read_text()
+    assert clt(quarter, "registry", "promote", MODEL, "1.1.0", "--reason", "r").returncode == 0
+    md = (quarter / "reports" / MODEL / "report.md").read_text()  # rebuilt for the quarter chosen
+    assert "Champion: **1.1.0**" in md and "Quarter 2026Q3 (" in md
+    done = clt(quarter, "report", MODEL, "--quarter", "2026-06")
+    assert done.returncode == 2 and done.stderr.strip() == "error: quarter '2026-06' must look like 2026Q2"
 
 
 def test_the_alias_history_says_who_moved_what_and_why(quarter):
