@@ -52,7 +52,7 @@ LOSS_SCRIPT = r"""
         s.points.map(function (p) { return sx(p[0]) + "," + sy(p[1]); }).join(" ") + '"/>';
     }
     s.points.forEach(function (p) {
-      svg += '<circle r="2.5" fill="' + c + '" cx="' + sx(p[0]) + '" cy="' + sy(p[1]) + '"/>';
+      svg += '<circle r="' + (n > 1 ? 2.5 : 4.5) + '" fill="' + c + '" cx="' + sx(p[0]) + '" cy="' + sy(p[1]) + '"/>';
     });
     svg += '<text class="legend" x="' + (W - R + 12) + '" y="' + (T + 12 + 16 * i) + '" fill="' + c + '">' +
       esc(s.version) + (s.mean_only ? " (mean only)" : n ? " (" + n + " logged)" : ": no loss logged") +
