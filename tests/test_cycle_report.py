@@ -79,6 +79,23 @@ def test_report_has_real_plots_and_a_computed_checklist(resumed):
     assert "48 new examples" in checklist["at least 200 new training examples"]["evidence"]
 
 
+def test_the_cycles_report_has_its_loss_and_its_release_from_what_axolotl_really_logged(resumed):
+    """The fast report tests build their run folders by hand; here the shapes are a real run's."""
+    ws, _, _ = resumed
+    metrics = json.loads((ws / "runs" / "firefighter-1.0.0" / "metrics.json").read_text())
+    logged = [x for x in metrics["losses"] if "loss" in x]
+    assert logged and all("epoch" in x for x in logged)
+    md = (ws / "reports" / "firefighter" / "report.md").read_text()
+    row = next(line for line in md.split("## Training loss")[1].splitlines() if line.startswith("| 1.0.0 |"))
+    assert row.split(" | ")[1:4] == [str(len(logged)), f"{logged[0]['loss']:.4f}", f"{logged[-1]['loss']:.4f}"]
+    history = md.split("## Alias history")[1].split("\n## ")[0]
+    assert "| promote | champion: - → 1.0.0 | clt cycle | clt cycle: first version" in history
+    assert "No production feedback on firefighter's versions" in md  # this workspace has no store
+    manifest = json.loads((ws / "runs" / "firefighter-1.0.0" / "manifest.json").read_text())
+    data = next(line for line in md.split("## Data used")[1].splitlines() if line.startswith("| 1.0.0 |"))
+    assert data.split(" | ")[1:3] == [str(manifest["mix"]["new"]), "0"]
+
+
 def test_changed_input_reruns_from_the_step_it_feeds(resumed):
     ws, _, _ = resumed
     code, out, err = cycle(ws, R110, "--until", "data")

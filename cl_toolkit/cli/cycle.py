@@ -58,11 +58,15 @@ def cycle_cli(recipe, from_step, until_step, dry, overrides, trust_remote_code, 
 @click.command("report")
 @click.argument("model")
 @click.option("--html/--no-html", default=True, show_default=True, help="Also write the self-contained HTML page.")
-def report_cli(model, html):
-    """Write workspace/reports/MODEL/report.md (and report.html): accuracy per domain across
-    versions, the latest gate's regressions, loss curves, data mix, lineage, checklist."""
+@click.option("--quarter", default=None, metavar="YYYYQN",
+              help="The quarter of production feedback to show (e.g. 2026Q2); default: that of the newest prediction.")
+def report_cli(model, html, quarter):
+    """Write workspace/reports/MODEL/report.md (and report.html): the accuracy matrix, the
+    quarter's production feedback, the alias history, the data used, every version's training
+    loss, accuracy per domain, the latest gate's regressions, lineage and the checklist.
+    `clt registry promote` and `rollback` rebuild it (or mark it stale)."""
     from cl_toolkit.pipeline.quarterly_report import write_report
 
-    paths = write_report(workspace_dir(), model, html=html)
+    paths = write_report(workspace_dir(), model, html=html, quarter=quarter)
     for kind, path in paths.items():
         click.echo(f"{kind}: {display(path)}")

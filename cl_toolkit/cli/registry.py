@@ -12,6 +12,8 @@ from cl_toolkit.cli.options import json_option, reason_option, who_option
 from cl_toolkit.cli.output import emit
 from cl_toolkit.core.errors import Refused
 from cl_toolkit.core.files import atomic_write_text
+from cl_toolkit.core.workspace import workspace_dir
+from cl_toolkit.core.yamlio import display
 from cl_toolkit.registry import (
     ALIASES,
     archive,
@@ -45,6 +47,22 @@ def _show_lines(data: dict) -> list[str]:
         else:
             lines.append(f"{key:>14}: {json.dumps(value) if isinstance(value, dict | list | tuple) else value}")
     return lines
+
+
+def report_option():
+    return click.option("--report/--no-report", default=True, show_default=True,
+                        help="Rebuild the line's quarterly report, if it has one; --no-report marks it stale instead.")
+
+
+def _refresh(model: str, move: str, regenerate: bool) -> None:
+    """The line's report after an alias move: rebuilt, or marked stale with the reason."""
+    from cl_toolkit.pipeline.quarterly_report import refresh_after_move
+
+    done = refresh_after_move(workspace_dir(), model, move, regenerate=regenerate)
+    if done["status"] == "refreshed":
+        click.echo(f"report rebuilt: {display(done['paths'].get('html', done['paths']['markdown']))}")
+    elif done["status"] == "stale":
+        click.echo(f"report marked stale: {done['reason']}", err=True)
 
 
 @click.group("registry")
@@ -102,14 +120,17 @@ def history_cmd(model, as_json):
 @reason_option()
 @click.option("--force", is_flag=True, help="Promote to champion without a passing gate (recorded as forced).")
 @who_option()
-def promote_cmd(model, version, alias, reason, force, who):
-    """Point the champion (or challenger) alias of MODEL at VERSION."""
+@report_option()
+def promote_cmd(model, version, alias, reason, force, who, report):
+    """Point the champion (or challenger) alias of MODEL at VERSION; rebuild MODEL's report
+    when it has one (or, with --no-report, mark it stale)."""
     with open_registry() as reg:
         move = promote(reg, model, version, to=alias, reason=reason, who=who, force=force)
     if not move.changed:
         return click.echo(f"{model} {version} is already the {alias}")
     forced = " (forced)" if move.forced else ""
     click.echo(f"{model} {alias}: {move.previous or '-'} -> {version}{forced}")
+    _refresh(model, f"{alias} {move.previous or '-'} -> {version} (promote{forced})", report)
 
 
 @cli.command("rollback")
@@ -117,11 +138,14 @@ def promote_cmd(model, version, alias, reason, force, who):
 @click.option("--to", "version", default=None, help="Version to roll back to (default: the previous champion).")
 @reason_option()
 @who_option()
-def rollback_cmd(model, version, reason, who):
-    """Move the champion of MODEL back; copies nothing."""
+@report_option()
+def rollback_cmd(model, version, reason, who, report):
+    """Move the champion of MODEL back; copies nothing. Rebuilds MODEL's report when it has
+    one (or, with --no-report, marks it stale)."""
     with open_registry() as reg:
         move = rollback(reg, model, to=version, reason=reason, who=who)
     click.echo(f"{model} champion: {move.previous} -> {move.version} (rollback)")
+    _refresh(model, f"champion {move.previous} -> {move.version} (rollback)", report)
 
 
 @cli.command("archive")

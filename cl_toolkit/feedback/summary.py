@@ -1,10 +1,19 @@
 """`clt feedback stats`: what the store holds, overall and by model version and domain,
-and each model version's latency percentiles."""
+and each model version's latency percentiles; and one quarter of one model line's
+production feedback, for the quarterly report (`quarter_feedback`)."""
 
 from __future__ import annotations
 
 import itertools
+import re
 
+from cl_toolkit.core.errors import BadInput
+from cl_toolkit.feedback.ratings import (
+    EFFECTIVE_CORRECTION,
+    EFFECTIVE_RATING,
+    NEGATIVE_MAX,
+    SOURCE_JOINS,
+)
 from cl_toolkit.feedback.schema import SOURCES
 from cl_toolkit.feedback.store import FeedbackStore
 
@@ -108,3 +117,104 @@ def format_stats(s: dict) -> list[str]:
     lines += [f"  {key}: p50 {v['p50']}, p95 {v['p95']}, p99 {v['p99']} (n {v['count']:,})"
               for key, v in s["latency_ms_by_model_version"].items()]
     return lines
+
+
+# ---- one quarter of one model line, for the quarterly report ---------------------------
+
+_QUARTER = re.compile(r"^(\d{4})-?Q([1-4])$")
+
+
+def quarter_of(timestamp: str) -> str:
+    """The calendar quarter of a store timestamp: '2026-05-03T...' -> '2026Q2'."""
+    return f"{timestamp[:4]}Q{(int(timestamp[5:7]) - 1) // 3 + 1}"
+
+
+def quarter_window(quarter: str) -> tuple[str, str]:
+    """'2026Q2' -> ('2026-04-01T00:00:00.000Z', '2026-07-01T00:00:00.000Z'): since, until."""
+    m = _QUARTER.match(quarter.strip().upper())
+    if not m:
+        raise BadInput(f"quarter {quarter!r} must look like 2026Q2")
+    year, q = int(m.group(1)), int(m.group(2))
+    start = f"{year}-{3 * q - 2:02d}-01T00:00:00.000Z"
+    end = f"{year + 1}-01-01T00:00:00.000Z" if q == 4 else f"{year}-{3 * q + 1:02d}-01T00:00:00.000Z"
+    return start, end
+
+
+def _stored_names(model: str, versions: list[str]) -> dict[str, str]:
+    """What a prediction of each version may carry: '1.1.0' or 'firefighter@1.1.0'."""
+    return {**{v: v for v in versions}, **{f"{model}@{v}": v for v in versions}}
+
+
+def newest_quarter(store: FeedbackStore, model: str, versions: list[str]) -> str | None:
+    """The quarter of the newest prediction of any of the line's versions (None: none)."""
+    names = _stored_names(model, versions)
+    if not names:
+        return None
+    marks = ", ".join("?" * len(names))
+    newest = _one(store.conn, f"SELECT MAX(timestamp) FROM predictions WHERE model_version IN ({marks})",
+                  tuple(names))[0]
+    return quarter_of(newest) if newest else None
+
+
+def _cells(store: FeedbackStore, names: dict[str, str], since: str, until: str) -> tuple[list, int]:
+    """(version, domain, effective rating, corrected, count) groups of the window, and the
+    window's predictions of versions outside the line."""
+    marks = ", ".join("?" * len(names))
+    window = "p.timestamp >= ? AND p.timestamp < ?"
+    sql = (f"SELECT p.model_version, p.domain, {EFFECTIVE_RATING}, {EFFECTIVE_CORRECTION} IS NOT NULL, COUNT(*) "
+           f"FROM predictions p {SOURCE_JOINS} WHERE {window} AND p.model_version IN ({marks}) GROUP BY 1, 2, 3, 4")
+    conn = store.conn
+    conn.execute("BEGIN")  # one snapshot for every number
+    try:
+        cells = conn.execute(sql, (since, until, *names)).fetchall()
+        others = _one(conn, f"SELECT COUNT(*) FROM predictions p WHERE {window} "
+                            f"AND p.model_version NOT IN ({marks})", (since, until, *names))[0]
+    finally:
+        conn.execute("COMMIT")
+    return cells, others
+
+
+def _tally() -> dict:
+    return {"predictions": 0, "rated": 0, "rating_sum": 0, "corrections": 0, "complaints": 0}
+
+
+def _add(t: dict, rating, corrected, n: int) -> None:
+    t["predictions"] += n
+    if rating is not None:
+        t["rated"] += n
+        t["rating_sum"] += rating * n
+        t["complaints"] += n if rating <= NEGATIVE_MAX else 0
+    t["corrections"] += n if corrected else 0
+
+
+def _done(t: dict) -> dict:
+    total = t.pop("rating_sum")
+    return {**t, "mean_rating": _rounded(total / t["rated"], 2) if t["rated"] else None}
+
+
+def quarter_feedback(store: FeedbackStore, model: str, versions: list[str], quarter: str) -> dict:
+    """Production feedback on a model line's versions in one calendar quarter: predictions,
+    ratings (the effective rating: most trusted source first, a thumb as 5/3/1), the rating
+    distribution, corrections, and the domains users complained about most (a complaint:
+    effective rating <= NEGATIVE_MAX), per version and per (version, domain)."""
+    since, until = quarter_window(quarter)
+    names = _stored_names(model, versions)
+    cells, others = _cells(store, names, since, until) if names else ([], 0)
+    overall, by_version, by_cell, by_domain = _tally(), {}, {}, {}
+    distribution = {str(r): 0 for r in range(1, 6)} | {"unrated": 0}
+    for stored, domain, rating, corrected, n in cells:
+        version, domain = names[stored], domain if domain is not None else NO_DOMAIN
+        for t in (overall, by_version.setdefault(version, _tally()), by_cell.setdefault((version, domain), _tally()),
+                  by_domain.setdefault(domain, _tally())):
+            _add(t, rating, corrected, n)
+        distribution["unrated" if rating is None else str(int(rating))] += n
+    complained = sorted(((d, _done(t)) for d, t in by_domain.items()),
+                        key=lambda kv: (-kv[1]["complaints"], -(kv[1]["complaints"] / max(kv[1]["rated"], 1)), kv[0]))
+    order = {v: i for i, v in enumerate(versions)}
+    return {"quarter": quarter_of(since), "since": since, "until": until, **_done(overall),
+            "rating_distribution": distribution, "other_versions": others,
+            "by_version": {v: _done(by_version[v]) for v in sorted(by_version, key=order.get)},
+            "by_version_domain": [{"version": v, "domain": d, **_done(by_cell[(v, d)])}
+                                  for v, d in sorted(by_cell, key=lambda k: (order[k[0]], k[1]))],
+            "complaints_by_domain": [{"domain": d, **t, "complaint_rate": _rounded(t["complaints"] / t["rated"], 4)
+                                      if t["rated"] else None} for d, t in complained]}

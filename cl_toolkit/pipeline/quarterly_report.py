@@ -2,26 +2,43 @@
 
 Markdown and a self-contained HTML page (PNG plots embedded) under
 `workspace/reports/<model>/`: the line's accuracy matrix (every version on every named
-suite, as a table and a heat map, with forgetting and BWT), accuracy per domain across
-versions, the latest gate's
-regressions side by side, training-loss curves, the data mix, the lineage graph, and a
-pre-deployment checklist whose every item is computed from the registry, manifests and
-gate results — nothing in it is typed by hand."""
+suite, as a table and a heat map, with forgetting and BWT), the quarter's production
+feedback (per version and domain, the rating distribution, corrections, the domains users
+complained about most), the alias history (promotions, rollbacks: who and why), the data
+each version used (new, feedback-extracted, history and rehearsal rows apart), the training
+loss of every version, accuracy per domain, the latest gate's regressions side by side, the
+lineage graph, and a pre-deployment checklist whose every item is computed from the
+registry, manifests and gate results — nothing in it is typed by hand. Every delta is in
+percentage points ("pt").
+
+`report.json` beside them says what the report was built from (the registry's newest event,
+the quarter); after a promotion or rollback `refresh_after_move` rebuilds an existing report,
+or marks it stale with the reason (`stale.json` and a banner on both pages)."""
 
 from __future__ import annotations
 
-import base64
-import html
 import json
-import time
 from pathlib import Path
 
 from cl_toolkit.core import semver
 from cl_toolkit.core.errors import BadInput
-from cl_toolkit.core.files import atomic_write_bytes, atomic_write_text, sha256_file
+from cl_toolkit.core.files import atomic_write_json, atomic_write_text, sha256_file
+from cl_toolkit.core.timefmt import utc_now
+from cl_toolkit.pipeline.report_sections import (
+    alias_history_section,
+    data_section,
+    feedback_section,
+    gate_section,
+    loss_section,
+    matrix_section,
+)
+from cl_toolkit.pipeline.report_sections import pct as _pct
 from cl_toolkit.registry import VersionRecord, artifact_file, open_registry
 
 MIN_NEW_EXAMPLES = 200
+# workspace folders that never hold a feedback extract (and may be large): not searched
+_NOT_EXTRACTS = {"runs", "models", "registry", "evals", "cycles", "reports"}
+EXTRACT_KIND = "feedback-extract"  # the `kind` of an extract's manifest (feedback/extract.py)
 
 
 def _vkey(rec: VersionRecord):
@@ -33,26 +50,136 @@ def _json(rec: VersionRecord, rel: str) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def gather(workspace: Path, model: str) -> dict:
-    """Every fact the report shows, from the registry and the files beside each version."""
+def report_dir(workspace: Path, model: str) -> Path:
+    return workspace / "reports" / model
+
+
+def gather(workspace: Path, model: str, quarter: str | None = None) -> dict:
+    """Every fact the report shows, from the registry, the feedback store and the files
+    beside each version. `quarter` ('2026Q2') chooses the feedback window; default: the
+    quarter of the line's newest prediction."""
     from cl_toolkit.evaluation.history import load_evolution
     from cl_toolkit.evaluation.matrix import line_matrix
-    from cl_toolkit.registry.views import lineage
+    from cl_toolkit.registry.views import alias_history, last_event_id, lineage
 
     with open_registry(workspace) as reg:
         recs = sorted(reg.versions(model), key=_vkey)
         if not recs:
             raise BadInput(f"no versions of {model!r} are registered in {workspace}")
         aliases, tree = reg.aliases(model), lineage(reg, model)
-    latest = recs[-1]
-    facts = {"model": model, "aliases": aliases, "lineage": tree, "latest": latest.version,
-             "versions": [], "evolution": load_evolution(workspace, model)}
+        moves, last_event = alias_history(reg, model), last_event_id(reg, model)
+    extracts = extract_index(workspace)
+    facts = {"model": model, "aliases": aliases, "lineage": tree, "latest": recs[-1].version, "versions": [],
+             "evolution": load_evolution(workspace, model), "alias_history": moves, "last_event_id": last_event}
     for r in recs:
-        facts["versions"].append({"record": r, "manifest": _json(r, "manifest.json"), "metrics": _json(r, "metrics.json"),
-                                  "gate": _json(r, "gate.json")})
+        manifest, metrics = _json(r, "manifest.json"), _json(r, "metrics.json")
+        facts["versions"].append({"record": r, "manifest": manifest, "metrics": metrics, "gate": _json(r, "gate.json"),
+                                  "data": data_used(manifest, workspace, extracts)})
+    facts["loss"] = loss_curves(facts["versions"])
+    facts["feedback"] = production_feedback(workspace, model, [r.version for r in recs], quarter)
     facts["matrix"] = line_matrix(workspace, model)
     facts["checklist"] = checklist(facts, recs, aliases)
     return facts
+
+
+# ---- facts from the run folders and the feedback store ---------------------------------
+
+def extract_index(workspace: Path) -> dict[str, dict]:
+    """{output SHA-256: manifest} of every feedback extract kept in the workspace, so a
+    training input can be told to have come from production feedback by its hash."""
+    index: dict[str, dict] = {}
+    if not workspace.is_dir():
+        return index
+    for top in workspace.iterdir():
+        if top.name in _NOT_EXTRACTS:
+            continue
+        found = [top] if top.is_file() else top.rglob("*.manifest.json") if top.is_dir() else []
+        for path in found:
+            if path.name.endswith(".manifest.json"):
+                _index_extract(path, index)
+    return index
+
+
+def _index_extract(path: Path, index: dict) -> None:
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return  # not an extract's manifest: nothing to learn from it
+    if isinstance(manifest, dict) and manifest.get("kind") == EXTRACT_KIND:
+        sha = manifest.get("output", {}).get("sha256")
+        if sha:
+            index[sha] = manifest
+
+
+def _is_feedback(entry: dict, extracts: dict) -> bool:
+    if entry.get("sha256") in extracts:
+        return True
+    source = str(entry.get("source", ""))
+    if source.startswith("workspace:"):
+        return False  # a workspace extract would have been indexed by its hash
+    beside = Path(source).with_name(Path(source).stem + ".manifest.json")  # an extract outside the workspace
+    if beside.is_file() and entry.get("sha256"):
+        found: dict = {}
+        _index_extract(beside, found)
+        return entry["sha256"] in found
+    return False
+
+
+def data_used(manifest: dict | None, workspace: Path, extracts: dict) -> dict | None:
+    """What a version trained on, from its manifest: its new rows split into those
+    extracted from production feedback and the rest, rows trained on again in full
+    (history), and the rehearsal rows of each source."""
+    if not manifest:
+        return None
+    mix = manifest.get("mix", {})
+    train = [i for i in manifest.get("inputs", []) if i.get("role") == "train"]
+    feedback = [i for i in train if _is_feedback(i, extracts)]
+    fb_rows = sum(int(i.get("rows") or 0) for i in feedback)
+    new = int(mix.get("new", 0))
+    rehearsal = {src: int(meta.get("rows", 0)) for src, meta in mix.get("rehearsal", {}).items()}
+    parts = {"new": new - fb_rows, "feedback-extracted": fb_rows}
+    if mix.get("history"):
+        parts["history (ancestors, in full)"] = int(mix["history"])
+    parts.update({f"rehearsal: {src}": n for src, n in rehearsal.items()})
+    return {"new": new - fb_rows, "feedback": fb_rows, "feedback_sources": [i["source"] for i in feedback],
+            "new_sources": [i["source"] for i in train if i not in feedback], "history": int(mix.get("history") or 0),
+            "rehearsal": rehearsal, "total": int(mix.get("total", sum(parts.values()))), "parts": parts}
+
+
+def loss_curves(versions: list[dict]) -> dict:
+    """Every version's logged training losses (none is dropped), on one x axis: epochs when
+    every logged point says its epoch, else the logged step's number. A version that logged
+    no step loss (a run shorter than Axolotl's logging_steps) shows the trainer's mean
+    `train_loss` as its one point, marked `mean_only`."""
+    series = []
+    for v in versions:
+        metrics = v["metrics"] or {}
+        logged = [x for x in metrics.get("losses", []) if "loss" in x]
+        end = next((x for x in metrics.get("losses", []) if "train_loss" in x), {})
+        mean = metrics.get("train_loss", v["record"].metrics.get("train_loss"))
+        series.append({"version": v["record"].version, "logged": logged, "train_loss": mean, "end": end})
+    by_epoch = all("epoch" in x for s in series for x in s["logged"] or ([s["end"]] if s["end"] else []))
+    for s in series:
+        logged, end = s.pop("logged"), s.pop("end")
+        s["points"] = [[float(x["epoch"]) if by_epoch else i, float(x["loss"])] for i, x in enumerate(logged, start=1)]
+        s["logged"], s["mean_only"] = len(logged), not logged and s["train_loss"] is not None
+        if s["mean_only"]:
+            s["points"] = [[float(end.get("epoch", 1)) if by_epoch else 1, float(s["train_loss"])]]
+    return {"x": "epoch" if by_epoch else "logged step", "series": series}
+
+
+def production_feedback(workspace: Path, model: str, versions: list[str], quarter: str | None) -> dict | None:
+    """The quarter's feedback on the line's versions (None: the workspace has no store)."""
+    from cl_toolkit.feedback.store import DB_NAME, FeedbackStore
+    from cl_toolkit.feedback.summary import newest_quarter, quarter_feedback, quarter_window
+
+    if quarter:
+        quarter_window(quarter)  # a malformed quarter is refused even without a store
+    if not (workspace / DB_NAME).is_file():
+        return None
+    with FeedbackStore(workspace / DB_NAME) as store:
+        chosen = quarter or newest_quarter(store, model, versions)
+        return quarter_feedback(store, model, versions, chosen) if chosen else None
 
 
 def _accuracy(facts: dict, version: str) -> float | None:
@@ -95,274 +222,101 @@ def checklist(facts: dict, recs: list[VersionRecord], aliases: dict) -> list[dic
     return [{"item": i, "ok": ok, "evidence": ev} for i, ok, ev in items]
 
 
-def _pct(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.1%}"
-
-
-# ---- plots ------------------------------------------------------------------------------
-
-def _fig():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def plot_domains(facts: dict, out: Path) -> Path | None:
-    from cl_toolkit.evaluation.history import trend
-
-    evals = facts["evolution"]["evaluations"]
-    if not evals:
-        return None
-    suite = max({e["suite_sha256"] for e in evals}, key=lambda s: sum(e["suite_sha256"] == s for e in evals))
-    points = trend(facts["evolution"], suite)
-    plt = _fig()
-    fig, ax = plt.subplots(figsize=(7, 3.6), dpi=100)
-    versions = [p["version"] for p in points]
-    for domain in sorted({d for p in points for d in p["per_domain"]}):
-        ax.plot(versions, [p["per_domain"].get(domain) for p in points], marker="o", label=domain)
-    ax.plot(versions, [p["accuracy"] for p in points], "k--", marker="s", label="overall")
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_ylabel("accuracy")
-    ax.set_title("Regression-suite accuracy per domain")
-    ax.legend(fontsize=7, loc="best")
-    return _save(plt, fig, out / "accuracy_per_domain.png")
-
-
-def plot_matrix(facts: dict, out: Path) -> Path | None:
-    """The accuracy matrix as a heat map: versions down, suites across, each cell labelled."""
-    m = facts.get("matrix") or {}
-    if not m.get("versions") or not m.get("suites"):
-        return None
-    import numpy as np
-
-    plt = _fig()
-    grid = np.array([[np.nan if m["scores"][v][s] is None else m["scores"][v][s] for s in m["suites"]]
-                     for v in m["versions"]], dtype=float)
-    fig, ax = plt.subplots(figsize=(max(4.0, 1.1 * len(m["suites"]) + 2), max(2.2, 0.5 * len(m["versions"]) + 1.4)),
-                           dpi=100)
-    image = ax.imshow(np.ma.masked_invalid(grid), cmap="RdYlGn", vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(len(m["suites"])), m["suites"])
-    ax.set_yticks(range(len(m["versions"])), m["versions"])
-    for i in range(grid.shape[0]):
-        for j in range(grid.shape[1]):
-            ax.text(j, i, "-" if np.isnan(grid[i, j]) else f"{grid[i, j]:.0%}", ha="center", va="center", fontsize=8)
-    fig.colorbar(image, ax=ax, label="accuracy")
-    ax.set_xlabel("suite")
-    ax.set_ylabel("version")
-    ax.set_title("Accuracy matrix (every version on every suite)")
-    return _save(plt, fig, out / "accuracy_matrix.png")
-
-
-def plot_losses(facts: dict, out: Path) -> Path | None:
-    curves = {v["record"].version: [x["loss"] for x in (v["metrics"] or {}).get("losses", []) if "loss" in x]
-              for v in facts["versions"]}
-    curves = {k: c for k, c in curves.items() if c}
-    if not curves:
-        return None
-    plt = _fig()
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
-    for version, losses in curves.items():
-        ax.plot(range(1, len(losses) + 1), losses, label=version)
-    ax.set_xlabel("logged step")
-    ax.set_ylabel("training loss")
-    ax.set_title("Training loss")
-    ax.legend(fontsize=8)
-    return _save(plt, fig, out / "training_loss.png")
-
-
-def _mix_parts(manifest: dict) -> dict[str, int]:
-    mix = manifest.get("mix", {})
-    parts = {"new": mix.get("new", 0)}
-    if mix.get("history"):
-        parts["history (ancestors)"] = mix["history"]
-    for source, meta in mix.get("rehearsal", {}).items():
-        parts[f"rehearsal: {source}"] = meta["rows"]
-    return parts
-
-
-def plot_mix(facts: dict, out: Path) -> Path | None:
-    rows = [(v["record"].version, _mix_parts(v["manifest"])) for v in facts["versions"] if v["manifest"]]
-    if not rows:
-        return None
-    plt = _fig()
-    fig, ax = plt.subplots(figsize=(7, 3.2), dpi=100)
-    labels = sorted({k for _, p in rows for k in p}, key=lambda k: (k != "new", k))
-    bottom = [0] * len(rows)
-    for label in labels:
-        vals = [p.get(label, 0) for _, p in rows]
-        ax.bar([v for v, _ in rows], vals, bottom=bottom, label=label)
-        bottom = [b + x for b, x in zip(bottom, vals, strict=True)]
-    ax.set_ylabel("training rows")
-    ax.set_title("Data mix per version")
-    ax.legend(fontsize=7)
-    return _save(plt, fig, out / "data_mix.png")
-
-
-def plot_lineage(facts: dict, out: Path) -> Path:
-    plt = _fig()
-    pos: dict[str, tuple[float, float]] = {}
-    edges: list[tuple[str, str]] = []
-
-    merges: list[tuple[str, str]] = []
-
-    def place(node: dict, depth: int, row: list[int]) -> None:
-        pos[node["version"]] = (depth, -row[0])
-        row[0] += 1
-        merges.extend((src, node["version"]) for src in node["merged_from"])
-        for child in node["children"]:
-            edges.append((node["version"], child["version"]))
-            place(child, depth + 1, row)
-
-    counter = [0]
-    labels = {}
-    for root in facts["lineage"]:
-        place(root, 0, counter)
-    _collect_labels(facts["lineage"], labels)
-    fig, ax = plt.subplots(figsize=(7, max(2.0, 0.7 * len(pos))), dpi=100)
-    for (a, b), style in [*((e, "-") for e in edges), *((m, "--") for m in merges if m[0] in pos)]:
-        ax.annotate("", xy=pos[b], xytext=pos[a], arrowprops={"arrowstyle": "->", "color": "#555", "linestyle": style,
-                                                              "shrinkA": 18, "shrinkB": 18})
-    for version, (x, y) in pos.items():
-        ax.text(x, y, labels[version], ha="center", va="center", fontsize=8,
-                bbox={"boxstyle": "round", "fc": "#dbeafe" if "champion" in labels[version] else "#f3f4f6"})
-    ax.set_xlim(-0.7, max(x for x, _ in pos.values()) + 0.7)
-    ax.set_ylim(min(y for _, y in pos.values()) - 0.7, 0.7)
-    ax.axis("off")
-    ax.set_title("Lineage")
-    return _save(plt, fig, out / "lineage.png")
-
-
-def _collect_labels(nodes: list[dict], labels: dict) -> None:
-    for n in nodes:
-        tags = ", ".join(n["aliases"] + ([n["status"]] if n["status"] != "active" else []))
-        labels[n["version"]] = f"{n['version']}\n{n['strategy']}" + (f"\n[{tags}]" if tags else "")
-        _collect_labels(n["children"], labels)
-
-
-def _save(plt, fig, path: Path) -> Path:
-    import io
-
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return path
-
-
 # ---- documents --------------------------------------------------------------------------
 
-def markdown(facts: dict, plots: dict[str, Path]) -> str:
+def markdown(facts: dict, plots: dict[str, Path | None]) -> str:
     a = facts["aliases"]
     lines = [f"# {facts['model']}: quarterly report", "",
-             f"Generated {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}. Champion: **{a.get('champion') or '-'}**, "
-             f"challenger: **{a.get('challenger') or '-'}**, newest: **{facts['latest']}**.", "",
+             f"Generated {utc_now()[:16].replace('T', ' ')} UTC. Champion: **{a.get('champion') or '-'}**, "
+             f"challenger: **{a.get('challenger') or '-'}**, newest: **{facts['latest']}**. "
+             "Deltas are in percentage points (pt).", "",
              "## Pre-deployment checklist", ""]
     lines += [f"- [{'x' if c['ok'] else ' '}] {c['item']} — {c['evidence']}" for c in facts["checklist"]]
-    lines += ["", "## Versions", "", "| version | parent | strategy | status | accuracy | train rows | train s |",
-              "|---|---|---|---|---|---|---|"]
+    lines += ["", "## Versions", "", "| version | parent | strategy | status | aliases | accuracy | train rows | train s |",
+              "|---|---|---|---|---|---|---|---|"]
+    held = {}
+    for alias, version in a.items():
+        held.setdefault(version, []).append(alias)
     for v in facts["versions"]:
         r = v["record"]
-        lines.append(f"| {r.version} | {r.parent or '-'} | {r.strategy} | {r.status} | {_pct(_accuracy(facts, r.version))} "
-                     f"| {(v['manifest'] or {}).get('mix', {}).get('total', '-')} | {r.train_seconds or 0:.0f} |")
-    lines += _matrix_section(facts.get("matrix") or {})
-    lines += _gate_section(facts)
-    for title, key in (("Accuracy matrix heat map", "matrix"), ("Accuracy per domain", "domains"), ("Training loss", "losses"), ("Data mix", "mix"),
-                       ("Lineage", "lineage")):
+        lines.append(f"| {r.version} | {r.parent or '-'} | {r.strategy} | {r.status} | {', '.join(held.get(r.version, [])) or '-'} "
+                     f"| {_pct(_accuracy(facts, r.version))} | {(v['data'] or {}).get('total', '-')} "
+                     f"| {r.train_seconds or 0:.0f} |")
+    lines += matrix_section(facts.get("matrix") or {}) + _image(plots, "matrix", "Accuracy matrix heat map")
+    lines += feedback_section(facts["feedback"], facts["model"])
+    lines += alias_history_section(facts["alias_history"])
+    lines += data_section(facts["versions"]) + _image(plots, "mix", "Data used per version")
+    lines += loss_section(facts["loss"]) + _image(plots, "losses", "Training loss of every version")
+    lines += gate_section(facts)
+    for title, key in (("Accuracy per domain", "domains"), ("Lineage", "lineage")):
         if plots.get(key):
-            lines += ["", f"## {title}", "", f"![{title}](plots/{plots[key].name})"]
+            lines += ["", f"## {title}", *_image(plots, key, title)]
     return "\n".join(lines) + "\n"
 
 
-def _matrix_section(m: dict) -> list[str]:
-    """The accuracy matrix as a table: a row per version, a column per suite, then each
-    suite's best score, its forgetting (drop from that best at the newest version) and BWT."""
-    if not m.get("versions") or not m.get("suites"):
-        return ["", "## Accuracy matrix", "", "No suite scores are recorded yet."]
-    out = ["", "## Accuracy matrix", "", "| version | " + " | ".join(m["suites"]) + " |",
-           "|---|" + "---|" * len(m["suites"])]
-    for v in m["versions"]:
-        out.append(f"| {v} | " + " | ".join(_pct(m["scores"][v][s]) for s in m["suites"]) + " |")
-    out.append("| best | " + " | ".join(f"{_pct(m['best'][s]['accuracy'])} ({m['best'][s]['version']})"
-                                       if s in m["best"] else "n/a" for s in m["suites"]) + " |")
-    out.append("| forgetting | " + " | ".join(_pt(m["forgetting"][s]) for s in m["suites"]) + " |")
-    bwt = "n/a (no quarter learned before the newest version)" if m["bwt"] is None else _pt(m["bwt"])
-    out += ["", f"Forgetting is each suite's drop from its best-ever score at {m['versions'][-1]}; "
-                f"backward transfer (BWT) over the learned quarters: {bwt}."]
-    return out
+def _image(plots: dict[str, Path | None], key: str, title: str) -> list[str]:
+    return ["", f"![{title}](plots/{plots[key].name})"] if plots.get(key) else []
 
 
-def _pt(x: float | None) -> str:
-    return "n/a" if x is None else f"{100 * x:+.1f} pt"
+def write_report(workspace: Path, model: str, html: bool = True, quarter: str | None = None) -> dict[str, Path]:
+    """Write report.md (and report.html) with their plots, and report.json (what they were
+    built from); a stale mark left by an earlier move is cleared. Returns the paths."""
+    from cl_toolkit.pipeline.report_html import html_page
+    from cl_toolkit.pipeline.report_plots import write_plots
 
-
-def _gate_section(facts: dict) -> list[str]:
-    gated = [v for v in facts["versions"] if v["gate"]]
-    if not gated:
-        return ["", "## Latest gate", "", "No gate has run yet."]
-    g = gated[-1]["gate"]
-    out = ["", f"## Latest gate: {g['candidate']} against {g['baseline']} — {'PASSED' if g['passed'] else 'BLOCKED'}", "",
-           f"Accuracy {_pct(g['accuracy']['baseline'])} → {_pct(g['accuracy']['candidate'])} "
-           f"({g['accuracy']['delta']:+.1%}); {len(g['regressions'])} regression(s), "
-           f"{len(g['improvements'])} improvement(s)."]
-    out += [f"- {reason}" for reason in g.get("reasons", [])]
-    if g["regressions"]:
-        out += ["", "| case | criticality | input | expected | " + g["baseline"] + " | " + g["candidate"] + " |",
-                "|---|---|---|---|---|---|"]
-        for r in g["regressions"]:
-            cells = [r["id"], r["criticality"], r["input"], str(r["expected"]), r["baseline_output"], r["candidate_output"]]
-            out.append("| " + " | ".join(c.replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
-    return out
-
-
-def html_page(md_text: str, plots: dict[str, Path]) -> str:
-    """A self-contained page: the Markdown's content as HTML, plots inlined as data URIs."""
-    body, in_table = [], False
-    for line in md_text.splitlines():
-        if line.startswith("|"):
-            cells = [html.escape(c.strip()) for c in line.strip("|").split(" | ")]
-            if set(line) <= set("|-"):
-                continue
-            tag = "th" if not in_table else "td"
-            body.append(("<table>" if not in_table else "") + "<tr>" + "".join(f"<{tag}>{c}</{tag}>" for c in cells) + "</tr>")
-            in_table = True
-            continue
-        if in_table:
-            body.append("</table>")
-            in_table = False
-        if line.startswith("!["):
-            name = line.split("(plots/")[1].rstrip(")")
-            data = base64.b64encode(next(p for p in plots.values() if p and p.name == name).read_bytes()).decode()
-            body.append(f'<img alt="{html.escape(name)}" src="data:image/png;base64,{data}">')
-        elif line.startswith("#"):
-            level = len(line) - len(line.lstrip("#"))
-            body.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
-        elif line.startswith("- ["):
-            ok = line.startswith("- [x]")
-            body.append(f"<p class='{'ok' if ok else 'no'}'>{'✔' if ok else '✘'} {html.escape(line[6:])}</p>")
-        elif line.strip():
-            body.append(f"<p>{html.escape(line).replace('**', '')}</p>")
-    if in_table:
-        body.append("</table>")
-    style = ("body{font-family:sans-serif;max-width:60em;margin:2em auto}table{border-collapse:collapse}"
-             "td,th{border:1px solid #ccc;padding:3px 6px;font-size:90%}.ok{color:#166534}.no{color:#b91c1c}img{max-width:100%}")
-    return f"<!doctype html><html><head><meta charset='utf-8'><title>report</title><style>{style}</style></head><body>{''.join(body)}</body></html>\n"
-
-
-def write_report(workspace: Path, model: str, html: bool = True) -> dict[str, Path]:
-    """Write report.md (and report.html) with their plots; returns the paths."""
-    facts = gather(workspace, model)
-    out = workspace / "reports" / model
-    plots_dir = out / "plots"
-    plots = {"matrix": plot_matrix(facts, plots_dir), "domains": plot_domains(facts, plots_dir),
-             "losses": plot_losses(facts, plots_dir),
-             "mix": plot_mix(facts, plots_dir), "lineage": plot_lineage(facts, plots_dir)}
+    facts = gather(workspace, model, quarter)
+    out = report_dir(workspace, model)
+    plots = write_plots(facts, out / "plots")
     md_text = markdown(facts, plots)
     paths = {"markdown": atomic_write_text(out / "report.md", md_text)}
     if html:
-        paths["html"] = atomic_write_text(out / "report.html", html_page(md_text, plots))
+        paths["html"] = atomic_write_text(out / "report.html", html_page(md_text, plots, facts["loss"]))
     atomic_write_text(out / "checklist.json", json.dumps(facts["checklist"], indent=2) + "\n")
+    fb = facts["feedback"]
+    atomic_write_json(out / "report.json", {
+        "model": model, "generated_at": utc_now(), "aliases": facts["aliases"],
+        "last_event_id": facts["last_event_id"], "quarter": fb["quarter"] if fb else None,
+        "quarter_given": quarter is not None, "html": html})
+    (out / "stale.json").unlink(missing_ok=True)
     return paths
+
+
+# ---- after a promotion or a rollback ----------------------------------------------------
+
+STALE_MARK = "<!-- clt: stale -->"
+
+
+def mark_stale(workspace: Path, model: str, reason: str) -> Path:
+    """Say on the report itself that it no longer matches the registry, and why:
+    `stale.json`, and a banner at the top of report.md and report.html."""
+    out = report_dir(workspace, model)
+    stamp = atomic_write_json(out / "stale.json", {"model": model, "since": utc_now(), "reason": reason})
+    md, page = out / "report.md", out / "report.html"
+    if md.is_file():
+        text = md.read_text(encoding="utf-8").split(STALE_MARK + "\n", 1)[-1]
+        atomic_write_text(md, f"> **Stale:** {reason}\n{STALE_MARK}\n{text}")
+    if page.is_file():
+        from cl_toolkit.pipeline.report_html import stale_banner
+
+        atomic_write_text(page, stale_banner(page.read_text(encoding="utf-8"), reason))
+    return stamp
+
+
+def refresh_after_move(workspace: Path, model: str, move: str, *, regenerate: bool = True) -> dict:
+    """After `move` (e.g. "champion 1.0.0 -> 1.1.0 (promote)"): rebuild the line's report when
+    one exists, with the quarter it was built for when that was chosen by hand; else (or
+    when rebuilding fails) mark it stale with the reason. The move itself is never undone."""
+    out = report_dir(workspace, model)
+    if not (out / "report.md").is_file():
+        return {"status": "none"}
+    how = json.loads((out / "report.json").read_text()) if (out / "report.json").is_file() else {}
+    if not regenerate:
+        reason = f"{move} after it was built; run `clt report {model}`"
+        return {"status": "stale", "reason": reason, "stale": mark_stale(workspace, model, reason)}
+    try:
+        paths = write_report(workspace, model, html=how.get("html", True),
+                             quarter=how.get("quarter") if how.get("quarter_given") else None)
+    except Exception as e:  # noqa: BLE001 - the move is committed; the report says why it is old
+        reason = f"{move} after it was built, and rebuilding it failed: {type(e).__name__}: {e}"
+        return {"status": "stale", "reason": reason, "stale": mark_stale(workspace, model, reason)}
+    return {"status": "refreshed", "paths": paths}

@@ -1,5 +1,5 @@
-"""Read-only views of the registry: a model line's summary, its lineage tree, its history,
-and the `model_registry.json` export."""
+"""Read-only views of the registry: a model line's summary, its lineage tree, its history
+(and the alias moves alone, for the quarterly report), and the `model_registry.json` export."""
 
 from __future__ import annotations
 
@@ -124,6 +124,23 @@ def format_lineage(model: str, nodes: list[dict]) -> list[str]:
 def history(reg: RegistryStore, model: str) -> list[dict]:
     model_versions(reg, model)
     return [asdict(e) for e in reg.events(model)]
+
+
+ALIAS_ACTIONS = ("promote", "rollback", "unset", "archive")
+
+
+def alias_history(reg: RegistryStore, model: str) -> list[dict]:
+    """Every move of the line's aliases, and every archive, oldest first: what moved from
+    which version to which, who did it, when and why (the registry's append-only events)."""
+    return [{"id": e.id, "at": e.at, "action": e.action, "alias": e.alias, "from": e.previous, "to": e.version,
+             "who": e.who, "why": e.why, "forced": e.forced}
+            for e in reg.events(model) if e.action in ALIAS_ACTIONS]
+
+
+def last_event_id(reg: RegistryStore, model: str) -> int | None:
+    """The id of the line's newest event: a report built before it is out of date."""
+    events = reg.events(model)
+    return events[-1].id if events else None
 
 
 def format_event(e: dict) -> str:
