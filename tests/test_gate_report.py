@@ -61,7 +61,7 @@ def test_the_verdict_lists_each_rule_with_its_numbers():
     rules = md.split("## Rules")[1].split("## Accuracy matrix")[0]
     assert "- **BLOCK** · `significant_drop` on q1:" in rules and "b 9, c 0, p_drop" in rules
     assert "- **BLOCK** · `non_inferiority` on q1:" in rules and "margin 0.1" in rules
-    assert "- pass · `min_learning` on q2: q2: candidate - parent = +0.8333" in rules
+    assert "- pass · `min_learning` on q2: q2: candidate - parent = +83.3 pt" in rules
     assert "minimum 0, significant false" in rules
     assert rules.count("\n- ") + rules.startswith("- ") == sum(len(v["rules"]) for v in gate["suites"])
     assert "Policy: critical regressions ≤ 0, non-inferiority margin 0.1, alpha 0.05, min learning 0.0" in md

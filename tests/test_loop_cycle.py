@@ -86,10 +86,10 @@ def test_a_blocked_candidate_is_archived_without_an_alias(clt, env):
     code, out, err = clt("loop", "ff", "--once", "--at", AT, "--auto-train", "recipes/ff/1.2.0.yml")
     assert code == 0, err
     assert "train recipes/ff/1.2.0.yml -> 1.2.0 rejected (gate BLOCKED: min_accuracy_delta: regression: " in out
-    assert "is below the minimum +1.0000 (min_accuracy_delta)), report reports/ff/report.html" in out
+    assert "is below the minimum +100.0 pt (min_accuracy_delta 1)), report reports/ff/report.html" in out
     cycle = _last_decision(env)["actions"][0]["cycle"]
     assert (cycle["version"], cycle["status"], cycle["gate"]["passed"]) == ("1.2.0", "rejected", False)
-    assert len(cycle["gate"]["reasons"]) == 1 and "below the minimum +1.0000" in cycle["gate"]["reasons"][0]
+    assert len(cycle["gate"]["reasons"]) == 1 and "below the minimum +100.0 pt" in cycle["gate"]["reasons"][0]
     assert json.loads((env / cycle["gate_report"].replace("gate.md", "gate.json")).read_text())["passed"] is False
     with open_registry(env) as reg:
         assert reg.get("ff", "1.2.0").status == "archived"

@@ -37,6 +37,12 @@ PER_SUITE = ("max_critical_regressions", "non_inferiority_margin", "alpha", "min
 
 
 @cache
+
+def pt(fraction: float) -> str:
+    """An accuracy difference in percentage points, the one unit people read deltas in
+    (the rules themselves are written as fractions: 0.1 = 10 pt)."""
+    return f"{100 * fraction:+.1f} pt"
+
 def _gate_schema() -> dict:
     return recipe_schema()["properties"]["gate"]
 
@@ -154,8 +160,8 @@ def _rules(name: str, r: dict, regressions: list[dict], delta: float, m: dict, i
     ok = interval["low"] >= -margin - EPS
     out.append(_rule("non_inferiority", ok,
                      f"{name}: the {100 * interval['confidence']:g}% interval of candidate - baseline is "
-                     f"[{interval['low']:+.3f}, {interval['high']:+.3f}]; its lower bound is "
-                     f"{'within' if ok else 'below'} -{margin:g} (non_inferiority_margin)",
+                     f"[{pt(interval['low'])}, {pt(interval['high'])}]; its lower bound is "
+                     f"{'within' if ok else 'below'} {pt(-margin)} (non_inferiority_margin {margin:g})",
                      low=interval["low"], high=interval["high"], margin=margin))
     alpha = r["alpha"]
     drop = m["p_drop"] <= alpha
@@ -166,15 +172,16 @@ def _rules(name: str, r: dict, regressions: list[dict], delta: float, m: dict, i
     if r["min_accuracy_delta"] is not None:
         floor = r["min_accuracy_delta"]
         out.append(_rule("min_accuracy_delta", delta >= floor - EPS,
-                         f"{name}: accuracy delta {delta:+.4f} is {'at or above' if delta >= floor - EPS else 'below'} "
-                         f"the minimum {floor:+.4f} (min_accuracy_delta)", delta=delta, minimum=floor))
+                         f"{name}: accuracy delta {pt(delta)} is {'at or above' if delta >= floor - EPS else 'below'} "
+                         f"the minimum {pt(floor)} (min_accuracy_delta {floor:g})", delta=delta, minimum=floor))
     learn = r["min_learning"]
     if learn is not None:
         enough = delta >= learn["delta"] - EPS and delta > EPS  # learning nothing never passes
         sig = (not learn["significant"]) or m["p_gain"] <= alpha
         why = "" if enough else (" (it learned nothing of this suite)" if delta <= EPS else "")
-        msg = (f"{name}: candidate - parent = {delta:+.4f}, "
-               f"{'at least' if enough else 'below'} the required {learn['delta']:+.4f} (min_learning){why}")
+        msg = (f"{name}: candidate - parent = {pt(delta)}, "
+               f"{'at least' if enough else 'below'} the required {pt(learn['delta'])} "
+               f"(min_learning {learn['delta']:g}){why}")
         if learn["significant"]:
             msg += f"; the gain's one-sided p = {m['p_gain']:.4g} {'<=' if sig else '>'} alpha {alpha:g}"
         out.append(_rule("min_learning", enough and sig, msg, delta=delta, minimum=learn["delta"],
