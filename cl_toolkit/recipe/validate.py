@@ -25,7 +25,13 @@ from cl_toolkit.core import semver
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.files import sha256_bytes
 from cl_toolkit.core.secret_scan import find_secrets, redact_problems, scan_document
-from cl_toolkit.core.workspace import profile_ref, profile_root, project_root, resolve_path, workspace_dir
+from cl_toolkit.core.workspace import (
+    profile_ref,
+    profile_root,
+    project_root,
+    resolve_path,
+    workspace_dir,
+)
 from cl_toolkit.core.yamlio import LineMap, display, format_key, load_yaml
 from cl_toolkit.recipe.model import (
     LoadedRecipe,

@@ -18,7 +18,13 @@ import jsonschema
 
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.secret_scan import redact_problems, scan_document
-from cl_toolkit.core.workspace import WORKSPACE_PREFIX, profile_ref, profile_root, resolve_path, workspace_dir
+from cl_toolkit.core.workspace import (
+    WORKSPACE_PREFIX,
+    profile_ref,
+    profile_root,
+    resolve_path,
+    workspace_dir,
+)
 from cl_toolkit.core.yamlio import display, format_key, load_yaml
 from cl_toolkit.recipe.model import recipe_schema
 from cl_toolkit.recipe.passthrough import block_problems, resolve_paths

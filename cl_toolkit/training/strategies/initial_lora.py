@@ -5,7 +5,13 @@ from __future__ import annotations
 from cl_toolkit.recipe.model import LoadedRecipe
 from cl_toolkit.registry import RegistryStore
 from cl_toolkit.training.profiles import Profile
-from cl_toolkit.training.strategies.interface import CHAT_DATASET, PARENT_FORBIDDEN, Plan, ScaffoldDefaults, Strategy
+from cl_toolkit.training.strategies.interface import (
+    CHAT_DATASET,
+    PARENT_FORBIDDEN,
+    Plan,
+    ScaffoldDefaults,
+    Strategy,
+)
 
 
 def plan(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, rows: list[dict]) -> Plan:
