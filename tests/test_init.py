@@ -240,6 +240,18 @@ def test_recipe_new_starts_a_line_with_initial_lora(repo, clt):
     assert code == 2 and "continues from a parent: pass --from VERSION" in err
 
 
+def test_initial_lora_from_a_recipe_is_a_fresh_start_without_parent_data(repo, clt):
+    line_dir = _started_line(repo, clt)
+    (line_dir / "1.0.0.yml").write_text((line_dir / "1.0.0.yml").read_text().replace(
+        "    - path: toolkit:general/general.jsonl", "    - path: toolkit:general/general.jsonl\n    - parent_data: true"))
+    code, _, err = clt("recipe", "new", LINE, "--from", "1.0.0", "--strategy", "initial_lora", "--bump", "major",
+                       "--data", f"data/{LINE}/q2.jsonl")
+    assert code == 0, err
+    data = yaml.safe_load((line_dir / "2.0.0.yml").read_text())
+    assert (data["parent"], data["strategy"]) == (None, "initial_lora")
+    assert data["data"]["rehearsal"]["sources"] == [{"path": "toolkit:general/general.jsonl"}]  # no parent to rehearse
+
+
 @pytest.mark.slow
 def test_a_line_in_its_own_repository_learns_its_second_quarter(repo, clt, tmp_path):
     """The new user's first two quarters, outside the toolkit: 1.0.0 from `clt init`, 1.1.0
