@@ -7,13 +7,14 @@ from pathlib import Path
 import click
 
 from cl_toolkit.core.yamlio import display
+from cl_toolkit.recipe.init import DEFAULT_PROFILE
 from cl_toolkit.training.strategies import init_line
 
 
 @click.command("init")
 @click.argument("line")
 @click.argument("dest", required=False, default=".", type=click.Path(file_okay=False, path_type=Path))
-@click.option("--profile", default="tiny-cpu", show_default=True,
+@click.option("--profile", default=DEFAULT_PROFILE, show_default=True,
               help="A bundled profile's name (tiny-cpu, llama31-8b-lora, ...) or a profile YAML path.")
 def cli(line, dest, profile):
     """Create LINE's first recipe (recipes/LINE/1.0.0.yml, initial_lora with the profile's

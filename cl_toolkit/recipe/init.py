@@ -26,6 +26,7 @@ from cl_toolkit.core.yamlio import display
 from cl_toolkit.recipe.model import recipe_schema
 
 FIRST_VERSION = "1.0.0"
+DEFAULT_PROFILE = "tiny-cpu"  # a new line's profile unless one is named: runs on any laptop
 GENERAL_DATA = f"{TOOLKIT_PREFIX}general/general.jsonl"  # the toolkit's bundled general Q&A
 
 

@@ -29,7 +29,13 @@ from cl_toolkit.core import semver
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.workspace import project_root
 from cl_toolkit.core.yamlio import display, load_yaml
-from cl_toolkit.recipe.init import FIRST_VERSION, check_line_name, first_recipe, recipe_text
+from cl_toolkit.recipe.init import (
+    DEFAULT_PROFILE,
+    FIRST_VERSION,
+    check_line_name,
+    first_recipe,
+    recipe_text,
+)
 from cl_toolkit.recipe.validate import load_recipe
 
 DefaultsFor = Callable[[str, Path], dict]  # (profile as a recipe names it, project root) -> defaults
@@ -145,7 +151,7 @@ def new_recipe(model_dir: Path, from_version: str | None, strategy: str, bump: s
         raise BadInput(f"--strategy must be one of {', '.join(names)}")
     root = project_root(model_dir)
     if from_version is None:
-        return _start_line(model_dir, strategy, data_paths, force, strategies, defaults_for, profile or "tiny-cpu")
+        return _start_line(model_dir, strategy, data_paths, force, strategies, defaults_for, profile or DEFAULT_PROFILE)
     if bump is None:
         raise BadInput("--bump is needed with --from (major, minor or patch)")
     src_path = model_dir / f"{from_version}.yml"

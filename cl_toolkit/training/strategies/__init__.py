@@ -48,7 +48,7 @@ def new_recipe(model_dir: Path, from_version: str | None, strategy: str, bump: s
                                 defaults_for=profile_defaults, profile=profile)
 
 
-def init_line(line: str, dest: Path, profile: str = "tiny-cpu") -> list[Path]:
+def init_line(line: str, dest: Path, profile: str = _init.DEFAULT_PROFILE) -> list[Path]:
     """`clt init`: a line's first recipe (initial_lora, the profile's defaults), a
     regression-suite template and a README under `dest`, never over an existing file."""
     _init.check_line_name(line)
