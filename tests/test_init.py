@@ -113,6 +113,15 @@ def test_a_named_profile_is_the_bundled_one_its_own_paths_in_the_toolkit(repo, c
     assert portable_path(path, lr.root, lr.workspace) == f"toolkit:../configs/profiles/{name}.yml"
 
 
+def test_a_profile_base_model_may_be_a_toolkit_ref(repo):
+    text = (REPO / "configs" / "profiles" / "llama31-8b-lora.yml").read_text().replace(
+        "base_model: meta-llama/Llama-3.1-8B-Instruct", "base_model: toolkit:../configs/model_configs/llama31-8b")
+    (repo / "configs").mkdir()
+    (repo / "configs" / "mine.yml").write_text(text)
+    profile = load_profile(repo / "configs" / "mine.yml", repo, repo / "ws")
+    assert profile.base_is_local and profile.base_model == str(REPO / "configs" / "model_configs" / "llama31-8b")
+
+
 def test_an_unknown_profile_name_lists_the_bundled_ones(repo, clt):
     clt("init", LINE)
     add_their_data(repo)

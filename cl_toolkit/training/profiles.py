@@ -19,6 +19,7 @@ import jsonschema
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.secret_scan import redact_problems, scan_document
 from cl_toolkit.core.workspace import (
+    TOOLKIT_PREFIX,
     WORKSPACE_PREFIX,
     profile_ref,
     profile_root,
@@ -128,7 +129,7 @@ def load_profile(path: Path, root: Path, workspace: Path) -> Profile:
     if problems:
         raise BadInput(redact_problems(problems))
     raw = data["base_model"]
-    local = raw.startswith(WORKSPACE_PREFIX) or raw.startswith(".") or raw.startswith("/")
+    local = raw.startswith((WORKSPACE_PREFIX, TOOLKIT_PREFIX, ".", "/"))
     base = str(resolve_path(raw, root, workspace)) if local else raw
     tiny = TinySpec(**data["tiny_model"]) if "tiny_model" in data else None
     return Profile(
