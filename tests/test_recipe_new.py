@@ -22,12 +22,14 @@ def proj(tmp_path, monkeypatch):
     return root
 
 
-@pytest.mark.parametrize("strategy, bump, version, train", [
-    ("continued_lora", "minor", "1.2.0", {"learning_rate": 1e-5, "num_epochs": 1, "lora_dropout": 0.1}),
-    ("merge_and_retrain", "major", "2.0.0", {"learning_rate": 2e-4, "num_epochs": 3}),
-    ("distillation", "patch", "1.1.1", None),
+# the tiny-cpu profile's `defaults:` (measured on the firefighter recipes), not the strategies' own
+@pytest.mark.parametrize("strategy, bump, version, train, ratio", [
+    ("continued_lora", "minor", "1.2.0", {"learning_rate": 0.001, "num_epochs": 20, "lora_dropout": 0.0}, 0.6),
+    ("merge_and_retrain", "major", "2.0.0", {"learning_rate": 0.002, "num_epochs": 10}, 0.15),
+    ("distillation", "patch", "1.1.1", {"learning_rate": 0.003, "num_epochs": 10}, 0.6),
 ])
-def test_recipe_new_writes_a_valid_next_recipe_with_strategy_defaults(proj, clt, strategy, bump, version, train):
+def test_recipe_new_writes_a_valid_next_recipe_with_the_profiles_defaults(proj, clt, strategy, bump, version, train,
+                                                                          ratio):
     (proj / "recipes/firefighter/2.0.0.yml").unlink()
     code, out, err = clt("recipe", "new", "firefighter", "--from", "1.1.0", "--strategy", strategy, "--bump", bump,
                          "--data", "data/firefighter/q3.jsonl")
@@ -37,12 +39,15 @@ def test_recipe_new_writes_a_valid_next_recipe_with_strategy_defaults(proj, clt,
     data = yaml.safe_load(path.read_text())
     assert (data["version"], data["parent"], data["strategy"]) == (version, "1.1.0", strategy)
     assert data["data"]["train"] == [{"path": "data/firefighter/q3.jsonl"}]
-    assert data["data"]["rehearsal"]["ratio"] == 0.2
+    assert data["data"]["rehearsal"]["ratio"] == ratio
     assert data.get("train") == train
     has_parent_data = {"parent_data": True} in data["data"]["rehearsal"]["sources"]
     assert has_parent_data == (strategy != "merge_and_retrain")  # merge trains on all history anyway
     if strategy == "distillation":
         assert data["distillation"] == {"teacher": "1.1.0", "alpha": 0.3, "temperature": 2.0, "top_k": 20}
+    with pytest.raises(BadInput, match=r"\[description\] the description still says TODO"):
+        load_recipe(path)  # the author must say why the version exists
+    path.write_text(path.read_text().replace(data["description"], f"Q3 by {strategy}."))
     assert load_recipe(path).recipe.version == version
     assert data["gate"]["suites"]["q3"] == {"path": "data/firefighter/q3_asked.jsonl", "role": "learning"}
 

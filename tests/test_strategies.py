@@ -77,21 +77,21 @@ def test_a_table_strategy_scaffolds_with_its_defaults(tmp_path, monkeypatch, wid
         shutil.copytree(REPO / sub, root / sub)
     monkeypatch.chdir(root)
     monkeypatch.setenv("CLT_HOME", str(root / "ws"))
-    assert scaffold_names() == ["continued_lora", "merge_and_retrain", "distillation", "wide_lora"]
+    assert scaffold_names() == ["initial_lora", "continued_lora", "merge_and_retrain", "distillation", "wide_lora"]
     path = new_recipe(root / "recipes" / "firefighter", "2.1.0", "wide_lora", "minor", ["data/firefighter/q3.jsonl"])
     data = yaml.safe_load(path.read_text())
     assert (data["version"], data["parent"], data["strategy"]) == ("2.2.0", "2.1.0", "wide_lora")
     assert data["train"] == {"num_epochs": 5} and data["data"]["rehearsal"]["ratio"] == 0.5
     assert data["data"]["rehearsal"]["sources"][0] == {"parent_data": True}  # it rehearses the ancestors
     assert "distillation" not in data
+    path.write_text(path.read_text().replace(data["description"], "Q3, wider."))  # TODO is refused
     assert load_recipe(path).recipe.strategy == "wide_lora"
 
 
-def test_initial_lora_is_not_offered_to_recipe_new(tmp_path):
-    (tmp_path / "ff").mkdir()
-    (tmp_path / "ff" / "1.0.0.yml").write_text("model: ff\n")
-    with pytest.raises(BadInput, match="--strategy must be one of continued_lora, merge_and_retrain, distillation"):
-        new_recipe(tmp_path / "ff", "1.0.0", "initial_lora", "minor", [])
+def test_only_a_fresh_start_strategy_starts_a_line_without_from(tmp_path):
+    with pytest.raises(BadInput, match="continues from a parent: pass --from"):
+        new_recipe(tmp_path / "recipes" / "ff", None, "continued_lora", None, ["data/q1.jsonl"])
+    assert not (tmp_path / "recipes" / "ff" / "1.0.0.yml").exists()
 
 
 def test_a_history_hook_adds_data_in_full_and_can_drop_parent_data(proj, monkeypatch):

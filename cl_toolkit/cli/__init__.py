@@ -15,6 +15,7 @@ from cl_toolkit.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput, CltEr
 
 # name -> "module:attribute" of a click command or group. Adding a verb is one line here.
 COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("cl_toolkit.cli.init:cli", "Start a model line in a repository of one's own."),
     "tiny-model": ("cl_toolkit.cli.tiny_model:cli", "Build a tiny Llama and its tokenizer locally."),
     "recipe": ("cl_toolkit.cli.recipe:cli", "Validate, render and scaffold versioned recipes."),
     "data": ("cl_toolkit.cli.data:cli", "Build the training mix of a recipe (new + rehearsal)."),

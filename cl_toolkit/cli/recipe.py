@@ -1,4 +1,4 @@
-"""`clt recipe validate|render|schema`: check recipes and turn them into Axolotl runs."""
+"""`clt recipe validate|render|new|schema`: check recipes, turn them into Axolotl runs, write the next."""
 
 from __future__ import annotations
 
@@ -65,18 +65,22 @@ def render_cmd(recipe, out_dir, overrides, trust_remote_code):
 
 @cli.command("new")
 @click.argument("model")
-@click.option("--from", "from_version", required=True, help="The version the new recipe continues from.")
-@click.option("--strategy", required=True, type=click.Choice(sorted(scaffold_names())), help="How to train it.")
-@click.option("--bump", required=True, type=click.Choice(["major", "minor", "patch"]), help="Which semver part to raise.")
+@click.option("--from", "from_version", default=None,
+              help="The version the new recipe continues from (leave out with initial_lora to start the line at 1.0.0).")
+@click.option("--strategy", required=True, type=click.Choice(scaffold_names()), help="How to train it.")
+@click.option("--bump", type=click.Choice(["major", "minor", "patch"]), help="Which semver part to raise (with --from).")
 @click.option("--data", "data_paths", multiple=True, help="This quarter's training data (repeatable; default: the parent's).")
+@click.option("--profile", default=None,
+              help="A bundled profile's name or a profile path (default: the parent's; tiny-cpu for a new line).")
 @click.option("--recipes-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("recipes"), show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing recipe of that version.")
-def new_cmd(model, from_version, strategy, bump, data_paths, recipes_dir, force):
-    """Write the next recipe of MODEL from an existing one, with the strategy's defaults
-    (continued_lora: lr 1e-5, 1 epoch, dropout 0.1, rehearsal 0.2; merge_and_retrain: lr
-    2e-4, 3 epochs; distillation: alpha 0.3, temperature 2.0, top-K 20). It is validated
-    before it is written."""
-    path = new_recipe(recipes_dir / model, from_version, strategy, bump, list(data_paths), force)
+def new_cmd(model, from_version, strategy, bump, data_paths, profile, recipes_dir, force):
+    """Write the next recipe of MODEL from an existing one, with the training defaults its
+    profile gives for the strategy (the profile's `defaults:`; a strategy's own where the
+    profile has none), or with initial_lora and no --from the first recipe of a new line.
+    It is validated before it is written; its TODO description must be replaced before
+    `clt recipe validate` passes it."""
+    path = new_recipe(recipes_dir / model, from_version, strategy, bump, list(data_paths), force, profile)
     click.echo(f"wrote {display(path)}")
 
 

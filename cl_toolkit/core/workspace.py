@@ -1,13 +1,25 @@
-"""The workspace (CLT_HOME) and the project root, and keeping recipe paths inside them."""
+"""The workspace (CLT_HOME), the project root and the toolkit root, and keeping recipe
+paths inside them.
+
+Three roots a recipe or profile may read from: the project root (the user's repository:
+the nearest folder above the recipe with `recipes/` or `configs/`), the workspace, and the
+toolkit root (the folder that holds the installed `cl_toolkit` package, with the bundled
+`configs/` and `data/` beside it). `workspace:PATH` names a file under the workspace,
+`toolkit:PATH` one under the toolkit's `data/` folder, and a bare profile name (`tiny-cpu`)
+the bundled `configs/profiles/<name>.yml`."""
 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
 
 WORKSPACE_PREFIX = "workspace:"  # a recipe path that names a file in the workspace
+TOOLKIT_PREFIX = "toolkit:"  # a recipe path that names a file of the toolkit's bundled data/
+# a profile written as a name, not a path: one of the toolkit's configs/profiles/<name>.yml
+PROFILE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
 
 def workspace_dir(override: str | os.PathLike | None = None) -> Path:
@@ -28,6 +40,49 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
     return Path.cwd().resolve()
 
 
+def toolkit_root() -> Path:
+    """The folder holding the `cl_toolkit` package: the toolkit's repository, whose
+    `configs/` and `data/` are the bundled profiles and data (an editable install or a
+    checkout on PYTHONPATH has them; a wheel in site-packages does not)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def toolkit_data() -> Path:
+    """Where `toolkit:PATH` refs start: the toolkit's bundled `data/` folder."""
+    return toolkit_root() / "data"
+
+
+def bundled_profiles() -> list[str]:
+    """The names a recipe's `profile:` may use: the toolkit's configs/profiles/*.yml."""
+    return sorted(p.stem for p in (toolkit_root() / "configs" / "profiles").glob("*.yml"))
+
+
+def is_profile_name(raw: str) -> bool:
+    """A `profile:` value written as a bundled profile's name (no folder, no .yml)."""
+    return bool(PROFILE_NAME.match(raw)) and not raw.endswith((".yml", ".yaml"))
+
+
+def profile_ref(raw: str) -> str:
+    """A recipe's `profile:` as a path ref: a name becomes the bundled profile's `toolkit:`
+    ref (BadInput naming the bundled ones when there is no such profile); a path stays."""
+    if not is_profile_name(raw):
+        return raw
+    if raw not in bundled_profiles():
+        raise BadInput(f"no bundled profile named {raw!r} (bundled: {', '.join(bundled_profiles())}; "
+                       f"or give a path to a profile YAML)")
+    return f"{TOOLKIT_PREFIX}../configs/profiles/{raw}.yml"
+
+
+def profile_root(path: str | os.PathLike, root: Path) -> Path:
+    """Where a profile's relative paths start: the toolkit root for a bundled profile read
+    from another project (its DeepSpeed and model-config files are the toolkit's), else
+    the recipe's project root."""
+    path, troot = Path(path).resolve(), toolkit_root()
+    if _inside(path, troot) and not _inside(path, Path(root).resolve()):
+        return troot
+    return Path(root)
+
+
 def _inside(path: Path, root: Path) -> bool:
     try:
         path.relative_to(root)
@@ -39,16 +94,26 @@ def _inside(path: Path, root: Path) -> bool:
 def resolve_path(raw: str, root: Path, workspace: Path) -> Path:
     """Resolve a path written in a recipe or profile.
 
-    `workspace:sub/path` names a file under the workspace; anything else is relative to
-    the project root. The result must stay inside the project root or the workspace
-    (symlinks resolved), else BadInput.
+    `workspace:sub/path` names a file under the workspace, `toolkit:sub/path` one under the
+    toolkit's `data/`; anything else is relative to the project root. The result must stay
+    inside the project root, the workspace or the toolkit root (symlinks resolved), else
+    BadInput naming the three.
     """
+    troot = toolkit_root()
     if raw.startswith(WORKSPACE_PREFIX):
         path = (workspace / raw[len(WORKSPACE_PREFIX):]).resolve()
+    elif raw.startswith(TOOLKIT_PREFIX):
+        path = (toolkit_data() / raw[len(TOOLKIT_PREFIX):]).resolve()
+        if not _inside(path, troot):
+            raise BadInput(f"path {raw!r} leaves the toolkit root {troot} "
+                           f"({TOOLKIT_PREFIX} refs start in its data/ folder and stay inside it)")
+        return path
     else:
-        path = (root / raw).resolve()
-    if not (_inside(path, root) or _inside(path, workspace)):
-        raise BadInput(f"path {raw!r} leaves the project root and the workspace")
+        path = (Path(root) / raw).resolve()
+    if not (_inside(path, Path(root).resolve()) or _inside(path, Path(workspace).resolve()) or _inside(path, troot)):
+        raise BadInput(f"path {raw!r} leaves the project root, the workspace and the toolkit root "
+                       f"(allowed roots: project root {Path(root).resolve()}, workspace {Path(workspace).resolve()}, "
+                       f"toolkit root {troot}, as {TOOLKIT_PREFIX}PATH under its data/)")
     return path
 
 
@@ -93,9 +158,25 @@ def from_workspace_ref(stored: str, workspace: Path) -> str:
     return stored
 
 
+def toolkit_ref(path: str) -> str:
+    """A local path inside the toolkit root as `toolkit:sub/path` (relative to its data/,
+    so a bundled profile reads `toolkit:../configs/profiles/NAME.yml`); else unchanged."""
+    if not os.path.isabs(path):
+        return path
+    troot = toolkit_root()
+    if relative_inside(path, troot) == path:
+        return path
+    rel = os.path.relpath(Path(path).resolve(), toolkit_data())
+    return f"{TOOLKIT_PREFIX}{Path(rel).as_posix()}"
+
+
 def portable_path(path: str | os.PathLike, root: Path, workspace: Path) -> str:
     """A path as a record that travels keeps it: `workspace:sub/path` when inside the
-    workspace, relative to the project root when inside that, else as it is."""
+    workspace, relative to the project root when inside that, `toolkit:sub/path` when
+    inside the toolkit root, else as it is."""
     text = str(path)
     ref = workspace_ref(text, workspace)
-    return ref if ref != text else relative_inside(text, root)
+    if ref != text:
+        return ref
+    rel = relative_inside(text, root)
+    return rel if rel != text else toolkit_ref(text)

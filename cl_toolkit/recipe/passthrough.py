@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput, Problem
-from cl_toolkit.core.workspace import WORKSPACE_PREFIX, resolve_path
+from cl_toolkit.core.workspace import TOOLKIT_PREFIX, WORKSPACE_PREFIX, resolve_path
 from cl_toolkit.core.yamlio import LineMap, format_key
 
 # Always a local file or folder (top-level keys, or keys of the nested blocks named so).
@@ -50,8 +50,8 @@ TRUST_FLAG = "--trust-remote-code"
 
 def is_local(raw: str, root: Path) -> bool:
     """Whether a hub-or-path value names a local file: written as a path (`/`, `~`, `.`,
-    `workspace:`, `file://`, a `..` part, more than one `/`) or existing under the root."""
-    if raw.startswith(("/", "~", ".", WORKSPACE_PREFIX, "file:")):
+    `workspace:`, `toolkit:`, `file://`, a `..` part, more than one `/`) or existing under the root."""
+    if raw.startswith(("/", "~", ".", WORKSPACE_PREFIX, TOOLKIT_PREFIX, "file:")):
         return True
     if "://" in raw:  # s3://, gs://, https://: remote, not a path
         return False

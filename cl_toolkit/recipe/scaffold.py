@@ -1,9 +1,12 @@
-"""`clt recipe new`: write the next recipe of a model line from an existing one, with the
-chosen strategy's defaults. The new file is validated before it is put in place.
+"""`clt recipe new`: write the next recipe of a model line from an existing one (or, for a
+strategy that starts fresh, the first recipe of a new line), with the training defaults of
+the recipe's profile for that strategy over the strategy's own. The new file is validated
+before it is put in place.
 
-Strategies live above this layer (cl_toolkit.training.strategies): the table comes in as
+Strategies and profiles live above this layer (cl_toolkit.training): the table comes in as
 an argument, name -> an object with `scaffold(source) -> ScaffoldDefaults | None` and
-`rehearses_parent_data`.
+`rehearses_parent_data`; the profile's defaults through `defaults_for(profile, root)`
+(strategy -> {train key | rehearsal_ratio: value}).
 
 Every quarter stays in the gate: the new recipe carries the parent's `gate.suites` forward
 (the quarter the parent learned becomes a regression suite) and adds each new training
@@ -15,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,7 +29,16 @@ from cl_toolkit.core import semver
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.workspace import project_root
 from cl_toolkit.core.yamlio import display, load_yaml
+from cl_toolkit.recipe.init import (
+    DEFAULT_PROFILE,
+    FIRST_VERSION,
+    check_line_name,
+    first_recipe,
+    recipe_text,
+)
 from cl_toolkit.recipe.validate import load_recipe
+
+DefaultsFor = Callable[[str, Path], dict]  # (profile as a recipe names it, project root) -> defaults
 
 
 @dataclass(frozen=True)
@@ -36,6 +48,17 @@ class ScaffoldDefaults:
     rehearsal_ratio: float
     train: dict = field(default_factory=dict)   # the recipe's `train:` block (none if empty)
     blocks: dict = field(default_factory=dict)  # further top-level blocks, e.g. `distillation:`
+    parent: bool = True  # False: a fresh start (parent null), as initial_lora
+
+
+def with_profile_defaults(defaults: ScaffoldDefaults, profile: Mapping) -> ScaffoldDefaults:
+    """The strategy's scaffold defaults, with the profile's settings for it on top: what
+    was measured to work on that base and hardware wins over a strategy's generic guess."""
+    if not profile:
+        return defaults
+    train = {**defaults.train, **{k: v for k, v in profile.items() if k != "rehearsal_ratio"}}
+    return dataclasses.replace(defaults, train=train,
+                               rehearsal_ratio=profile.get("rehearsal_ratio", defaults.rehearsal_ratio))
 
 
 def scaffold_names(strategies: Mapping[str, Any]) -> list[str]:
@@ -89,14 +112,18 @@ def scaffold_gate(gate: dict, data_paths: list[str], root: Path | None = None) -
 
 
 def scaffold(source: dict, strategy: str, version: str, data_paths: list[str], *,
-             strategies: Mapping[str, Any], root: Path | None = None) -> dict:
-    """The next recipe as data: parent = the source's version, the strategy's defaults."""
+             strategies: Mapping[str, Any], root: Path | None = None, profile_defaults: Mapping | None = None) -> dict:
+    """The next recipe as data: parent = the source's version (none for a fresh start), the
+    strategy's defaults under the profile's (`profile_defaults`: the profile's settings for
+    this strategy)."""
     s = strategies[strategy]
-    defaults = s.scaffold(source)
+    defaults = with_profile_defaults(s.scaffold(source), profile_defaults or {})
     other_sources = [x for x in source["data"].get("rehearsal", {}).get("sources", []) if "parent_data" not in x]
-    sources = [{"parent_data": True}, *other_sources] if s.rehearses_parent_data else other_sources
+    rehearse_parent = s.rehearses_parent_data and defaults.parent
+    sources = [{"parent_data": True}, *other_sources] if rehearse_parent else other_sources
     out = {
-        "schema_version": 1, "model": source["model"], "version": version, "parent": source["version"],
+        "schema_version": 1, "model": source["model"], "version": version,
+        "parent": source["version"] if defaults.parent else None,
         "strategy": strategy, "description": f"TODO: why {version} exists",
         "profile": source["profile"],
         "data": {"train": [{"path": p} for p in data_paths] or source["data"]["train"],
@@ -113,31 +140,83 @@ def scaffold(source: dict, strategy: str, version: str, data_paths: list[str], *
     return out
 
 
-def new_recipe(model_dir: Path, from_version: str, strategy: str, bump: str, data_paths: list[str],
-               force: bool = False, *, strategies: Mapping[str, Any]) -> Path:
-    """Write recipes/<model>/<next>.yml; BadInput if the source is missing or the target exists."""
-    src_path = model_dir / f"{from_version}.yml"
-    if not src_path.is_file():
-        raise BadInput(f"no recipe for {model_dir.name} {from_version} at {display(src_path)}")
+def new_recipe(model_dir: Path, from_version: str | None, strategy: str, bump: str | None, data_paths: list[str],
+               force: bool = False, *, strategies: Mapping[str, Any], defaults_for: DefaultsFor | None = None,
+               profile: str | None = None) -> Path:
+    """Write recipes/<model>/<next>.yml; BadInput if the source is missing or the target exists.
+    Without `from_version` a strategy that starts fresh writes the line's first recipe
+    (1.0.0) on `profile`, training on `data_paths`."""
     names = scaffold_names(strategies)
     if strategy not in names:
         raise BadInput(f"--strategy must be one of {', '.join(names)}")
+    root = project_root(model_dir)
+    if from_version is None:
+        return _start_line(model_dir, strategy, data_paths, force, strategies, defaults_for, profile or DEFAULT_PROFILE)
+    if bump is None:
+        raise BadInput("--bump is needed with --from (major, minor or patch)")
+    src_path = model_dir / f"{from_version}.yml"
+    if not src_path.is_file():
+        raise BadInput(f"no recipe for {model_dir.name} {from_version} at {display(src_path)}")
     source, _ = load_yaml(src_path)
+    if profile:
+        source = {**source, "profile": profile}
     version = semver.bump(from_version, bump)
     target = model_dir / f"{version}.yml"
     if target.exists() and not force:
         raise BadInput(f"{display(target)} exists; pass --force to overwrite it")
     header = (f"# {source['model']} {version}: {strategy} from {from_version} (written by `clt recipe new`).\n"
               f"# Point data.train at this quarter's data and say why in description.\n")
+    has_profile = isinstance(source, dict) and isinstance(source.get("profile"), str)
+    known = defaults_for(source["profile"], root) if defaults_for and has_profile else {}
     text = header + yaml.safe_dump(scaffold(source, strategy, version, data_paths, strategies=strategies,
-                                            root=project_root(model_dir)),
+                                            root=root, profile_defaults=known.get(strategy)),
                                    sort_keys=False)
+    return _write_checked(model_dir, version, target, text, strategies)
+
+
+def start_defaults(strategy: Any, profile_defaults: Mapping | None) -> dict:
+    """A fresh-start strategy's settings for a line's first recipe (the strategy's scaffold
+    defaults under the profile's), as {train key | rehearsal_ratio: value}; BadInput for
+    a strategy that continues from a parent."""
+    try:
+        d = strategy.scaffold({"version": FIRST_VERSION, "data": {}})
+    except (KeyError, TypeError, AttributeError):  # it reads the parent's recipe
+        d = None
+    if d is None or d.parent:
+        raise BadInput("that strategy continues from a parent: pass --from VERSION (a line starts with "
+                       "a strategy that starts fresh, such as initial_lora)")
+    d = with_profile_defaults(d, profile_defaults or {})
+    return {**d.train, "rehearsal_ratio": d.rehearsal_ratio}
+
+
+def _start_line(model_dir: Path, strategy: str, data_paths: list[str], force: bool,
+                strategies: Mapping[str, Any], defaults_for: DefaultsFor | None, profile: str) -> Path:
+    """The first recipe of a new line, as `clt init` writes it, on the given training data."""
+    line = model_dir.name
+    check_line_name(line)
+    known = defaults_for(profile, project_root(model_dir)) if defaults_for else {}
+    settings = start_defaults(strategies[strategy], known.get(strategy))
+    if not data_paths:
+        raise BadInput(f"starting the line {line}: pass --data with its first training file")
+    target = model_dir / f"{FIRST_VERSION}.yml"
+    if target.exists() and not force:
+        raise BadInput(f"{display(target)} exists; pass --force to overwrite it")
+    recipe = first_recipe(line, profile, settings, list(data_paths), f"data/{line}/regression.jsonl")
+    recipe["strategy"] = strategy
+    header = (f"# {line} {FIRST_VERSION}: the first version of the line, {strategy} (written by `clt recipe new`).\n"
+              f"# Say why in description.\n")
+    return _write_checked(model_dir, FIRST_VERSION, target, recipe_text(recipe, header), strategies)
+
+
+def _write_checked(model_dir: Path, version: str, target: Path, text: str, strategies: Mapping[str, Any]) -> Path:
+    """Validate `text` (as a draft: its description may still say TODO), then put it in place."""
+    model_dir.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{version}.", suffix=".yml", dir=model_dir)
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
         try:  # validate before it takes the real name
-            load_recipe(Path(tmp), strategies=strategies)
+            load_recipe(Path(tmp), strategies=strategies, draft=True)
         except BadInput as e:
             raise BadInput([dataclasses.replace(p, file=display(target)) for p in e.problems]) from None
         os.replace(tmp, target)

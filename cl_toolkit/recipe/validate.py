@@ -25,7 +25,13 @@ from cl_toolkit.core import semver
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.files import sha256_bytes
 from cl_toolkit.core.secret_scan import find_secrets, redact_problems, scan_document
-from cl_toolkit.core.workspace import project_root, resolve_path, workspace_dir
+from cl_toolkit.core.workspace import (
+    profile_ref,
+    profile_root,
+    project_root,
+    resolve_path,
+    workspace_dir,
+)
 from cl_toolkit.core.yamlio import LineMap, display, format_key, load_yaml
 from cl_toolkit.recipe.model import (
     LoadedRecipe,
@@ -146,7 +152,7 @@ def _parent_base_model(recipe_file: Path, parent: str, root: Path, ws: Path) -> 
     if sibling.is_file():
         try:
             pdata, _ = load_yaml(sibling)
-            prof, _ = load_yaml(resolve_path(pdata["profile"], root, ws))
+            prof, _ = load_yaml(resolve_path(profile_ref(pdata["profile"]), root, ws))
             return prof.get("base_model")
         except (BadInput, KeyError, TypeError, AttributeError):
             return None
@@ -174,6 +180,24 @@ def _semantic_problems(data: dict, lines: LineMap, fname: str, recipe_file: Path
     if parent is None and any("parent_data" in s for s in sources):
         problems.append(Problem(fname, "parent_data needs a parent", lines.line_for(["data", "rehearsal"]), "data.rehearsal.sources"))
     return problems
+
+
+def _todo_problems(data: dict, lines: LineMap, fname: str) -> list[Problem]:
+    """A description that still says TODO (as `clt init` and `clt recipe new` write it):
+    the registry and the report show it, so it must say why the version exists."""
+    if "TODO" not in (data.get("description") or ""):
+        return []
+    return [Problem(fname, "the description still says TODO: say why this version exists",
+                    lines.line_for(["description"]), "description")]
+
+
+def _named_profile(data: dict, lines: LineMap, fname: str) -> list[Problem]:
+    """A profile given by name becomes the bundled profile's `toolkit:` ref (in place)."""
+    try:
+        data["profile"] = profile_ref(data["profile"])
+    except BadInput as e:
+        return [Problem(fname, e.problems[0].message, lines.line_for(["profile"]), "profile")]
+    return []
 
 
 def _fill_parent_refs(data: dict, keys: tuple[str, ...]) -> None:
@@ -206,24 +230,28 @@ def _profile_problems(data: dict, root: Path, ws: Path, trust_remote_code: bool 
     problems = scan_document(text, pdata, plines, pname)
     if problems or not isinstance(pdata, dict):
         return problems
-    return block_problems(pdata.get("axolotl"), plines, pname, ("axolotl",), root, ws, trust_remote_code is not False)
+    return block_problems(pdata.get("axolotl"), plines, pname, ("axolotl",), profile_root(ppath, root), ws,
+                          trust_remote_code is not False)
 
 
 def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), workspace: Path | None = None,
                 check_files: bool = True, *, strategies: Mapping[str, Any],
-                trust_remote_code: bool | None = None) -> LoadedRecipe:
+                trust_remote_code: bool | None = None, draft: bool = False) -> LoadedRecipe:
     """Read, validate and freeze a recipe against the strategy table `strategies`.
+    `profile:` may name a bundled profile (`tiny-cpu`); the frozen recipe holds its
+    `toolkit:` ref. A description that says TODO is refused unless `draft` (the check
+    `clt recipe new` runs before the author has written one).
     `trust_remote_code`: False refuses `trust_remote_code` in the recipe's or the profile's
     `axolotl:` (the command line's --trust-remote-code makes it True); None does not look
     (validation only, nothing runs). Raises BadInput with every problem found; no message
     holds a credential."""
     try:
-        return _load_recipe(Path(path), overrides, workspace, check_files, strategies, trust_remote_code)
+        return _load_recipe(Path(path), overrides, workspace, check_files, strategies, trust_remote_code, draft)
     except BadInput as e:
         raise BadInput(redact_problems(e.problems)) from None
 
 
-def _load_recipe(path: Path, overrides, workspace, check_files, strategies, trust_remote_code) -> LoadedRecipe:
+def _load_recipe(path: Path, overrides, workspace, check_files, strategies, trust_remote_code, draft) -> LoadedRecipe:
     fname = display(path)
     raw_bytes = path.read_bytes() if path.is_file() else None
     data, lines = load_yaml(path)
@@ -239,6 +267,10 @@ def _load_recipe(path: Path, overrides, workspace, check_files, strategies, trus
         raise BadInput(problems)
     data = apply_defaults(data)
     root, ws = project_root(path), (workspace or workspace_dir())
+    problems += [] if draft else _todo_problems(data, lines, fname)
+    named = _named_profile(data, lines, fname)
+    if named:  # every later check reads the profile
+        raise BadInput(problems + named)
     problems += _profile_problems(data, root, ws, trust_remote_code)
     problems += block_problems(data.get("axolotl"), lines, fname, ("axolotl",), root, ws, trust_remote_code is not False)
     if check_files:

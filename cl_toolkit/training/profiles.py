@@ -1,7 +1,12 @@
 """Profiles: the base model, tokenizer, precision, kernels and launcher a recipe trains with.
 
 A profile is YAML under `configs/profiles/`. Its `axolotl:` map is the base of the
-rendered Axolotl config; the recipe's `train:` and `axolotl:` keys override it.
+rendered Axolotl config; the recipe's `train:` and `axolotl:` keys override it. Its
+`defaults:` map holds, per strategy, the training settings that work on it (the recipe's
+`train:` keys and `rehearsal_ratio`): what `clt init` and `clt recipe new` write.
+
+Relative paths inside a profile start at the profile's own root: the toolkit root for a
+bundled profile used from another repository, else the recipe's project root.
 """
 
 from __future__ import annotations
@@ -13,8 +18,16 @@ import jsonschema
 
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.secret_scan import redact_problems, scan_document
-from cl_toolkit.core.workspace import WORKSPACE_PREFIX, resolve_path
+from cl_toolkit.core.workspace import (
+    TOOLKIT_PREFIX,
+    WORKSPACE_PREFIX,
+    profile_ref,
+    profile_root,
+    resolve_path,
+    workspace_dir,
+)
 from cl_toolkit.core.yamlio import display, format_key, load_yaml
+from cl_toolkit.recipe.model import recipe_schema
 from cl_toolkit.recipe.passthrough import block_problems, resolve_paths
 
 
@@ -30,6 +43,14 @@ class TinySpec:
     intermediate_size: int = 256
     max_positions: int = 512
     pretrain_epochs: int = 0  # >0: full fine-tune on the bundled general text through Axolotl
+
+
+def _defaults_schema() -> dict:
+    """One strategy's defaults: the recipe's `train:` keys (same types) and rehearsal_ratio."""
+    train = recipe_schema()["properties"]["train"]["properties"]
+    ratio = recipe_schema()["properties"]["data"]["properties"]["rehearsal"]["properties"]["ratio"]
+    return {"type": "object", "additionalProperties": False,
+            "properties": {**train, "rehearsal_ratio": ratio}}
 
 
 PROFILE_SCHEMA = {
@@ -60,6 +81,12 @@ PROFILE_SCHEMA = {
                 "config_file": {"type": "string", "description": "An accelerate config file; it then sets the distributed type."},
             },
         },
+        "defaults": {
+            "type": "object",
+            "description": "Per strategy (initial_lora, continued_lora, ...): the training settings that work on this profile.",
+            "propertyNames": {"pattern": "^[a-z][a-z0-9_]{0,63}$"},
+            "additionalProperties": _defaults_schema(),
+        },
         "offline_model_config": {"type": "string", "description": "Local copy of the base model's config.json folder, used only to validate offline."},
         "axolotl": {"type": "object"},
     },
@@ -77,6 +104,7 @@ class Profile:
     launcher: dict = field(default_factory=dict)
     axolotl: dict = field(default_factory=dict)
     description: str = ""
+    defaults: dict = field(default_factory=dict)  # strategy -> {train key | rehearsal_ratio: value}
 
 
 def load_profile(path: Path, root: Path, workspace: Path) -> Profile:
@@ -84,6 +112,7 @@ def load_profile(path: Path, root: Path, workspace: Path) -> Profile:
     Credentials (comments included) are refused first; the `axolotl:` block's paths must
     stay in the project or workspace (and come back absolute) and its plugins be allowed
     ones. Whether `trust_remote_code` may stand is the recipe loader's question."""
+    root = profile_root(path, root)
     data, lines = load_yaml(path)
     fname = display(path)
     secrets = scan_document(Path(path).read_text(encoding="utf-8"), data, lines, fname)
@@ -100,7 +129,7 @@ def load_profile(path: Path, root: Path, workspace: Path) -> Profile:
     if problems:
         raise BadInput(redact_problems(problems))
     raw = data["base_model"]
-    local = raw.startswith(WORKSPACE_PREFIX) or raw.startswith(".") or raw.startswith("/")
+    local = raw.startswith((WORKSPACE_PREFIX, TOOLKIT_PREFIX, ".", "/"))
     base = str(resolve_path(raw, root, workspace)) if local else raw
     tiny = TinySpec(**data["tiny_model"]) if "tiny_model" in data else None
     return Profile(
@@ -109,7 +138,15 @@ def load_profile(path: Path, root: Path, workspace: Path) -> Profile:
         launcher=_launcher(data.get("launcher", {}), root, workspace),
         axolotl=resolve_paths(dict(data["axolotl"]), root, workspace)[0],
         description=data.get("description", ""),
+        defaults=data.get("defaults", {}),
     )
+
+
+def profile_defaults(profile: str, root: Path, workspace: Path | None = None) -> dict:
+    """The `defaults:` of the profile a recipe names (a path or a bundled name): strategy ->
+    settings. The profile is loaded and checked first (BadInput on any problem)."""
+    ws = workspace or workspace_dir()
+    return load_profile(resolve_path(profile_ref(profile), root, ws), root, ws).defaults
 
 
 def _launcher(block: dict, root: Path, workspace: Path) -> dict:

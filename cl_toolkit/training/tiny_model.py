@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from cl_toolkit.core.files import publish_dir, sha256_file
-from cl_toolkit.core.workspace import resolve_path
+from cl_toolkit.core.workspace import resolve_path, toolkit_root
 from cl_toolkit.recipe.model import LoadedRecipe
 from cl_toolkit.training.launch import plan_launch, run_training
 from cl_toolkit.training.profiles import TinySpec, load_profile
@@ -158,11 +158,13 @@ def ensure_tiny_model(out: Path, spec: TinySpec, root: Path) -> bool:
 def ensure_base(lr: LoadedRecipe) -> bool:
     """The step that needs a recipe's base model calls this first: a profile with a
     `tiny_model:` block gets its local base built (and pretrained) when it is missing.
-    Rendering never does this; it only plans. True when the base was built now."""
+    Rendering never does this; it only plans. True when the base was built now. The base
+    learns the toolkit's bundled text (its data/, not the recipe's project's), so a line
+    kept in its own repository gets the same base as the toolkit's demo."""
     profile = load_profile(resolve_path(lr.recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
     if not (profile.tiny_model and profile.base_is_local):
         return False
-    return ensure_tiny_model(Path(profile.base_model), profile.tiny_model, lr.root)
+    return ensure_tiny_model(Path(profile.base_model), profile.tiny_model, toolkit_root())
 
 
 def make_tiny_model(out: Path, spec: TinySpec, root: Path) -> None:

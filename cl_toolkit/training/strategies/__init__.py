@@ -9,9 +9,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from cl_toolkit.recipe import init as _init
 from cl_toolkit.recipe import scaffold as _scaffold
 from cl_toolkit.recipe import validate as _validate
 from cl_toolkit.recipe.model import LoadedRecipe
+from cl_toolkit.training.profiles import profile_defaults
 from cl_toolkit.training.strategies import (
     continued_lora,
     distillation,
@@ -38,12 +40,24 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), w
                                  trust_remote_code=trust_remote_code)
 
 
-def new_recipe(model_dir: Path, from_version: str, strategy: str, bump: str, data_paths: list[str],
-               force: bool = False) -> Path:
-    """`clt recipe new`: write the next recipe of a line with the strategy's defaults."""
-    return _scaffold.new_recipe(model_dir, from_version, strategy, bump, data_paths, force, strategies=STRATEGIES)
+def new_recipe(model_dir: Path, from_version: str | None, strategy: str, bump: str | None, data_paths: list[str],
+               force: bool = False, profile: str | None = None) -> Path:
+    """`clt recipe new`: write the next recipe of a line (or, without `from_version`, its
+    first) with the profile's defaults for the strategy over the strategy's own."""
+    return _scaffold.new_recipe(model_dir, from_version, strategy, bump, data_paths, force, strategies=STRATEGIES,
+                                defaults_for=profile_defaults, profile=profile)
+
+
+def init_line(line: str, dest: Path, profile: str = _init.DEFAULT_PROFILE) -> list[Path]:
+    """`clt init`: a line's first recipe (initial_lora, the profile's defaults), a
+    regression-suite template and a README under `dest`, never over an existing file."""
+    _init.check_line_name(line)
+    settings = _scaffold.start_defaults(STRATEGIES["initial_lora"], profile_defaults(profile, Path(dest))
+                                        .get("initial_lora"))
+    return _init.init_line(line, Path(dest), profile, settings)
 
 
 def scaffold_names() -> list[str]:
-    """The strategies `clt recipe new` offers: those with scaffold defaults."""
+    """The strategies `clt recipe new` offers: those with scaffold defaults (initial_lora
+    among them: it starts a line)."""
     return _scaffold.scaffold_names(STRATEGIES)

@@ -48,8 +48,9 @@ class Strategy:
     - rules: a JSON Schema every recipe of this strategy must also meet (checked with the
       recipe schema, so problems read `file:line: [key] message`).
     - parent_refs: dotted recipe keys that name a version and default to the parent.
-    - scaffold(source recipe data) -> ScaffoldDefaults: what `clt recipe new` writes;
-      None: not offered there (it always continues from a parent).
+    - scaffold(source recipe data) -> ScaffoldDefaults: what `clt recipe new` writes
+      (the profile's `defaults:` for the strategy override it; `parent=False`: a fresh
+      start that can begin a line); None: not offered there.
     - history(lr, registry) -> (rows, manifest inputs): data trained on in full besides the
       new rows (deduplicated with them); None: nothing.
     - rehearses_parent_data: False drops `parent_data` rehearsal (already in the history).
