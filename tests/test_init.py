@@ -275,10 +275,10 @@ def test_a_line_in_its_own_repository_learns_its_second_quarter(repo, clt, tmp_p
                        "--data", f"data/{LINE}/q2.jsonl")
     assert code == 0, err
     say_why(line_dir / "1.1.0.yml", "Q2, continued from 1.0.0.")
-    code, out, err = clt("cycle", line_dir / "1.1.0.yml")
-    # the gate's verdict on the regression suite is its own business (3: blocked); what this
-    # line must show is that the version learned the new quarter
-    assert code in (0, 3), err
+    # up to the evaluation: the gate's verdict on the regression suite is the gate tests'
+    # business; what this line must show is that the version learned the new quarter
+    code, out, err = clt("cycle", line_dir / "1.1.0.yml", "--until", "evaluate")
+    assert code == 0, err
     code, out, err = clt("eval", "matrix", LINE, "--all", "--json")
     assert code == 0, err
     scores = json.loads(out)["scores"]
