@@ -70,6 +70,7 @@ def render_cmd(recipe, out_dir, overrides, trust_remote_code):
     mix = result.manifest["mix"]
     click.echo(f"rendered {lr.recipe.run_name} -> {display(result.run_dir)}")
     click.echo(f"  data: {mix['total']} rows ({mix['new']} new, {mix['total'] - mix['new']} rehearsal)")
+    click.echo(f"  Axolotl's check: {CHECK_WORDS.get(result.check, result.check)}")
 
 
 @cli.command("new")
