@@ -60,6 +60,14 @@ def test_the_strategys_plugin_keys_are_known_only_to_that_strategy(proj, clt):
     assert code == 2 and "[axolotl.kd_normalize_topk] Axolotl" in err
 
 
+def test_without_axolotl_the_keys_are_an_error_not_a_traceback(proj, clt, monkeypatch):
+    text = recipe_text(axolotl={"lora_r": 8})
+    monkeypatch.setitem(sys.modules, "axolotl.utils.schemas.config", None)  # as if not installed
+    code, _, err = clt("recipe", "validate", write_recipe(proj, text, "noaxo"))
+    assert code == 2 and f"noaxo.yml:{line_of(text, 'axolotl:')}: [axolotl] cannot judge these keys" in err
+    assert "Traceback" not in err
+
+
 def test_without_passthrough_keys_validate_imports_no_axolotl(proj):
     path = write_recipe(proj, recipe_text())
     probe = ("import sys\nfrom cl_toolkit.cli import main\ncode = main(['recipe', 'validate', sys.argv[1]])\n"

@@ -66,7 +66,11 @@ def axolotl_key_problems(lr: LoadedRecipe, locate: RecipeLocator) -> list[Proble
     block = thaw(lr.recipe.axolotl)
     if not block:
         return []
-    return [locate.problem(("axolotl", key), why) for key, why in unknown_keys(block, strategy_plugins(lr)).items()]
+    try:
+        unknown = unknown_keys(block, strategy_plugins(lr))
+    except ImportError as e:  # a toolkit installed without its training extras
+        return [locate.problem(("axolotl",), f"cannot judge these keys: Axolotl's schema does not import ({e})")]
+    return [locate.problem(("axolotl", key), why) for key, why in unknown.items()]
 
 
 def version_refs(lr: LoadedRecipe) -> list[tuple[tuple, str]]:
