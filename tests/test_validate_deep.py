@@ -14,7 +14,10 @@ from project import BASE_RECIPE, REPO, write_recipe
 from test_registry_support import add_version
 
 from cl_toolkit.registry import open_registry
+from cl_toolkit.training import axolotl_check
 from cl_toolkit.training.axolotl_check import axolotl_version
+
+KD = "axolotl.integrations.kd.KDPlugin"
 
 
 def recipe_text(**changes) -> str:
@@ -68,14 +71,40 @@ def test_without_axolotl_the_keys_are_an_error_not_a_traceback(proj, clt, monkey
     assert "Traceback" not in err
 
 
-def test_without_passthrough_keys_validate_imports_no_axolotl(proj):
-    path = write_recipe(proj, recipe_text())
-    probe = ("import sys\nfrom cl_toolkit.cli import main\ncode = main(['recipe', 'validate', sys.argv[1]])\n"
-             "print('CODE', code, sorted({m.split('.')[0] for m in sys.modules} & {'axolotl', 'torch', 'transformers'}))")
+PROBE = ("import sys\nfrom cl_toolkit.cli import main\ncode = main(['recipe', 'validate', sys.argv[1]])\n"
+         "print('CODE', code, sorted({m.split('.')[0] for m in sys.modules} & {'axolotl', 'torch', 'transformers'}))")
+
+
+def validate_in_a_process(proj, path) -> subprocess.CompletedProcess:
     env = {**os.environ, "CLT_HOME": str(proj / "ws"), "PYTHONPATH": str(REPO)}
-    done = subprocess.run([sys.executable, "-c", probe, str(path)], cwd=proj, env=env, capture_output=True,
-                          text=True, timeout=120)
+    return subprocess.run([sys.executable, "-c", PROBE, str(path)], cwd=proj, env=env, capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_without_passthrough_keys_validate_imports_no_axolotl(proj):
+    done = validate_in_a_process(proj, write_recipe(proj, recipe_text()))
     assert "CODE 0 []" in done.stdout, done.stdout + done.stderr
+
+
+def test_axolotls_key_set_is_kept_so_the_next_validate_imports_no_axolotl(proj):
+    path = write_recipe(proj, recipe_text(axolotl={"lora_rr": 8}), "typo")
+    first = validate_in_a_process(proj, path)
+    assert "CODE 2 ['axolotl'," in first.stdout, first.stdout + first.stderr
+    again = validate_in_a_process(proj, path)
+    assert "CODE 2 []" in again.stdout, again.stdout + again.stderr
+    assert "[axolotl.lora_rr] Axolotl" in again.stderr and "did you mean lora_r?" in again.stderr
+    assert len(list((proj / "ws" / "cache" / "axolotl_keys").glob("*.json"))) == 1
+
+
+def test_the_kept_key_set_follows_axolotls_version_and_the_plugins(proj, monkeypatch):
+    cache = proj / "ws" / "cache" / "axolotl_keys"
+    assert "lora_r" in axolotl_check.schema_keys([], cache)
+    assert "kd_alpha" in axolotl_check.schema_keys([KD], cache) and "kd_alpha" not in axolotl_check.schema_keys([], cache)
+    assert len(list(cache.glob("*.json"))) == 2
+    real = axolotl_check._version
+    monkeypatch.setattr(axolotl_check, "_version", lambda name: "9.9.9" if name == "axolotl" else real(name))
+    axolotl_check.schema_keys([], cache)
+    assert len(list(cache.glob("*.json"))) == 3
 
 
 def test_a_parent_missing_from_the_registry_is_reported_at_the_parent_line(proj, clt):

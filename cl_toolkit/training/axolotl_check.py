@@ -78,10 +78,29 @@ def unknown_key_message(key: str, known: set[str]) -> str:
     return f"Axolotl {axolotl_version()} does not know this key and would silently ignore it{hint}"
 
 
-def unknown_keys(keys, plugins: list | None = None) -> dict[str, str]:
+def schema_keys(plugins: list | None = None, cache_dir: Path | None = None) -> set[str]:
+    """Every top-level key Axolotl's schema (extended by `plugins`) knows. With a
+    `cache_dir`, the set is kept there per Axolotl, pydantic and toolkit version and plugin
+    list, so the next call imports nothing; without one, Axolotl's schema is imported."""
+    plugins = sorted(set(plugins or ()))
+    refuse_plugins({"plugins": plugins}, RENDERED)
+    facts = {"plugins": plugins, "versions": {n: _version(n) for n in ("axolotl", "pydantic")} | {"cl_toolkit": __version__}}
+    path = Path(cache_dir) / f"{sha256_bytes(json.dumps(facts, sort_keys=True).encode())}.json" if cache_dir else None
+    if path is not None and path.is_file():
+        try:
+            return set(json.loads(path.read_text(encoding="utf-8"))["keys"])
+        except (ValueError, KeyError, TypeError, OSError):
+            pass  # unreadable: judge again and rewrite it
+    keys = known_keys(_input_config_class({"plugins": plugins} if plugins else {}))
+    if path is not None:
+        atomic_write_json(path, {**facts, "keys": sorted(keys)})
+    return keys
+
+
+def unknown_keys(keys, plugins: list | None = None, cache_dir: Path | None = None) -> dict[str, str]:
     """{key: message} for each top-level key that Axolotl's schema (extended by `plugins`)
-    does not know. Imports Axolotl's schema: call it only with keys to judge."""
-    known = known_keys(_input_config_class({"plugins": list(plugins)} if plugins else {}))
+    does not know (`schema_keys`: imports Axolotl's schema unless the set is cached)."""
+    known = schema_keys(plugins, cache_dir)
     return {k: unknown_key_message(k, known) for k in sorted(keys) if k not in known}
 
 

@@ -4,7 +4,8 @@ semver and file rules, each problem with the recipe's file, line and key.
 - The recipe's `axolotl:` keys are judged by Axolotl's own config schema (extended by the
   plugins that the profile, the recipe and the strategy bring): a key it does not know
   would be dropped silently at training. The nearest known key is suggested. Axolotl's
-  schema takes seconds to import, so it is imported only when the block has keys.
+  schema takes seconds to import, so it is imported only when the block has keys, and the
+  key set it yields is kept in the workspace (per Axolotl version and plugin list).
 - The versions the recipe continues from (its parent, a distillation teacher: the
   strategy's `parent_refs`) must be in the workspace's registry, when the workspace has one:
   a parent never trained has no adapter or data to continue from. A version planned in the
@@ -24,6 +25,8 @@ from cl_toolkit.registry import open_registry
 from cl_toolkit.training.axolotl_check import unknown_keys
 from cl_toolkit.training.profiles import load_profile
 from cl_toolkit.training.strategies import STRATEGIES
+
+KEYS_CACHE = ("cache", "axolotl_keys")  # under the workspace: Axolotl's key set per version and plugins
 
 
 def override_paths(lr: LoadedRecipe) -> list[tuple]:
@@ -67,7 +70,7 @@ def axolotl_key_problems(lr: LoadedRecipe, locate: RecipeLocator) -> list[Proble
     if not block:
         return []
     try:
-        unknown = unknown_keys(block, strategy_plugins(lr))
+        unknown = unknown_keys(block, strategy_plugins(lr), lr.workspace.joinpath(*KEYS_CACHE))
     except ImportError as e:  # a toolkit installed without its training extras
         return [locate.problem(("axolotl",), f"cannot judge these keys: Axolotl's schema does not import ({e})")]
     return [locate.problem(("axolotl", key), why) for key, why in unknown.items()]
