@@ -125,7 +125,9 @@ def _manifest(lr: LoadedRecipe, profile: Profile, mix: Mix, outputs: dict) -> di
 def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate: bool = True,
            topology: Topology | None = None) -> Rendered:
     """Render `lr` into `out_dir` (replaced atomically); nothing is written on error.
-    `topology` (clt train --nproc/--nnodes) overrides the profile's process count."""
+    `topology` (clt train --nproc/--nnodes) overrides the profile's process count. The
+    result's `check` says whether Axolotl's check ran ("checked") or had passed before for
+    this exact config ("cached": nothing of Axolotl is imported)."""
     recipe = lr.recipe
     profile = load_profile(resolve_path(recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
     refuse_secrets(profile.axolotl, display(profile.path))
@@ -147,14 +149,15 @@ def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate
                                           offline_model_config=profile.offline_model_config,
                                           cache_dir=lr.workspace.joinpath(*CHECK_CACHE))
         except BadInput as e:
-            raise BadInput(_at_sources(e.problems, lr, profile)) from None
+            toolkit_set = {*plan.keys, *tracking_keys(thaw(recipe.tracking), recipe.run_name, display(lr.source))}
+            raise BadInput(_at_sources(e.problems, lr, profile, toolkit_set)) from None
     return dataclasses.replace(_write(lr, profile, mix, cfg, out_dir), check=check)
 
 
-def _at_sources(problems: list[Problem], lr: LoadedRecipe, profile: Profile) -> list[Problem]:
+def _at_sources(problems: list[Problem], lr: LoadedRecipe, profile: Profile, toolkit_set: set) -> list[Problem]:
     """Axolotl's problems with a rendered key moved to where the key was written: the
     recipe's `axolotl:` or `train:` (or `--set`), else the profile's `axolotl:`. Keys the
-    strategy or the toolkit set stay on the rendered file."""
+    strategy, tracking or render itself set (`toolkit_set`, FIXED_KEYS) stay on the rendered file."""
     recipe_at = {**{k: ("train", k) for k in lr.recipe.train}, **{k: ("axolotl", k) for k in lr.recipe.axolotl}}
     locate, profile_lines = RecipeLocator(lr), None
     out = []
@@ -166,7 +169,7 @@ def _at_sources(problems: list[Problem], lr: LoadedRecipe, profile: Profile) -> 
         elif top in recipe_at:
             where = locate.problem(recipe_at[top], p.message)
             out.append(Problem(where.file, p.message, where.line, where.key + rest))
-        elif top in profile.axolotl:
+        elif top in profile.axolotl and top not in toolkit_set:
             profile_lines = profile_lines or load_yaml(profile.path)[1]
             out.append(Problem(display(profile.path), p.message, profile_lines.line_for(("axolotl", top)),
                                f"axolotl.{top}{rest}"))
