@@ -55,7 +55,7 @@ class RecipeLocator:
         return Problem(self.fname, message, self.lines.line_for(at), format_key(at))
 
 
-def strategy_plugins(lr: LoadedRecipe) -> list[str]:
+def training_plugins(lr: LoadedRecipe) -> list[str]:
     """The Axolotl plugins the recipe will train with: the profile's, the strategy's, its own."""
     profile = load_profile(resolve_path(lr.recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
     found = [*(profile.axolotl.get("plugins") or []), *STRATEGIES[lr.recipe.strategy].plugins,
@@ -70,7 +70,7 @@ def axolotl_key_problems(lr: LoadedRecipe, locate: RecipeLocator) -> list[Proble
     if not block:
         return []
     try:
-        unknown = unknown_keys(block, strategy_plugins(lr), lr.workspace.joinpath(*KEYS_CACHE))
+        unknown = unknown_keys(block, training_plugins(lr), lr.workspace.joinpath(*KEYS_CACHE))
     except ImportError as e:  # a toolkit installed without its training extras
         return [locate.problem(("axolotl",), f"cannot judge these keys: Axolotl's schema does not import ({e})")]
     return [locate.problem(("axolotl", key), why) for key, why in unknown.items()]
