@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 import yaml
 from conftest import REPO, files_under
+from test_registry_support import record
 
 from cl_toolkit.core.files import sha256_file
+from cl_toolkit.core.yamlio import display
+from cl_toolkit.evaluation.gate import gate_config
+from cl_toolkit.training import axolotl_check
 
 R100 = REPO / "recipes" / "firefighter" / "1.0.0.yml"
 
@@ -73,7 +80,7 @@ def test_key_axolotl_would_silently_drop_is_rejected_and_nothing_written(clt, wo
     out = tmp_path / "r"
     code, _, err = clt("recipe", "render", R100, "-o", out, "--set", "axolotl.lora_rank=8")
     assert code == 2
-    assert "[lora_rank] Axolotl does not know this key" in err
+    assert "--set: [axolotl.lora_rank] Axolotl" in err and "does not know this key" in err
     assert "Traceback" not in err
     assert not out.exists()
 
@@ -124,3 +131,82 @@ def test_environment_secrets_never_reach_rendered_files(clt, workspace, tmp_path
             assert secret not in text and "w" * 40 not in text, f
     code, _, err = clt("recipe", "render", R100, "-o", tmp_path / "r2", "--set", f"axolotl.hub_model_id={secret}")
     assert code == 2 and secret not in err
+
+
+def test_the_run_folder_keeps_the_recipe_as_it_ran_beside_the_original(clt, workspace, tmp_path):
+    out = tmp_path / "r"
+    q2 = "data/firefighter/q2_asked.jsonl"
+    code, _, err = clt("recipe", "render", R100, "-o", out, "--set", "train.num_epochs=3",
+                       "--set", "data.seed=7", "--set", f"gate.suites.q1={q2}")
+    assert code == 0, err
+    ran = yaml.safe_load((out / "recipe.yml").read_text())
+    assert ran["train"]["num_epochs"] == 3 and ran["data"]["seed"] == 7 and ran["gate"]["suites"]["q1"] == q2
+    assert "--set overrides applied: train.num_epochs, data.seed, gate.suites.q1" in (out / "recipe.yml").read_text()
+    assert (out / "recipe.original.yml").read_text() == R100.read_text()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["recipe"]["overrides"] == ["train.num_epochs=3", "data.seed=7", f"gate.suites.q1={q2}"]
+    assert manifest["outputs"]["recipe.original.yml"]["sha256"] == sha256_file(R100)
+    suites = gate_config(record(out, "1.0.0", model="firefighter"), workspace).suites
+    assert suites["q1"]["path"] == REPO / q2  # the gate reads the suite the run was given
+
+
+def _stamps(workspace):
+    return sorted((workspace / "cache" / "axolotl_check").glob("*.json"))
+
+
+def test_a_passed_check_is_remembered_until_what_it_depends_on_changes(clt, workspace, tmp_path):
+    out = tmp_path / "r"
+    assert "Axolotl's check: passed\n" in clt("recipe", "render", R100, "-o", out)[1]
+    assert "Axolotl's check: passed before for this exact config (cached)" in clt("recipe", "render", R100, "-o", out)[1]
+    assert len(_stamps(workspace)) == 1
+    assert "Axolotl's check: passed\n" in clt("recipe", "render", R100, "-o", out, "--set", "train.num_epochs=3")[1]
+    model_config = workspace / "models" / "tiny-llama" / "config.json"
+    model_config.write_text(json.dumps({**json.loads(model_config.read_text()), "rope_theta": 5000.0}))
+    assert "Axolotl's check: passed\n" in clt("recipe", "render", R100, "-o", out)[1]
+    assert len(_stamps(workspace)) == 3
+
+
+def test_a_failed_check_is_not_remembered_and_points_at_set(clt, workspace, tmp_path):
+    for _ in range(2):
+        code, _, err = clt("recipe", "render", R100, "-o", tmp_path / "r", "--set", "axolotl.micro_batch_size=lots")
+        assert code == 2 and "--set: [axolotl.micro_batch_size]" in err
+    assert _stamps(workspace) == []
+
+
+def test_a_profile_key_axolotl_rejects_points_at_the_profile_line(clt, workspace, tmp_path):
+    text = (REPO / "configs" / "profiles" / "tiny-cpu.yml").read_text().replace("  lora_r: 16\n", "  lora_r: many\n")
+    profile = workspace / "bad-profile.yml"
+    profile.write_text(text)
+    line = next(i for i, t in enumerate(text.splitlines(), 1) if "lora_r: many" in t)
+    code, _, err = clt("recipe", "render", R100, "-o", tmp_path / "r", "--set", "profile=workspace:bad-profile.yml")
+    assert code == 2 and f"{display(profile)}:{line}: [axolotl.lora_r]" in err, err
+
+
+def test_the_fingerprint_follows_axolotls_version_deepspeed_and_the_model_config(workspace, tmp_path, monkeypatch):
+    base = workspace / "models" / "tiny-llama"
+    cfg = {"base_model": str(base), "adapter": "lora"}
+    first = axolotl_check.check_fingerprint(cfg, cpu=True, num_processes=1)
+    assert first == axolotl_check.check_fingerprint(dict(cfg), cpu=True, num_processes=1)
+    assert first != axolotl_check.check_fingerprint(cfg, cpu=False, num_processes=1)
+    ds = tmp_path / "ds.json"
+    ds.write_text('{"zero_optimization": {"stage": 2}}')
+    with_ds = axolotl_check.check_fingerprint({**cfg, "deepspeed": str(ds)}, cpu=True, num_processes=1)
+    ds.write_text('{"zero_optimization": {"stage": 3}}')
+    assert with_ds != axolotl_check.check_fingerprint({**cfg, "deepspeed": str(ds)}, cpu=True, num_processes=1)
+    assert axolotl_check.check_fingerprint({**cfg, "base_model": "org/hub-model"}, cpu=True, num_processes=1) is None
+    assert axolotl_check.check_fingerprint({**cfg, "trust_remote_code": True}, cpu=True, num_processes=1) is None
+    real = axolotl_check._version
+    monkeypatch.setattr(axolotl_check, "_version", lambda name: "9.9.9" if name == "axolotl" else real(name))
+    assert first != axolotl_check.check_fingerprint(cfg, cpu=True, num_processes=1)
+
+
+def test_a_repeated_render_imports_no_axolotl(clt, workspace, tmp_path):
+    out = tmp_path / "r"
+    assert clt("recipe", "render", R100, "-o", out)[0] == 0
+    probe = ("import sys\nfrom cl_toolkit.cli import main\n"
+             "code = main(['recipe', 'render', sys.argv[1], '-o', sys.argv[2]])\n"
+             "print('CODE', code, sorted({m.split('.')[0] for m in sys.modules} & {'axolotl', 'torch', 'transformers'}))")
+    env = {**os.environ, "CLT_HOME": str(workspace), "PYTHONPATH": str(REPO)}
+    done = subprocess.run([sys.executable, "-c", probe, str(R100), str(out)], cwd=REPO, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert "CODE 0 []" in done.stdout, done.stdout + done.stderr

@@ -42,7 +42,7 @@ def test_both_versions_registered_with_provenance(trained, clt):
         for rel in ("adapter/adapter_model.safetensors", "adapter/adapter_config.json", "axolotl.yml",
                     "manifest.json", "recipe.yml", "logs/train.log", "metrics.json", "data/train.jsonl"):
             assert (run / rel).is_file(), rel
-        assert (run / "recipe.yml").read_text() == (RECIPES / f"{version}.yml").read_text()
+        assert (run / "recipe.original.yml").read_text() == (RECIPES / f"{version}.yml").read_text()
         manifest = json.loads((run / "manifest.json").read_text())
         assert rec["data_sha256"] == manifest["outputs"]["data/train.jsonl"]["sha256"]
         assert rec["train_seconds"] > 0 and rec["metrics"]["train_loss"] is not None

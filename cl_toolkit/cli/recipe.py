@@ -17,6 +17,9 @@ from cl_toolkit.registry import open_registry
 from cl_toolkit.training.render import render
 from cl_toolkit.training.strategies import load_recipe, new_recipe, scaffold_names
 from cl_toolkit.training.tiny_model import ensure_base
+from cl_toolkit.training.validate_deep import deep_problems
+
+CHECK_WORDS = {"checked": "passed", "cached": "passed before for this exact config (cached)"}
 
 
 @click.group("recipe")
@@ -30,15 +33,21 @@ def cli():
 @trust_remote_code_option()
 @json_option("Print results as JSON.")
 def validate_cmd(paths, overrides, trust_remote_code, as_json):
-    """Check recipes against the schema, semver rules and the files they name.
-    Every problem is printed (file:line: [key] message); exit 2 if any."""
-    problems, ok = [], []
+    """Check recipes against the schema, semver rules and the files they name, their
+    `axolotl:` keys against Axolotl's schema, and that the parent is in the workspace's
+    registry (when it has one) or among the recipes validated with it. Every problem is printed (file:line: [key] message); exit 2 if any."""
+    problems, ok, loaded = [], [], []
     for path in paths:
         try:
-            lr = load_recipe(path, overrides, trust_remote_code=trust_remote_code)
-            ok.append({"path": display(path), "model": lr.recipe.model, "version": lr.recipe.version})
+            loaded.append((path, load_recipe(path, overrides, trust_remote_code=trust_remote_code)))
         except BadInput as e:
             problems.extend(e.problems)
+    planned = {(lr.recipe.model, lr.recipe.version) for _, lr in loaded}
+    for path, lr in loaded:
+        found = deep_problems(lr, planned)
+        problems.extend(found)
+        if not found:
+            ok.append({"path": display(path), "model": lr.recipe.model, "version": lr.recipe.version})
     emit({"valid": ok, "problems": [p.__dict__ for p in problems]}, as_json,
          [f"ok: {item['path']} ({item['model']} {item['version']})" for item in ok])
     if problems:
@@ -61,6 +70,7 @@ def render_cmd(recipe, out_dir, overrides, trust_remote_code):
     mix = result.manifest["mix"]
     click.echo(f"rendered {lr.recipe.run_name} -> {display(result.run_dir)}")
     click.echo(f"  data: {mix['total']} rows ({mix['new']} new, {mix['total'] - mix['new']} rehearsal)")
+    click.echo(f"  Axolotl's check: {CHECK_WORDS.get(result.check, result.check)}")
 
 
 @cli.command("new")

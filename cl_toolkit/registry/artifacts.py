@@ -27,8 +27,9 @@ from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
 
-# run-relative file -> required? (the provenance habit: recipe, rendered config, manifest)
-RUN_FILES = {"axolotl.yml": True, "recipe.yml": True, "manifest.json": True,
+# run-relative file -> required? (the provenance habit: recipe as it ran, the file it came
+# from, rendered config, manifest; run folders rendered before recipe.original.yml lack it)
+RUN_FILES = {"axolotl.yml": True, "recipe.yml": True, "recipe.original.yml": False, "manifest.json": True,
              "data/new.jsonl": True, "metrics.json": False, "gate.json": False}
 RUN_DIRS = ("eval",)  # evaluation results, kept when the evaluation step wrote them
 _BLOCK = 1 << 20

@@ -1,6 +1,10 @@
 """Render a recipe into a run folder: the Axolotl config, the materialised training mix,
-and a manifest with the SHA-256 of every input and output. Pure composition first
-(`compose_config`), then validation, then one atomic publish of the whole folder."""
+the recipe as it ran (`recipe.yml`: `--set` overrides applied, defaults filled) beside the
+file it came from (`recipe.original.yml`), and a manifest with the SHA-256 of every input
+and output. Pure composition first (`compose_config`), then validation (Axolotl's, skipped
+when the same config passed before: axolotl_check), then one atomic publish of the folder.
+Axolotl's complaints about a key point at the file and line the key came from: the recipe
+(or `--set`), else the profile."""
 
 from __future__ import annotations
 
@@ -16,18 +20,20 @@ from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.files import dump_json, jsonl_bytes, publish_dir, sha256_bytes, sha256_file
 from cl_toolkit.core.secret_scan import refuse_secrets
 from cl_toolkit.core.workspace import portable_path, resolve_path
-from cl_toolkit.core.yamlio import display, dump_yaml, format_key
+from cl_toolkit.core.yamlio import display, dump_yaml, format_key, load_yaml
 from cl_toolkit.recipe.model import LoadedRecipe, thaw
 from cl_toolkit.recipe.passthrough import refuse_plugins, resolve_paths
 from cl_toolkit.registry import RegistryStore
-from cl_toolkit.training.axolotl_check import validate_with_axolotl
+from cl_toolkit.training.axolotl_check import RENDERED, validate_with_axolotl
 from cl_toolkit.training.launch import Topology, fill_topology
 from cl_toolkit.training.mix import Mix, build_mix
 from cl_toolkit.training.profiles import Profile, load_profile
 from cl_toolkit.training.strategies import STRATEGIES
 from cl_toolkit.training.strategies.interface import Plan
+from cl_toolkit.training.validate_deep import RecipeLocator
 
-FILES = ("axolotl.yml", "manifest.json", "recipe.yml", "data/train.jsonl", "data/new.jsonl")
+FILES = ("axolotl.yml", "manifest.json", "recipe.yml", "recipe.original.yml", "data/train.jsonl", "data/new.jsonl")
+CHECK_CACHE = ("cache", "axolotl_check")  # under the workspace: one stamp per config that passed
 
 
 @dataclass(frozen=True)
@@ -36,6 +42,7 @@ class Rendered:
     config: dict
     profile: Profile
     manifest: dict
+    check: str = ""  # Axolotl's check: "checked", "cached" (passed before), "" (not run)
 
 
 def tracking_keys(tracking: dict | None, run_name: str, source: str = "recipe") -> dict:
@@ -86,6 +93,9 @@ def passthrough(lr: LoadedRecipe) -> dict:
     return block
 
 
+FIXED_KEYS = frozenset({"datasets", "dataset_prepared_path", "output_dir"})  # set by render itself
+
+
 def compose_config(lr: LoadedRecipe, profile: Profile, plan: Plan, run_dir: Path) -> dict:
     """The Axolotl config: profile < strategy < tracking < recipe.train < recipe.axolotl < fixed paths."""
     recipe = lr.recipe
@@ -115,7 +125,9 @@ def _manifest(lr: LoadedRecipe, profile: Profile, mix: Mix, outputs: dict) -> di
 def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate: bool = True,
            topology: Topology | None = None) -> Rendered:
     """Render `lr` into `out_dir` (replaced atomically); nothing is written on error.
-    `topology` (clt train --nproc/--nnodes) overrides the profile's process count."""
+    `topology` (clt train --nproc/--nnodes) overrides the profile's process count. The
+    result's `check` says whether Axolotl's check ran ("checked") or had passed before for
+    this exact config ("cached": nothing of Axolotl is imported)."""
     recipe = lr.recipe
     profile = load_profile(resolve_path(recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
     refuse_secrets(profile.axolotl, display(profile.path))
@@ -130,16 +142,57 @@ def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate
     cfg = dict(sorted({**cfg, **engine_keys(cfg, lr, profile, world_size)}.items()))
     refuse_secrets(cfg, "axolotl.yml (rendered)")
     refuse_plugins(cfg, "axolotl.yml (rendered)")  # before Axolotl's validator imports any
+    check = ""
     if validate:
-        validate_with_axolotl(cfg, cpu=bool(profile.launcher.get("cpu")), num_processes=world_size,
-                              offline_model_config=profile.offline_model_config)
-    return _write(lr, profile, mix, cfg, out_dir)
+        try:
+            check = validate_with_axolotl(cfg, cpu=bool(profile.launcher.get("cpu")), num_processes=world_size,
+                                          offline_model_config=profile.offline_model_config,
+                                          cache_dir=lr.workspace.joinpath(*CHECK_CACHE))
+        except BadInput as e:
+            toolkit_set = {*plan.keys, *tracking_keys(thaw(recipe.tracking), recipe.run_name, display(lr.source))}
+            raise BadInput(_at_sources(e.problems, lr, profile, toolkit_set)) from None
+    return dataclasses.replace(_write(lr, profile, mix, cfg, out_dir), check=check)
+
+
+def _at_sources(problems: list[Problem], lr: LoadedRecipe, profile: Profile, toolkit_set: set) -> list[Problem]:
+    """Axolotl's problems with a rendered key moved to where the key was written: the
+    recipe's `axolotl:` or `train:` (or `--set`), else the profile's `axolotl:`. Keys the
+    strategy, tracking or render itself set (`toolkit_set`, FIXED_KEYS) stay on the rendered file."""
+    recipe_at = {**{k: ("train", k) for k in lr.recipe.train}, **{k: ("axolotl", k) for k in lr.recipe.axolotl}}
+    locate, profile_lines = RecipeLocator(lr), None
+    out = []
+    for p in problems:
+        top = (p.key or "").replace("[", ".").split(".")[0]
+        rest = (p.key or "")[len(top):]
+        if p.file != RENDERED or not top or top in FIXED_KEYS:
+            out.append(p)
+        elif top in recipe_at:
+            where = locate.problem(recipe_at[top], p.message)
+            out.append(Problem(where.file, p.message, where.line, where.key + rest))
+        elif top in profile.axolotl and top not in toolkit_set:
+            profile_lines = profile_lines or load_yaml(profile.path)[1]
+            out.append(Problem(display(profile.path), p.message, profile_lines.line_for(("axolotl", top)),
+                               f"axolotl.{top}{rest}"))
+        else:
+            out.append(p)
+    return out
+
+
+def resolved_recipe(lr: LoadedRecipe) -> bytes:
+    """The recipe as this run used it: the file's data with the `--set` overrides applied
+    and the schema's defaults filled in (what evaluation and the gate read back)."""
+    header = ["# The recipe as this run used it: recipe.original.yml with the schema's defaults filled in"]
+    if lr.overrides:
+        keys = ", ".join(pair.partition("=")[0] for pair in lr.overrides)
+        header.append(f"# and these --set overrides applied: {keys}")
+    return ("\n".join(header) + "\n" + dump_yaml(thaw(lr.raw), sort_keys=False, allow_unicode=True)).encode()
 
 
 def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Path) -> Rendered:
     blobs = {
         "axolotl.yml": dump_yaml(cfg, sort_keys=True, allow_unicode=True).encode(),
-        "recipe.yml": lr.text.encode(),
+        "recipe.yml": resolved_recipe(lr),
+        "recipe.original.yml": lr.text.encode(),
         "data/train.jsonl": jsonl_bytes(mix.rows),
         "data/new.jsonl": jsonl_bytes(mix.new_rows),
     }

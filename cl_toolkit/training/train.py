@@ -51,8 +51,10 @@ def _render_for_node(lr: LoadedRecipe, run_dir: Path, registry: RegistryStore, t
     if topology is None or topology.node_rank == 0 or not manifest_path.is_file():
         return render(lr, run_dir, registry, topology=topology)
     rendered = load_rendered(lr)
-    if rendered.manifest["recipe"]["sha256"] != lr.sha256:
-        raise BadInput(f"{run_dir} was rendered from another recipe; start node 0 first, with the same recipe")
+    made_from = rendered.manifest["recipe"]
+    if made_from["sha256"] != lr.sha256 or made_from.get("overrides", []) != list(lr.overrides):
+        raise BadInput(f"{run_dir} was rendered from another recipe or other --set overrides; "
+                       f"start node 0 first, with the same recipe and overrides")
     return rendered
 
 

@@ -14,6 +14,7 @@ from cl_toolkit.training.strategies.interface import (
 )
 from cl_toolkit.training.teacher import cache_path, teacher_rows
 
+KD_PLUGIN = "axolotl.integrations.kd.KDPlugin"
 KD_DATASET = {"ds_type": "json", "type": "axolotl.integrations.kd.chat_template", "field_messages": "messages",
               "logprobs_field": "logprobs", "temperature": 1.0, "roles_to_train": ["assistant"]}
 
@@ -27,7 +28,7 @@ def plan(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, rows: list
     student_tok = AutoTokenizer.from_pretrained(profile.base_model) if profile.base_is_local else None
     kd_rows = teacher_rows(teacher, rows, d["top_k"], cache_path(lr.workspace, teacher, rows, d["top_k"]),
                            student_tokenizer=student_tok)
-    keys = {"base_model": profile.base_model, "plugins": ["axolotl.integrations.kd.KDPlugin"],
+    keys = {"base_model": profile.base_model, "plugins": [KD_PLUGIN],
             "kd_trainer": True, "kd_ce_alpha": round(1.0 - d["alpha"], 6), "kd_alpha": d["alpha"],
             "kd_temperature": d["temperature"]}
     return Plan(keys, KD_DATASET, kd_rows)
@@ -43,4 +44,4 @@ def scaffold(source: dict) -> ScaffoldDefaults:
 STRATEGY = Strategy(about="a fresh LoRA student trained by Axolotl's KD plugin on the teacher's top-K log-probs",
                     plan=plan, scaffold=scaffold,
                     rules={**PARENT_REQUIRED, "required": ["distillation"]},
-                    parent_refs=("distillation.teacher",))  # no teacher given: the parent teaches
+                    parent_refs=("distillation.teacher",), plugins=(KD_PLUGIN,))  # no teacher given: the parent teaches

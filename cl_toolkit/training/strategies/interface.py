@@ -54,7 +54,8 @@ class Strategy:
     - history(lr, registry) -> (rows, manifest inputs): data trained on in full besides the
       new rows (deduplicated with them); None: nothing.
     - rehearses_parent_data: False drops `parent_data` rehearsal (already in the history).
-    - new_base: the version's base is not its parent's (so a new lineage is a major bump)."""
+    - new_base: the version's base is not its parent's (so a new lineage is a major bump).
+    - plugins: the Axolotl plugins its plan adds (validation knows their keys before any plan runs)."""
 
     about: str
     plan: PlanHook
@@ -64,3 +65,4 @@ class Strategy:
     history: HistoryHook | None = None
     rehearses_parent_data: bool = True
     new_base: bool = False
+    plugins: tuple[str, ...] = ()
