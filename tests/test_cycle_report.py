@@ -19,7 +19,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def cycle(ws, recipe, *args):
-    proc = subprocess.run([*map(str, [sys.executable, "-m", "cl_toolkit", "--workspace", ws, "cycle", recipe]),
+    proc = subprocess.run([*map(str, [sys.executable, "-m", "cl_toolkit", "--workspace", ws, "cycle", recipe, "--json"]),
                            *FAST, *args], cwd=REPO, capture_output=True, text=True)
     return proc.returncode, json.loads(proc.stdout) if proc.stdout.strip().startswith("{") else None, proc.stderr
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 
 from cl_toolkit.cli.options import (
+    json_option,
     set_option,
     topology_of,
     topology_options,
@@ -18,6 +19,7 @@ from cl_toolkit.core.errors import BadInput, Refused
 from cl_toolkit.core.workspace import workspace_dir
 from cl_toolkit.core.yamlio import display
 from cl_toolkit.pipeline.cycle import STEPS, run_cycle
+from cl_toolkit.pipeline.cycle_summary import summary_lines
 from cl_toolkit.training.strategies import load_recipe
 
 
@@ -32,7 +34,8 @@ from cl_toolkit.training.strategies import load_recipe
 @set_option()
 @trust_remote_code_option()
 @topology_options()
-def cycle_cli(recipe, from_step, until_step, dry, overrides, trust_remote_code, **options):
+@json_option("Print what ran, the status, every step's outputs and timing as JSON instead of the summary.")
+def cycle_cli(recipe, from_step, until_step, dry, overrides, trust_remote_code, as_json, **options):
     """validate → data → render → train → register → evaluate → gate → release → report.
 
     Each finished step leaves a stamp with its input hashes under
@@ -40,16 +43,23 @@ def cycle_cli(recipe, from_step, until_step, dry, overrides, trust_remote_code, 
     reruns from the first step whose inputs changed. A version that passes the gate becomes
     the challenger (the champion, if the line has none); one that is blocked is archived as
     rejected and the command exits 3. On a cluster run the same command on every node, each
-    with its --node-rank (the launch options are those of `clt train`)."""
+    with its --node-rank (the launch options are those of `clt train`). It ends with a short
+    summary: verdict, accuracy against the parent, the alias the registry holds now, the
+    report, and where the time went (the toolkit's own against Axolotl's)."""
     lr, topology = load_recipe(recipe, overrides, trust_remote_code=trust_remote_code), topology_of(options)
     if dry:
         if from_step or until_step:
             raise BadInput("--dry-run runs no step: drop --from and --until")
         return dry_run(lr, topology)
     result = run_cycle(lr, from_step=from_step, until=until_step, say=say, topology=topology)
-    report = result["outputs"].get("report", {}).get("html")  # the stamps' paths are workspace-relative
-    emit({"ran": result["ran"], "status": result["status"],
-          "report": display(lr.workspace / report) if report else None}, as_json=True)
+
+    def where(rel: str) -> str:  # the stamps' paths are workspace-relative
+        return display(lr.workspace / rel)
+
+    report = result["outputs"].get("report", {}).get("html")
+    r = lr.recipe
+    emit({**result, "report": where(report) if report else None}, as_json,
+         lambda: summary_lines(result, r.model, r.version, r.parent, r.strategy, where))
     if result["status"] == "rejected":
         gate_report = display(lr.workspace / result["outputs"]["gate"]["report"])
         raise Refused(f"{lr.recipe.run_name} was blocked by the gate: see {gate_report}")

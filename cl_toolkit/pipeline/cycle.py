@@ -12,6 +12,11 @@ version is then archived as rejected, with the gate report, and never gets an al
 Evaluation and the gate also rerun when the bytes of any of the gate's named suites, the
 gate policy or the evaluation settings change, not only the adapter. Paths in the stamps are relative
 to the workspace, so a moved workspace resumes where it stopped.
+
+Every step that runs is timed: its seconds split into the Axolotl training process, the
+generation of evaluation answers, and the rest, the toolkit's own overhead (printed per step,
+kept in the stamp's `timing`). The release status returned is the registry's now, not the
+stamp's: a promotion or rollback between runs shows.
 This module only sequences; the work lives in render, train, evaluation and registry."""
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from cl_toolkit.core.workspace import relative_inside, resolve_path
 from cl_toolkit.evaluation.evaluate import EvalSettings
 from cl_toolkit.evaluation.gate import default_policy
 from cl_toolkit.evaluation.policy import normalise_gate
+from cl_toolkit.pipeline.cycle_summary import overhead, step_timing, timing_text
 from cl_toolkit.recipe.model import LoadedRecipe, thaw
 from cl_toolkit.registry import VersionRecord, open_registry
 from cl_toolkit.training.launch import Topology
@@ -54,6 +60,7 @@ class Context:
     mix: Mix | None = None  # built once for the data step's input hash, reused when the step runs
     topology: Topology | None = None  # clt cycle --nproc/--nnodes/...: the same launch as clt train
     eval_settings: EvalSettings = field(default_factory=EvalSettings)  # evaluate and gate alike
+    waited: dict = field(default_factory=dict)  # the running step's seconds in axolotl / generation
 
     @property
     def run_dir(self) -> Path:
@@ -175,6 +182,7 @@ def _train(c: Context) -> dict:
     rendered = load_rendered(c.lr)
     outcome = launch(rendered, launch_plan(rendered, c.topology), c.lr.workspace, c.topology,
                      lambda info: c.say(f"  loss {info['loss']:.4f}") if "loss" in info else None)
+    c.waited["axolotl"] = outcome["train_seconds"]  # the whole training process, imports included
     if c.topology is not None and c.topology.node_rank != 0:  # node 0 holds the adapter
         return {"node_rank": c.topology.node_rank, "seconds": outcome["train_seconds"]}
     atomic_write_json(c.stamps / "train_outcome.json", outcome)
@@ -207,6 +215,8 @@ def _evaluate(c: Context) -> dict:
         recs = [reg.require(c.lr.recipe.model, v) for v in versions]
     for rec in recs:
         results = evaluate_suites(c.lr.workspace, rec, suites, c.eval_settings)
+        c.waited["generation"] = c.waited.get("generation", 0.0) + sum(
+            r["performance"]["seconds"] for r in results.values() if not r["cached"])
         c.say(f"  {rec.version}: " + ", ".join(f"{name} {r['accuracy']:.1%} ({r['total']})"
                                                for name, r in results.items()))
         out[rec.version] = {name: {"accuracy": r["accuracy"], "cache": c.rel(r["cache_path"])}
@@ -219,12 +229,26 @@ def _gate(c: Context) -> dict:
 
     if not c.lr.recipe.parent or not c.lr.recipe.gate:
         return {"passed": True, "skipped": "no parent to compare with" if not c.lr.recipe.parent else "no suite"}
+    started = time.time()
     result = run_gate(c.lr.workspace, c.lr.recipe.model, c.lr.recipe.version, c.lr.recipe.parent,
                       settings=c.eval_settings, policy=default_policy(thaw(c.lr.recipe.gate)), suites=c.suites())
+    c.waited["generation"] = _generated_since(c, result["evaluations"]["suites"], started)
     c.say(f"  gate {'passed' if result['passed'] else 'BLOCKED'}: "
           + ("; ".join(result["reasons"]) if result["reasons"] else "no blocking regression"))
     return {"passed": result["passed"], "reasons": result["reasons"], "report": c.rel(c.run_dir / "gate.md"),
-            "suites": {v["suite"]: v["passed"] for v in result["suites"]}}
+            "suites": {v["suite"]: v["passed"] for v in result["suites"]},
+            "rules": sum(len(v["rules"]) for v in result["suites"])}
+
+
+def _generated_since(c: Context, caches: dict, started: float) -> float:
+    """Seconds of generation behind the evaluations written since `started` (the gate answers
+    anew only what evaluate did not cache, such as k samples a case)."""
+    seconds = 0.0
+    for path in {p for by_version in caches.values() for p in by_version.values() if p}:
+        full = c.lr.workspace / path
+        if full.is_file() and full.stat().st_mtime >= started:
+            seconds += json.loads(full.read_text(encoding="utf-8"))["performance"]["seconds"]
+    return seconds
 
 
 def _release(c: Context) -> dict:
@@ -279,14 +303,16 @@ def run_cycle(lr: LoadedRecipe, *, from_step: str | None = None, until: str | No
               say: Callable[[str], None] = print, topology: Topology | None = None,
               eval_settings: EvalSettings | None = None) -> dict:
     """Run (or resume) the cycle of one recipe, up to `until` (default: all); returns every
-    step's outputs (paths relative to the workspace), what ran, and the release status
-    (None when stopped early)."""
+    step's outputs (paths relative to the workspace), what ran, each ran step's timing, the
+    whole run's (`overhead`), the release status the registry holds now (None when stopped
+    before release) and the one the release gave (`released_as`)."""
     for name, value in (("--from", from_step), ("--until", until)):
         if value and value not in STEPS:
             raise BadInput(f"{name} must be one of {', '.join(STEPS)}")
     until = last_step(until, topology)
     c, ran, dirty = Context(lr, say, topology=topology, eval_settings=eval_settings or EvalSettings()), [], False
     c.stamps.mkdir(parents=True, exist_ok=True)
+    begun, timings = time.monotonic(), {}
     for step in STEPS:
         inputs_of, run = STEP_FUNCS[step]
         inputs = inputs_of(c)
@@ -294,21 +320,50 @@ def run_cycle(lr: LoadedRecipe, *, from_step: str | None = None, until: str | No
         dirty = dirty or step == from_step or stamp is None or stamp["inputs"] != inputs
         if not dirty:
             c.outputs[step] = stamp["outputs"]
-            say(f"= {step}: done before, inputs unchanged")
+            say(f"= {step}: done before, inputs unchanged" + (_now_holds(c) if step == "release" else ""))
             if step == until:
                 break
             continue
         say(f"> {step}")
         (c.stamps / f"{step}.json").unlink(missing_ok=True)
-        start = time.monotonic()
+        c.waited, start = {}, time.monotonic()
         c.outputs[step] = run(c)
+        timings[step] = step_timing(time.monotonic() - start, c.waited)
+        say("  " + timing_text(step, timings[step]))
         atomic_write_json(c.stamps / f"{step}.json", {"step": step, "inputs": inputs, "outputs": c.outputs[step],
-                                                       "seconds": round(time.monotonic() - start, 2),
-                                                       "finished_at": utc_now()})
+                                                       "seconds": timings[step]["seconds"],
+                                                       "timing": timings[step], "finished_at": utc_now()})
         ran.append(step)
         if step == until:
             break
-    return {"ran": ran, "outputs": c.outputs, "status": c.outputs.get("release", {}).get("status")}
+    released = c.outputs.get("release", {}).get("status")
+    status, aliases = registry_now(c) if released else (None, {})
+    return {"ran": ran, "outputs": c.outputs, "status": status, "released_as": released, "aliases": aliases,
+            "next_step": next((s for s in STEPS if s not in c.outputs), None),
+            "timings": timings, "overhead": overhead(time.monotonic() - begun, timings)}
+
+
+# ---- what the registry holds now --------------------------------------------------------
+
+def registry_now(c: Context) -> tuple[str, dict]:
+    """The version's release status as the registry holds it now, and the line's aliases.
+    The status is the alias the version holds; `rejected` or `archived` when archived;
+    `active` when it holds none (a promotion or rollback since its release moved it)."""
+    model, version = c.lr.recipe.model, c.lr.recipe.version
+    with open_registry(c.lr.workspace) as reg:
+        rec, aliases = reg.get(model, version), reg.aliases(model)
+    held = [alias for alias, v in sorted(aliases.items()) if v == version]
+    if held:
+        return held[0], aliases
+    if rec is None or rec.status == "archived":
+        return ("rejected" if c.outputs.get("release", {}).get("status") == "rejected" else "archived"), aliases
+    return "active", aliases
+
+
+def _now_holds(c: Context) -> str:
+    released, now, version = c.outputs["release"].get("status"), registry_now(c)[0], c.lr.recipe.version
+    holds = f"{version} holds no alias now" if now == "active" else f"{version} is {now} now"
+    return f" ({holds}" + (f", released as {released})" if now != released else ")")
 
 
 def _build_mix(c: Context) -> Mix:
