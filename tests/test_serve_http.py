@@ -303,5 +303,5 @@ def test_a_client_may_send_back_the_model_it_was_given(shared_server, shared):
     assert {e["system_fingerprint"] for e in events[:-1]} == {prints["1.1.0"]}
     never = shared.chat(model=f"{MODEL}@9.9.9", max_tokens=2)
     assert never.status == 404 and never.json["error"]["code"] == "model_not_found"
-    assert f"also named {MODEL}@1.1.0, {MODEL}@1.2.0" in never.json["error"]["message"]
+    assert f"also named {MODEL}@1.0.0, {MODEL}@1.1.0, {MODEL}@1.2.0" in never.json["error"]["message"]
     assert shared.chat(model="gg@1.1.0", max_tokens=2).status == 404
