@@ -45,6 +45,7 @@ QUIET_ENV = {
 QUIET_LOGGERS = ("torchao", "torch", "torch.utils._pytree", "transformers", "datasets", "accelerate",
                  "peft", "trl", "huggingface_hub", "bitsandbytes", "DeepSpeed", "deepspeed", "axolotl",
                  "filelock", "urllib3", "py.warnings")
+STDOUT_LOGGERS = ("DeepSpeed",)  # its handler writes to sys.stdout
 _quieted: set[str] = set()  # the QUIET_ENV names this process set (not the user's own)
 _lock = threading.RLock()  # one writer at a time: bars, notes, threads of a server
 _live: list[Bar] = []  # live bars on the terminal, the newest last
@@ -65,12 +66,36 @@ class _DropBelow(logging.Filter):
         return record.levelno >= self.level
 
 
+class _ToStderr(logging.Filter):
+    """On a logger whose library writes to stdout (DeepSpeed): records at `level` and above
+    are written to stderr instead, and none reaches the library's stdout handler."""
+
+    def __init__(self, level: int):
+        super().__init__()
+        self.level = level
+        self.handler = logging.StreamHandler()  # stderr, looked up when it writes
+        self.handler.setFormatter(logging.Formatter("[%(asctime)s] [%(levelname)s] [%(name)s] %(message)s"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= self.level:
+            self.handler.stream = sys.stderr
+            self.handler.handle(record)
+        return False
+
+
 def quiet_third_party(environ=None) -> bool:
     """Keep third-party bars and warnings out of the output (unless CLT_DEBUG): environment
     for the libraries not imported yet, logging levels and filters, Python's warnings.
+    Libraries that log on stdout are sent to stderr either way (stdout is the result).
     Returns True when it quieted anything."""
     environ = os.environ if environ is None else environ
-    if debugging(environ):
+    debug = debugging(environ)
+    for name in STDOUT_LOGGERS:
+        logger = logging.getLogger(name)
+        for f in [f for f in logger.filters if isinstance(f, _ToStderr)]:
+            logger.removeFilter(f)
+        logger.addFilter(_ToStderr(logging.NOTSET if debug else logging.ERROR))
+    if debug:
         return False
     for key, value in QUIET_ENV.items():
         if key not in environ:
@@ -251,7 +276,7 @@ class Bar:
                 out.write("\r\x1b[K")
                 if self in _live:
                     _live.remove(self)
-            out.write((f"{self.label}: {message}" if message else self.text()) + "\n")
+            out.write((f"{self.label}: {message}" if message else self.text(graphic=self.tty)) + "\n")
             out.flush()
 
     def __enter__(self) -> Bar:
