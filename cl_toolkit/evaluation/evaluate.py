@@ -171,7 +171,7 @@ def _cached(path: Path, rec: VersionRecord, settings: dict, workspace: Path) -> 
 def _evaluate_now(workspace: Path, rec: VersionRecord, suite: Suite, settings: EvalSettings,
                   judge: Callable[[str, str, str], float] | None, key: dict) -> dict:
     """Load, answer and score, with a bar of cases answered on stderr."""
-    with Bar(f"evaluating {rec.model} {rec.version} on {suite.name}", len(suite.cases), unit="cases") as bar:
+    with Bar(f"evaluating {rec.model} {rec.version} on {Path(suite.path).stem}", len(suite.cases), unit="cases") as bar:
         bar.update(phase="loading the model")
         lm = load_model(rec.base_model, rec.adapter_dir, settings.device)
         bar.update(0, phase="answering")
