@@ -118,6 +118,20 @@ def test_a_slow_task_without_a_total_still_says_something_every_ten_seconds():
         "merging ff 1.0.0: loading  0:20 elapsed", "merging ff 1.0.0: loading  0:30 elapsed"]
 
 
+def test_phase_changes_get_a_line_when_asked_but_never_two_within_a_second():
+    out, fake = io.StringIO(), FakeClock()
+    bar = Bar("starting clt serve ff", stream=out, tty=False, phase_lines=True, clock_fn=fake)
+    bar.update(phase="opening the feedback store")
+    fake.now += 0.2
+    bar.update(phase="loading ff 1.1.0")  # too soon after the last line: it waits
+    fake.now += 1.0
+    bar.update(phase="loading ff 1.1.0")  # the same phase, later: the waiting line comes now
+    bar.finish("ready")
+    assert out.getvalue().splitlines() == [
+        "starting clt serve ff: opening the feedback store  0:00 elapsed",
+        "starting clt serve ff: loading ff 1.1.0  0:01 elapsed", "starting clt serve ff: ready"]
+
+
 def test_time_left_comes_from_the_rate_since_the_first_count():
     fake = FakeClock()
     bar = Bar("x", 100, stream=io.StringIO(), tty=False, clock_fn=fake)

@@ -160,10 +160,12 @@ class Bar:
     As a context manager it finishes itself, saying "failed" when an exception leaves it.
 
     `heartbeat` keeps a line coming while the work is silent (a child process importing
-    for 20 s): a live bar's clock ticks, a plain line comes every EVERY_S."""
+    for 20 s): a live bar's clock ticks, a plain line comes every EVERY_S. With `phase_lines`
+    a plain line also says when the phase changes (never closer than MIN_GAP_S)."""
 
     def __init__(self, label: str, total: int | None = None, *, unit: str = "", stream=None,
-                 tty: bool | None = None, heartbeat: bool = False, clock_fn: Callable[[], float] = time.monotonic):
+                 tty: bool | None = None, heartbeat: bool = False, phase_lines: bool = False,
+                 clock_fn: Callable[[], float] = time.monotonic):
         self.label, self.total, self.unit = label, total, unit
         self.done: int | None = None
         self.phase: str | None = None
@@ -175,6 +177,7 @@ class Bar:
         self._first: tuple[float, int] | None = None  # (time, done) at the first count: the rate's start
         self._last_line = self._last_draw = float("-inf")
         self._decile = -1
+        self._phase_lines, self._pending = phase_lines, False  # a phase change not printed yet
         self._closed = False
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -201,8 +204,9 @@ class Bar:
                     self._first = (self._clock(), done)
                 self.done = done
                 self.eta_s = eta_s
-            if phase is not None:
+            if phase is not None and phase != self.phase:
                 self.phase = phase
+                self._pending = self._phase_lines
             self.fields.update({k: v for k, v in fields.items() if v is not None})
             self.draw()
 
@@ -249,9 +253,9 @@ class Bar:
                     self.out().flush()
                 return
             decile = int(self.done * 10 / self.total) if self.total and self.done is not None else -1
-            due = (decile > self._decile and self.done) or now - self._last_line >= EVERY_S
+            due = (decile > self._decile and self.done) or self._pending or now - self._last_line >= EVERY_S
             if force or (due and now - self._last_line >= MIN_GAP_S):
-                self._decile = max(self._decile, decile)
+                self._decile, self._pending = max(self._decile, decile), False
                 self._last_line = now
                 self.out().write(self.text() + "\n")
                 self.out().flush()
@@ -263,6 +267,8 @@ class Bar:
                     return
                 if self.tty or self._clock() - self._last_line >= EVERY_S:
                     self.draw(force=True)
+                elif self._pending:
+                    self.draw()
 
     def finish(self, message: str | None = None) -> None:
         """The last line: `message` (default: the bar as it stands) in place of the live bar."""

@@ -481,7 +481,7 @@ class ChatServer:
     def start(self) -> ChatServer:
         """Load the arms, open the store, bind, and serve in a background thread; what it is
         doing goes to stderr as it goes (the first load imports torch: seconds of silence else)."""
-        with Bar(f"starting clt serve {self.settings.model}", heartbeat=True) as bar:
+        with Bar(f"starting clt serve {self.settings.model}", heartbeat=True, phase_lines=True) as bar:
             self._start(bar)
             bar.finish(f"ready in {clock(bar.elapsed())} ({bar.phase})")
         return self

@@ -330,7 +330,7 @@ def run_training(argv: list[str], run_dir: Path, workspace: Path, on_progress: C
     losses: list[dict] = []
     echo = debugging()
     start = time.monotonic()
-    with Bar(label or f"{what} {run_dir.name}", unit="steps", heartbeat=True) as bar:
+    with Bar(label or f"{what} {run_dir.name}", unit="steps", heartbeat=True, phase_lines=True) as bar:
         feed = TrainingProgress(bar)
 
         def on_line(line: str) -> None:
