@@ -28,6 +28,7 @@ EVERY_FRACTION = 0.1  # and one at each tenth of the total
 MIN_GAP_S = 1.0  # but plain lines never closer than this (the last one excepted)
 REDRAW_S = 0.1  # a live bar is redrawn at most this often
 BAR_WIDTH = 20
+EARLY = 0.02  # no estimate of the time left before this share of the work (nor before 3 units)
 
 # Set in our own process when not debugging (before the libraries are imported).
 QUIET_ENV = {
@@ -214,11 +215,12 @@ class Bar:
         return self._clock() - self.started
 
     def left(self) -> float | None:
-        """Seconds left: the producer's estimate when it gave one, else from the rate so far."""
+        """Seconds left: the producer's estimate when it gave one, else from the rate so far;
+        none over the first steps (the first of a training run can take 40 s alone)."""
+        if not self.total or self.done is None or self._first is None or self.done < max(3, EARLY * self.total):
+            return None
         if self.eta_s is not None:
             return self.eta_s
-        if not self.total or self.done is None or self._first is None:
-            return None
         t0, d0 = self._first
         spent, made = self._clock() - t0, self.done - d0
         if made <= 0 or spent <= 0:

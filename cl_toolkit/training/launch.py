@@ -224,7 +224,7 @@ PHASES = (
     ("Loading weights", "loading the model"),
     ("Starting trainer", "training"),
     ("Training completed", "saving"),
-    ("Merging LoRA with", "merging"),
+    ("Copying non-model files", "merging"),  # axolotl merge-lora
 )
 
 
@@ -279,10 +279,10 @@ class TrainingProgress:
     estimate). A bar whose total differs from Axolotl's announced step count (an evaluation
     loop's) is not the training's and is ignored."""
 
-    def __init__(self, bar: Bar):
+    def __init__(self, bar: Bar, first_phase: str = "starting (imports, data, model)"):
         self.bar = bar
         self.steps: int | None = None
-        bar.update(phase="starting (imports, data, model)")
+        bar.update(phase=first_phase)
 
     def __call__(self, info: dict) -> None:
         if "phase" in info:
@@ -331,7 +331,7 @@ def run_training(argv: list[str], run_dir: Path, workspace: Path, on_progress: C
     echo = debugging()
     start = time.monotonic()
     with Bar(label or f"{what} {run_dir.name}", unit="steps", heartbeat=True, phase_lines=True) as bar:
-        feed = TrainingProgress(bar)
+        feed = TrainingProgress(bar, *([] if what == "training" else ["starting (imports, model)"]))
 
         def on_line(line: str) -> None:
             if echo:
