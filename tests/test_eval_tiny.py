@@ -87,6 +87,16 @@ def test_eval_writes_every_case_and_the_summaries(clt, env, tmp_path):
     assert stdout.index("criticality critical") < stdout.index("criticality high") < stdout.index("criticality low")
 
 
+def test_eval_shows_cases_done_on_stderr_and_keeps_stdout_json(clt, env):
+    code, stdout, err = clt("eval", "toy@1.0.0", "--fresh", "--json", "--batch-size", "4", *FAST)
+    assert code == 0, err
+    result = json.loads(stdout)  # the whole of stdout: no bar, no library output in it
+    lines = err.splitlines()
+    assert lines[0] == "evaluating toy 1.0.0 on smoke: loading the model  0:00 elapsed"
+    assert lines[-1].startswith(f"evaluating toy 1.0.0 on smoke: {result['passed']}/12 passed (")
+    assert not any("Loading weights" in line or "it/s]" in line for line in lines)
+
+
 def test_eval_is_deterministic_and_cached(clt, env, monkeypatch):
     assert clt("eval", "toy@1.0.0", "--fresh", *FAST)[0] == 0
     first = json.loads(next((env / "evals" / "toy" / "1.0.0").glob("*.json")).read_text())
@@ -125,6 +135,13 @@ def test_a_merged_version_and_its_adapter_twin_differ(clt, env):
     outs = {v: [c["output"] for c in json.loads(next((env / "evals" / "toy" / v).glob("*.json")).read_text())["cases"]]
             for v in ("1.0.0", "2.0.0")}
     assert outs["1.0.0"] != outs["2.0.0"]
+
+
+def test_generation_reports_the_prompts_answered_after_each_batch(tiny_model_dir):
+    lm, seen = load_model(str(tiny_model_dir)), []
+    with torch_threads(1):
+        gen = generate(lm, [f"question {i}?" for i in range(10)], batch_size=4, max_new_tokens=3, on_batch=seen.append)
+    assert seen == [4, 8, 10] and len(gen.outputs) == 10
 
 
 def test_generation_pads_left_and_batches_match_their_order(tiny_model_dir):

@@ -67,6 +67,19 @@ def stored(ws, rid: str) -> dict:
     return {**row, "metadata": json.loads(row["metadata"])}
 
 
+def test_start_up_says_what_it_does_and_when_it_is_ready(ws, capsys):
+    srv = start(ws, challenger_share=0.5)
+    try:
+        out, err = capsys.readouterr()
+    finally:
+        srv.shutdown()
+    lines = err.splitlines()
+    assert out == ""  # `clt serve` prints its URL on stdout; start-up progress goes to stderr
+    assert lines[0] == f"starting clt serve {MODEL}: opening the feedback store  0:00 elapsed"
+    assert lines[-1].startswith(f"starting clt serve {MODEL}: ready in 0:")
+    assert lines[-1].endswith("(serving champion 1.1.0, challenger 1.2.0)")
+
+
 def test_a_chat_answer_arrives_and_is_logged_with_its_version(ws, server, client):
     ref = rid_for("champion")  # the client's own id: a reference that routes, never the id
     reply = client.chat(rid=ref, max_tokens=4)

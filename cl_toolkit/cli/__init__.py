@@ -4,7 +4,6 @@ so `clt --help` answers fast (torch and Axolotl load lazily)."""
 from __future__ import annotations
 
 import importlib
-import logging
 import os
 import sys
 
@@ -12,6 +11,7 @@ import click
 
 from cl_toolkit import __version__
 from cl_toolkit.core.errors import EXIT_BAD_INPUT, EXIT_FAILURE, BadInput, CltError
+from cl_toolkit.core.progress import quiet_third_party
 
 # name -> "module:attribute" of a click command or group. Adding a verb is one line here.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -95,16 +95,9 @@ def _print_error(text: str) -> None:
         click.echo(f"error: {line}", err=True)
 
 
-# Third-party import-time noise that says nothing to a user of this CLI (CPU builds lack
-# torchao's CUDA kernels; torch warns about torchao's enum registration). CLT_DEBUG keeps it.
-QUIET_LOGGERS = ("torchao", "torch.utils._pytree")
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point: run the CLI and turn every error into a message and an exit code."""
-    if not os.environ.get("CLT_DEBUG"):
-        for name in QUIET_LOGGERS:
-            logging.getLogger(name).setLevel(logging.ERROR)
+    quiet_third_party()  # before any library loads: their bars and warnings (CLT_DEBUG keeps them)
     try:
         rv = cli.main(args=argv, prog_name="clt", standalone_mode=False)
         return rv if isinstance(rv, int) else 0

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterable
 
 import click
 
+from cl_toolkit.core.progress import note
 from cl_toolkit.core.yamlio import display
 
 
@@ -28,8 +29,8 @@ def emit(data, as_json: bool, lines: Iterable[str] | Callable[[], Iterable[str]]
 
 
 def say(message: str) -> None:
-    """Progress for a person, on stderr (stdout stays the result)."""
-    click.echo(message, err=True)
+    """Progress for a person, on stderr (stdout stays the result); a live bar stays whole."""
+    note(message)
 
 
 def print_dry_run(result) -> None:

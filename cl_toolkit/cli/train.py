@@ -20,12 +20,6 @@ from cl_toolkit.training.strategies import load_recipe
 from cl_toolkit.training.train import train
 
 
-def _progress(info: dict) -> None:
-    if "loss" in info:
-        epoch = info.get("epoch")
-        say(f"  loss {info['loss']:.4f}" + (f"  epoch {epoch:.2f}" if isinstance(epoch, float) else ""))
-
-
 def dry_run(lr, topology: Topology) -> None:
     """Render and print this node's launch command, training nothing: what both
     `clt train --dry-run` and `clt cycle --dry-run` do, through the same library path."""
@@ -50,7 +44,7 @@ def cli(recipe: Path, dry: bool, overrides: tuple[str, ...], trust_remote_code: 
     if dry:
         return dry_run(lr, topology)
     with open_registry(lr.workspace) as reg:
-        rec = train(lr, reg, on_progress=_progress, topology=topology).record
+        rec = train(lr, reg, topology=topology).record  # the launch draws the progress bar
     if rec is None:
         return click.echo(f"node {topology.node_rank} finished; node 0 registers {lr.recipe.run_name}")
     click.echo(f"trained {rec.model} {rec.version} in {rec.train_seconds:.1f} s -> {display(rec.adapter_dir)}")

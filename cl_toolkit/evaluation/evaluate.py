@@ -18,6 +18,7 @@ from pathlib import Path
 from cl_toolkit import __version__
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_json
+from cl_toolkit.core.progress import Bar, clock
 from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.core.workspace import relative_inside, workspace_ref
 from cl_toolkit.evaluation import history
@@ -167,6 +168,23 @@ def _cached(path: Path, rec: VersionRecord, settings: dict, workspace: Path) -> 
     return doc if ok else None
 
 
+def _evaluate_now(workspace: Path, rec: VersionRecord, suite: Suite, settings: EvalSettings,
+                  judge: Callable[[str, str, str], float] | None, key: dict) -> dict:
+    """Load, answer and score, with a bar of cases answered on stderr."""
+    with Bar(f"evaluating {rec.model} {rec.version} on {Path(suite.path).stem}", len(suite.cases), unit="cases") as bar:
+        bar.update(phase="loading the model")
+        lm = load_model(rec.base_model, rec.adapter_dir, settings.device)
+        bar.update(0, phase="answering")
+        with torch_threads(settings.threads):
+            gen = generate(lm, [c.input for c in suite.cases], settings.batch_size, settings.max_new_tokens,
+                           samples=settings.samples, temperature=settings.temperature, seed=settings.seed,
+                           on_batch=bar.update)
+        bar.update(phase="judging" if judge else "scoring")
+        doc = build_result(rec, suite, score_cases(suite.cases, gen.outputs, judge, gen.samples), gen, key, workspace)
+        bar.finish(f"{doc['passed']}/{doc['total']} passed ({doc['accuracy']:.1%}) in {clock(bar.elapsed())}")
+    return doc
+
+
 def evaluate_version(workspace: Path, rec: VersionRecord, suite: Suite, settings: EvalSettings | None = None,
                      judge: Callable[[str, str, str], float] | None = None, fresh: bool = False) -> dict:
     """Evaluate `rec` on `suite`, from the cache when possible. The returned result has
@@ -178,11 +196,7 @@ def evaluate_version(workspace: Path, rec: VersionRecord, suite: Suite, settings
     where = relative_inside(str(path), Path(workspace))  # gate.json keeps it: no machine's path
     doc = None if fresh else _cached(path, rec, key, workspace)
     if doc is None:
-        lm = load_model(rec.base_model, rec.adapter_dir, settings.device)
-        with torch_threads(settings.threads):
-            gen = generate(lm, [c.input for c in suite.cases], settings.batch_size, settings.max_new_tokens,
-                           samples=settings.samples, temperature=settings.temperature, seed=settings.seed)
-        doc = build_result(rec, suite, score_cases(suite.cases, gen.outputs, judge, gen.samples), gen, key, workspace)
+        doc = _evaluate_now(workspace, rec, suite, settings, judge, key)
         atomic_write_json(path, doc)
         history.append_evaluation(workspace, doc)
         return {**doc, "cached": False, "cache_path": where}

@@ -8,6 +8,7 @@ from __future__ import annotations
 import resource
 import sys
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,10 +132,11 @@ def _generate_batch(lm: LoadedModel, prompts: list[str], max_new_tokens: int, eo
 
 def generate(lm: LoadedModel, inputs: list[str], batch_size: int = DEFAULT_BATCH_SIZE,
              max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, *, samples: int = 1, temperature: float = 0.7,
-             seed: int = 0) -> Generation:
+             seed: int = 0, on_batch: Callable[[int], None] | None = None) -> Generation:
     """Answers to `inputs`, in their order: greedy, or with samples > 1 that many sampled
     answers each. Prompts are batched longest first (less padding per batch); the order
-    depends only on the prompts, and batch i samples from seed + i, so results are reproducible."""
+    depends only on the prompts, and batch i samples from seed + i, so results are reproducible.
+    `on_batch(prompts answered so far)` after each batch (a progress bar)."""
     if batch_size < 1 or max_new_tokens < 1 or samples < 1:
         raise ValueError("batch_size, max_new_tokens and samples must be >= 1")
     if samples > 1 and not temperature > 0:
@@ -158,6 +160,8 @@ def generate(lm: LoadedModel, inputs: list[str], batch_size: int = DEFAULT_BATCH
         for i, text, n in zip(owners, texts, _new_token_counts(new, set(eos)), strict=True):
             texts_per[i].append(text.strip())
             counts[i] += n
+        if on_batch:
+            on_batch(min(b + batch_size, len(order)))
     seconds = time.perf_counter() - start
     return Generation(outputs=[t[0] for t in texts_per], new_tokens=counts, seconds=seconds,
                       peak_memory_mb=peak_memory_mb(lm.device), samples=texts_per if samples > 1 else None)

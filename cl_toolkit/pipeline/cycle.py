@@ -180,8 +180,7 @@ def _train(c: Context) -> dict:
     with open_registry(c.lr.workspace) as reg:
         refuse_registered(c.lr, reg)
     rendered = load_rendered(c.lr)
-    outcome = launch(rendered, launch_plan(rendered, c.topology), c.lr.workspace, c.topology,
-                     lambda info: c.say(f"  loss {info['loss']:.4f}") if "loss" in info else None)
+    outcome = launch(rendered, launch_plan(rendered, c.topology), c.lr.workspace, c.topology)  # draws its bar
     c.waited["axolotl"] = outcome["train_seconds"]  # the whole training process, imports included
     if c.topology is not None and c.topology.node_rank != 0:  # node 0 holds the adapter
         return {"node_rank": c.topology.node_rank, "seconds": outcome["train_seconds"]}

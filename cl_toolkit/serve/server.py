@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
+from cl_toolkit.core.progress import Bar, clock
 from cl_toolkit.feedback.tokens import FeedbackTokens
 from cl_toolkit.serve.arms import ArmWatcher
 from cl_toolkit.serve.engine import load_version
@@ -451,6 +452,15 @@ class FrontEnd:
         self._wake_w.close()
 
 
+def _announcing(loader: Callable, bar: Bar) -> Callable:
+    """`loader`, naming on the bar what it loads (the first load also imports torch)."""
+    def load(rec, device):
+        what = "base model + adapter" if rec.adapter_dir else "model"
+        bar.update(phase=f"loading {rec.model} {rec.version} ({what})")
+        return loader(rec, device)
+    return load
+
+
 class ChatServer:
     """One model line served over HTTP. start(), then shutdown() (or serve_until_signal())."""
 
@@ -469,17 +479,31 @@ class ChatServer:
         self._threads_before: int | None = None
 
     def start(self) -> ChatServer:
-        """Load the arms, open the store, bind, and serve in a background thread."""
+        """Load the arms, open the store, bind, and serve in a background thread; what it is
+        doing goes to stderr as it goes (the first load imports torch: seconds of silence else)."""
+        with Bar(f"starting clt serve {self.settings.model}", heartbeat=True, phase_lines=True) as bar:
+            self._start(bar)
+            bar.finish(f"ready in {clock(bar.elapsed())} ({bar.phase})")
+        return self
+
+    def _start(self, bar: Bar) -> None:
         from cl_toolkit.serve.handler import Handler
 
         self._set_threads(self.settings.threads)
+        loader = self.watcher.loader
+        self.watcher.loader = _announcing(loader, bar)
         try:
+            bar.update(phase="opening the feedback store")
             self.tokens = FeedbackTokens.for_workspace(self.settings.workspace)
+            bar.update(phase="reading the registry")
             self.watcher.load()
             self.writer.start()
         except BaseException:
             self._set_threads(self._threads_before)
             raise
+        finally:
+            self.watcher.loader = loader
+        bar.update(phase=f"listening on {self.settings.host}:{self.settings.port}")
         try:
             self.httpd = FrontEnd((self.settings.host, self.settings.port), Handler, self)
         except OSError as e:
@@ -488,7 +512,7 @@ class ChatServer:
             raise BadInput(f"cannot listen on {self.settings.host}:{self.settings.port}: {e.strerror}") from None
         self.httpd.start()
         self.watcher.start()
-        return self
+        bar.update(phase="serving " + ", ".join(f"{arm} {v}" for arm, v in self.watcher.current.versions.items() if v))
 
     def _set_threads(self, n: int | None) -> None:
         """Torch's CPU threads are per process: remember them, so shutdown can give them back."""

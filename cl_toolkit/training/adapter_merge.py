@@ -17,6 +17,7 @@ import yaml
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import dump_json, jsonl_bytes, sha256_file
+from cl_toolkit.core.progress import Bar
 from cl_toolkit.core.yamlio import read_yaml
 from cl_toolkit.registry import RegistryStore, VersionRecord, artifact_file
 from cl_toolkit.training.mix import dedupe, read_chat_jsonl
@@ -51,13 +52,18 @@ def merge_adapters(sources: list[VersionRecord], weights: list[float], method: s
     if len({s.base_model for s in sources}) != 1:
         raise BadInput("adapters can only be merged when they share one base model: "
                        + ", ".join(f"{s.version} on {s.base_model}" for s in sources))
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, Bar(f"merging {len(sources)} adapters ({method})",
+                                                   len(sources) + 2, unit="steps") as bar:
+        bar.update(0, phase="loading the base model")
         fulls = [_strip_full_copies(Path(s.adapter_dir), Path(tmp) / s.version) for s in sources]
         model = AutoModelForCausalLM.from_pretrained(sources[0].base_model, dtype=torch.float32)
         names = [f"v{i}" for i in range(len(sources))]  # PEFT adapter names cannot hold dots
+        bar.update(1, phase=f"loading adapter {sources[0].version}")
         model = PeftModel.from_pretrained(model, str(Path(tmp) / sources[0].version), adapter_name=names[0])
-        for name, s in zip(names[1:], sources[1:], strict=True):
+        for i, (name, s) in enumerate(zip(names[1:], sources[1:], strict=True), start=2):
+            bar.update(i, phase=f"loading adapter {s.version}")
             model.load_adapter(str(Path(tmp) / s.version), adapter_name=name)
+        bar.update(len(sources) + 1, phase="combining and saving")
         extra = {} if method == "linear" else {"density": density}
         model.add_weighted_adapter(names, weights, adapter_name="merged", combination_type=method, **extra)
         model.save_pretrained(str(Path(tmp) / "out"), selected_adapters=["merged"])

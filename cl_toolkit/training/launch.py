@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput, CltError
+from cl_toolkit.core.progress import Bar, child_env, debugging, note
 from cl_toolkit.core.secret_scan import redact
 
 # Settings every Axolotl process needs here (measured: docs/environment.md): telemetry off
@@ -197,7 +198,7 @@ def train_env(base: dict | None = None, workspace: Path | None = None, *, extra:
 
     With `wandb` (a recipe that tracks to W&B) WANDB_MODE is left to the caller, whose
     environment also holds WANDB_API_KEY: keys and tokens are never written anywhere."""
-    env = dict(os.environ if base is None else base)
+    env = child_env(dict(os.environ if base is None else base))  # the child logs in full
     env.update({k: v for k, v in TRAIN_ENV.items() if not (wandb and k == "WANDB_MODE")})
     env.update(extra or {})
     if workspace is not None:  # keep Hugging Face caches inside the workspace
@@ -207,16 +208,44 @@ def train_env(base: dict | None = None, workspace: Path | None = None, *, extra:
 
 # ---- running the launch command -------------------------------------------------------
 
+# What the training process prints (recorded: tests/fixtures/axolotl_train.log):
+# the HF Trainer's log dicts, `{'loss': '4.07', ..., 'epoch': '0.625'}` (Axolotl 0.19 prints
+# the numbers as strings), the Trainer's own tqdm bar without a description,
+# `  5%|▌         | 8/150 [00:00<00:05, 24.29it/s]` (the other bars, `Tokenizing Prompts
+# ...: 60/60 [...`, have one), and Axolotl's `Maximum number of steps set at 150`, which
+# comes before the first step: the total is the output's.
 _LOSS = re.compile(r"\{'(?:loss|train_runtime)':[^}]*\}")
-_STEP = re.compile(r"(\d+)/(\d+) \[")
+_TRAIN_BAR = re.compile(r"^\s*\d+%\|[^|]*\|\s*(\d+)/(\d+) \[(\d[\d:]*)<(\?|\d[\d:]*)")
+_MAX_STEPS = re.compile(r"Maximum number of steps set at (\d+)")
+# Axolotl's log lines that start a phase worth naming while no step is counted yet.
+PHASES = (
+    ("Loading raw datasets", "preparing the data"),
+    ("Loading prepared dataset", "loading the prepared data"),
+    ("Loading weights", "loading the model"),
+    ("Starting trainer", "training"),
+    ("Training completed", "saving"),
+    ("Copying non-model files", "merging"),  # axolotl merge-lora
+)
 
 
 class TrainingFailed(CltError):
     exit_code = 1
 
 
+def _seconds(clock_text: str) -> float | None:
+    """tqdm's 00:05 / 1:02:03 as seconds; None for '?'."""
+    if not clock_text or clock_text == "?":
+        return None
+    total = 0.0
+    for part in clock_text.split(":"):
+        total = total * 60 + int(part)
+    return total
+
+
 def parse_progress(line: str) -> dict | None:
-    """A loss record ({'loss': ..., 'epoch': ...}) or a step counter from Axolotl's output."""
+    """What one line of Axolotl's output says about progress: a log record ({'loss': ...,
+    'epoch': ...} or the final {'train_loss': ...}, numbers as floats); the Trainer's bar
+    ({"step", "steps", "elapsed_s", "eta_s"}); the step total ({"steps"}); or a phase."""
     m = _LOSS.search(line)
     if m:
         try:
@@ -224,8 +253,17 @@ def parse_progress(line: str) -> dict | None:
                     for k, v in ast.literal_eval(m.group(0)).items()}
         except (ValueError, SyntaxError):
             return None
-    m = _STEP.search(line)
-    return {"step": int(m.group(1)), "steps": int(m.group(2))} if m else None
+    m = _TRAIN_BAR.match(line)
+    if m:
+        return {"step": int(m.group(1)), "steps": int(m.group(2)), "elapsed_s": _seconds(m.group(3)),
+                "eta_s": _seconds(m.group(4))}
+    m = _MAX_STEPS.search(line)
+    if m:
+        return {"steps": int(m.group(1))}
+    for marker, phase in PHASES:
+        if marker in line:
+            return {"phase": phase}
+    return None
 
 
 def _num(v) -> bool:
@@ -236,9 +274,34 @@ def _num(v) -> bool:
         return False
 
 
-def _stream(proc: subprocess.Popen, log_path: Path, on_progress: Callable[[dict], None]) -> list[dict]:
-    """Copy the child's output to the log (secrets masked), reporting progress as it comes."""
-    losses, buf = [], b""
+class TrainingProgress:
+    """Feeds parsed output into a bar: step/total, loss, elapsed, time left (the Trainer's own
+    estimate). A bar whose total differs from Axolotl's announced step count (an evaluation
+    loop's) is not the training's and is ignored."""
+
+    def __init__(self, bar: Bar, first_phase: str = "starting (imports, data, model)"):
+        self.bar = bar
+        self.steps: int | None = None
+        bar.update(phase=first_phase)
+
+    def __call__(self, info: dict) -> None:
+        if "phase" in info:
+            self.bar.update(phase=info["phase"])
+        elif "step" in info:
+            if self.steps is not None and info["steps"] != self.steps:
+                return
+            self.bar.update(info["step"], info["steps"], phase="training", eta_s=info["eta_s"])
+        elif "steps" in info:
+            self.steps = info["steps"]
+            self.bar.update(total=info["steps"])
+        elif "loss" in info:
+            self.bar.update(loss=info["loss"])
+
+
+def _stream(proc: subprocess.Popen, log_path: Path, on_line: Callable[[str], None]) -> None:
+    """Copy the child's output to the log in full (secrets masked), line by line (tqdm's
+    carriage returns end a line too), handing each line to `on_line`."""
+    buf = b""
     with open(log_path, "w", encoding="utf-8") as log:
         while chunk := proc.stdout.read1(65536) if proc.stdout else b"":
             buf += chunk
@@ -247,35 +310,59 @@ def _stream(proc: subprocess.Popen, log_path: Path, on_progress: Callable[[dict]
                 line = redact(raw.decode("utf-8", "replace"))
                 if line.strip():
                     log.write(line + "\n")
-                info = parse_progress(line)
-                if info:
-                    if "loss" in info or "train_loss" in info:
-                        losses.append(info)
-                    on_progress(info)
+                    on_line(line)
+            log.flush()
         if buf:
-            log.write(redact(buf.decode("utf-8", "replace")) + "\n")
-    return losses
+            line = redact(buf.decode("utf-8", "replace"))
+            log.write(line + "\n")
+            on_line(line)
 
 
 def run_training(argv: list[str], run_dir: Path, workspace: Path, on_progress: Callable[[dict], None], *,
-                 env: dict | None = None, wandb: bool = False, log_name: str = "train.log") -> dict:
-    """Run the launch command; raise TrainingFailed (with the log's tail) on failure."""
-    log_path = run_dir / "logs" / log_name
+                 env: dict | None = None, wandb: bool = False, log_name: str = "train.log",
+                 label: str | None = None, what: str = "training", log_dir: Path | None = None) -> dict:
+    """Run the launch command with a progress bar on stderr (the child's whole output goes to
+    logs/`log_name`, and with CLT_DEBUG to stderr too); raise TrainingFailed with the log's
+    tail on failure. `on_progress` also gets every parsed record. The log goes to `log_dir`
+    (default run_dir/logs) when run_dir is a scratch folder that will be removed."""
+    log_path = (log_dir or run_dir / "logs") / log_name
     log_path.parent.mkdir(parents=True, exist_ok=True)
+    losses: list[dict] = []
+    echo = debugging()
     start = time.monotonic()
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=run_dir,
-                            env=train_env(workspace=workspace, extra=env, wandb=wandb), start_new_session=True)
-    try:
-        losses = _stream(proc, log_path, on_progress)
-        code = proc.wait()
-    except BaseException:  # Ctrl-C or our own crash: stop the whole training process group
-        _kill(proc)
-        raise
-    seconds = time.monotonic() - start
-    if code != 0:
-        tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
-        raise TrainingFailed(f"training failed (exit {code}); log: {log_path}\n{tail}")
+    with Bar(label or f"{what} {run_dir.name}", unit="steps", heartbeat=True, phase_lines=True) as bar:
+        feed = TrainingProgress(bar, *([] if what == "training" else ["starting (imports, model)"]))
+
+        def on_line(line: str) -> None:
+            if echo:
+                note(line)
+            info = parse_progress(line)
+            if info:
+                if "loss" in info or "train_loss" in info:
+                    losses.append(info)
+                feed(info)
+                on_progress(info)
+
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=run_dir,
+                                env=train_env(workspace=workspace, extra=env, wandb=wandb), start_new_session=True)
+        try:
+            _stream(proc, log_path, on_line)
+            code = proc.wait()
+        except BaseException:  # Ctrl-C or our own crash: stop the whole training process group
+            _kill(proc)
+            raise
+        seconds = time.monotonic() - start
+        if code != 0:
+            tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
+            raise TrainingFailed(f"{what} failed (exit {code}); log: {log_path}\n{tail}")
+        bar.finish(_summary(bar, seconds))
     return {"train_seconds": round(seconds, 2), "losses": losses}
+
+
+def _summary(bar: Bar, seconds: float) -> str:
+    steps = f"{bar.done} steps, " if bar.done else ""
+    loss = f"last loss {bar.fields['loss']:.4g}, " if isinstance(bar.fields.get("loss"), float) else ""
+    return f"done: {steps}{loss}{seconds:.1f} s"
 
 
 def _kill(proc: subprocess.Popen) -> None:

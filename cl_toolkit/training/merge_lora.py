@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import hashlib
 import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -16,7 +15,7 @@ from cl_toolkit.core.errors import BadInput, CltError
 from cl_toolkit.core.files import publish_dir, sha256_file
 from cl_toolkit.core.yamlio import read_yaml
 from cl_toolkit.registry import VersionRecord, artifact_file
-from cl_toolkit.training.launch import train_env
+from cl_toolkit.training.launch import run_training
 
 _WEIGHT_FILES = ("config.json", "model.safetensors", "adapter_config.json", "adapter_model.safetensors",
                  "tokenizer.json", "tokenizer_config.json")
@@ -56,12 +55,13 @@ def merged_base(rec: VersionRecord, workspace: Path) -> tuple[Path, bool]:
     try:
         cfg_path = scratch / "merge.yml"
         cfg_path.write_text(yaml.safe_dump(merge_config(parent_cfg, rec, scratch)))
-        proc = subprocess.run([sys.executable, "-m", "axolotl.cli.merge_lora", str(cfg_path)],
-                              cwd=scratch, env=train_env(workspace=workspace), capture_output=True, text=True)
-        (scratch / "merge.log").write_text(proc.stdout + proc.stderr)
-        if proc.returncode != 0 or not (scratch / "merged" / "config.json").is_file():
-            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-12:])
-            raise CltError(f"axolotl merge-lora of {rec.model} {rec.version} failed (exit {proc.returncode}):\n{tail}")
+        # the log stays beside the cache (the scratch folder goes): provenance, and the tail on failure
+        run_training([sys.executable, "-m", "axolotl.cli.merge_lora", str(cfg_path)], scratch, workspace,
+                     lambda info: None, log_dir=cache.parent / "logs", log_name=f"{cache.name}.log",
+                     label=f"merging {rec.model} {rec.version} into its base", what=f"axolotl merge-lora of {rec.model} {rec.version}")
+        if not (scratch / "merged" / "config.json").is_file():
+            raise CltError(f"axolotl merge-lora of {rec.model} {rec.version} exited 0 but wrote no merged model; "
+                           f"log: {cache.parent / 'logs' / f'{cache.name}.log'}")
         shutil.copy(cfg_path, scratch / "merged" / "merge.yml")
         publish_dir(scratch / "merged", cache)
     finally:

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import jsonl_bytes, sha256_bytes
+from cl_toolkit.core.progress import Bar
 from cl_toolkit.registry import VersionRecord
 
 
@@ -59,12 +60,22 @@ def teacher_rows(teacher: VersionRecord, rows: list[dict], top_k: int, out: Path
     """KD rows for `rows`, from `out` when already complete; else computed (resuming a partial run)."""
     if out.is_file():
         return [json.loads(line) for line in out.read_text().splitlines()]
+    bar = Bar(f"teacher log-probs ({teacher.model} {teacher.version}, top {top_k})", len(rows), unit="rows")
+    with bar:
+        bar.update(phase="loading the teacher")
+        _compute(teacher, rows, top_k, out, batch_size, student_tokenizer, bar, on_progress)
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def _compute(teacher: VersionRecord, rows: list[dict], top_k: int, out: Path, batch_size: int,
+             student_tokenizer, bar: Bar, on_progress: Callable[[int, int], None]) -> None:
     model, tok = load_version_model(teacher)
     if student_tokenizer is not None:
         check_shared_vocabulary(tok, student_tokenizer, f"{teacher.model} {teacher.version}", "the profile's base model")
     partial = out.with_suffix(".partial")
     done = partial.read_text().splitlines() if partial.is_file() else []
     out.parent.mkdir(parents=True, exist_ok=True)
+    bar.update(len(done), phase="resumed" if done else "computing")
     with open(partial, "a", encoding="utf-8") as f:
         for start in range(len(done), len(rows), batch_size):
             batch = rows[start:start + batch_size]
@@ -76,6 +87,6 @@ def teacher_rows(teacher: VersionRecord, rows: list[dict], top_k: int, out: Path
                 done.append(line)
             f.flush()
             os.fsync(f.fileno())
+            bar.update(len(done))
             on_progress(len(done), len(rows))
     os.replace(partial, out)
-    return [json.loads(line) for line in done]

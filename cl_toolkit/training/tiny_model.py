@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 from cl_toolkit.core.files import publish_dir, sha256_file
+from cl_toolkit.core.progress import note
 from cl_toolkit.core.workspace import resolve_path, toolkit_root
 from cl_toolkit.recipe.model import LoadedRecipe
 from cl_toolkit.training.launch import plan_launch, run_training
@@ -150,7 +150,7 @@ def ensure_tiny_model(out: Path, spec: TinySpec, root: Path) -> bool:
     if (Path(out) / "config.json").exists() and (Path(out) / "model.safetensors").exists():
         return False
     what = f", then {spec.pretrain_epochs} epochs of pretraining through Axolotl (a few minutes)" if spec.pretrain_epochs else ""
-    print(f"  building the tiny base model at {out}{what}", file=sys.stderr, flush=True)
+    note(f"  building the tiny base model at {out}{what}")
     make_tiny_model(out, spec, root)
     return True
 
@@ -197,7 +197,6 @@ def pretrain(init: Path, scratch: Path, spec: TinySpec, root: Path) -> None:
     (`accelerate launch -m axolotl.cli.train`); the result lands in scratch/out."""
     import yaml
 
-
     rows, chat = pretraining_rows(root)
     corpus = scratch / "corpus.jsonl"
     corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
@@ -217,7 +216,8 @@ def pretrain(init: Path, scratch: Path, spec: TinySpec, root: Path) -> None:
     }
     (scratch / "pretrain.yml").write_text(yaml.safe_dump(cfg, sort_keys=True))
     plan = plan_launch(scratch / "pretrain.yml", {"cpu": True, "num_processes": 1, "threads": 1})
-    run_training(plan.argv, scratch, scratch, lambda info: None, env=plan.env)  # scratch as the workspace: its HF cache goes with it
+    # scratch as the workspace: its HF cache goes with it; the bar counts the optimizer's steps
+    run_training(plan.argv, scratch, scratch, lambda info: None, env=plan.env, label="pretraining the tiny base")
     (scratch / "out" / "tiny_spec.json").write_text(json.dumps(spec.__dict__, indent=2, sort_keys=True) + "\n")
     for junk in ("README.md", "debug.log"):
         (scratch / "out" / junk).unlink(missing_ok=True)
