@@ -97,8 +97,8 @@ def test_dry_run_and_nothing_to_prune(fws, store, tmp_path, capsys):
 def test_a_bad_archive_deletes_nothing(store, tmp_path, monkeypatch):
     _fill(store)
     before = _dump(store)
-    real = prune._import_row
-    monkeypatch.setattr(prune, "_import_row", lambda r: {**real(r), "output": "garbled"})
+    real = prune.import_row
+    monkeypatch.setattr(prune, "import_row", lambda r: {**real(r), "output": "garbled"})
     archive = tmp_path / "a.jsonl.gz"
     with pytest.raises(CltError, match="line 1 does not restore the stored rows"):
         prune.prune(store, "365d", archive)

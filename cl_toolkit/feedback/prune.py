@@ -44,11 +44,13 @@ PROGRESS_EVERY = 50_000
 FEEDBACK_KEYS = ("source", "rating", "thumbs", "correction", "notes", "timestamp")
 BOOKKEEPING = ("annotation_samples", "incident_reviews")
 _OLD = "SELECT request_id FROM predictions WHERE timestamp < ?"
-_ROWS = """SELECT p.request_id, p.timestamp, p.input, p.output, p.model_version, p.domain,
+# every prediction joined with its feedback (one row per source), in import_row's column order
+JOINED_ROWS = """SELECT p.request_id, p.timestamp, p.input, p.output, p.model_version, p.domain,
     p.confidence, p.latency_ms, p.quality_score, p.metadata,
     f.source, f.rating, f.thumbs, f.correction, f.notes, f.timestamp
-FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id
-WHERE p.timestamp < ? ORDER BY p.timestamp, p.request_id, f.source"""
+FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id"""
+JOINED_ORDER = " ORDER BY p.timestamp, p.request_id, f.source"
+_ROWS = JOINED_ROWS + " WHERE p.timestamp < ?" + JOINED_ORDER
 
 
 def cutoff_for(older_than: str, now: datetime | None = None) -> str:
@@ -64,7 +66,7 @@ def cutoff_for(older_than: str, now: datetime | None = None) -> str:
         raise BadInput(f"--older-than {older_than!r} reaches before year 1") from None
 
 
-def _import_row(r: tuple) -> dict:
+def import_row(r: tuple) -> dict:
     """One joined (prediction, feedback) row as an import line."""
     metadata = json.loads(r[9]) if r[9] else {}
     metadata.update((k, v) for k, v in zip(COLUMN_KEYS, r[5:9], strict=True) if v is not None)
@@ -97,7 +99,7 @@ def _write_archive(conn, cutoff: str, path: Path, progress) -> dict:
         # mtime 0 and no name inside: the same rows give the same bytes
         with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) as gz:
             for r in conn.execute(_ROWS, (cutoff,)):
-                gz.write((json.dumps(_import_row(r), sort_keys=True, ensure_ascii=False)
+                gz.write((json.dumps(import_row(r), sort_keys=True, ensure_ascii=False)
                           + "\n").encode("utf-8"))
                 counts["lines"] += 1
                 counts["predictions"] += r[0] != previous

@@ -20,10 +20,11 @@ from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.files import atomic_open
+from cl_toolkit.feedback.prune import FEEDBACK_KEYS, JOINED_ORDER, JOINED_ROWS, import_row
 from cl_toolkit.feedback.records import COLUMN_KEYS, RecordError
 
 FEEDBACK_FIELDS = ("rating", "thumbs", "correction", "notes")  # what a person said
-STORED_FEEDBACK = ("source", *FEEDBACK_FIELDS, "timestamp")  # the feedback table's order
+STORED_FEEDBACK = FEEDBACK_KEYS  # the feedback table's order: source, what a person said, when
 TABLE_SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
 _INT = re.compile(r"[+-]?\d+\Z")
 
@@ -128,26 +129,11 @@ TABLE_COLUMNS = ("request_id", "timestamp", "input", "output", "model_version", 
                  "metadata", *(f"user_feedback.{k}" for k in STORED_FEEDBACK))
 
 
-_STORE_ROWS = """SELECT p.request_id, p.timestamp, p.input, p.output, p.model_version, p.domain,
-    p.confidence, p.latency_ms, p.quality_score, p.metadata,
-    f.source, f.rating, f.thumbs, f.correction, f.notes, f.timestamp
-FROM predictions p LEFT JOIN feedback f ON f.request_id = p.request_id
-ORDER BY p.timestamp, p.request_id, f.source"""
-
-
 def store_rows(store) -> Iterator[dict]:
-    """Everything a feedback store holds, as feedback rows (one per feedback source)."""
-    for r in store.conn.execute(_STORE_ROWS):
-        meta = json.loads(r[9]) if r[9] else {}
-        meta.update((k, v) for k, v in zip(COLUMN_KEYS, r[5:9], strict=True) if v is not None)
-        row = dict(zip(("request_id", "timestamp", "input", "output", "model_version"), r[:5],
-                       strict=True))
-        if meta:
-            row["metadata"] = meta
-        if r[10] is not None:
-            row["user_feedback"] = {k: v for k, v in zip(STORED_FEEDBACK,
-                                                         r[10:16], strict=True) if v is not None}
-        yield row
+    """Everything a feedback store holds, as feedback rows (one per feedback source): the
+    rows `clt feedback prune --archive` writes, for the whole store."""
+    for r in store.conn.execute(JOINED_ROWS + JOINED_ORDER):
+        yield import_row(r)
 
 
 def _table_cells(row: dict) -> dict:
