@@ -3,6 +3,7 @@ recipes of their own."""
 
 from __future__ import annotations
 
+import copy
 import shutil
 from pathlib import Path
 
@@ -29,6 +30,18 @@ def make_project(root: Path) -> Path:
         shutil.copy(REPO / rel, root / rel)
     (root / "recipes" / "ff").mkdir(parents=True)
     return root
+
+
+def recipe_text(**changes) -> str:
+    """BASE_RECIPE with top-level keys replaced, as YAML text."""
+    data = copy.deepcopy(BASE_RECIPE)
+    data.update(changes)
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+def line_of(text: str, needle: str) -> int:
+    """The 1-based line of `text` that first contains `needle`."""
+    return next(i for i, t in enumerate(text.splitlines(), 1) if needle in t)
 
 
 def write_recipe(root: Path, data: dict | str, name: str | None = None) -> Path:

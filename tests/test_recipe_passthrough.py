@@ -4,7 +4,6 @@ workspace; trust_remote_code needs --trust-remote-code."""
 
 from __future__ import annotations
 
-import copy
 import importlib.util
 import inspect
 import os
@@ -15,7 +14,7 @@ import typing
 import pytest
 import yaml
 from conftest import REPO
-from project import BASE_RECIPE, write_recipe
+from project import line_of, recipe_text, write_recipe
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.recipe import passthrough
@@ -25,16 +24,6 @@ from cl_toolkit.training.strategies import load_recipe
 R100 = REPO / "recipes" / "firefighter" / "1.0.0.yml"
 EVIL = "evil_module_xyz"
 EVIL_PLUGIN = f"{EVIL}.EvilPlugin"  # Axolotl's form, module.Class: it imports the module
-
-
-def recipe_text(**changes) -> str:
-    data = copy.deepcopy(BASE_RECIPE)
-    data.update(changes)
-    return yaml.safe_dump(data, sort_keys=False)
-
-
-def line_of(text: str, needle: str) -> int:
-    return next(i for i, t in enumerate(text.splitlines(), 1) if needle in t)
 
 
 @pytest.fixture

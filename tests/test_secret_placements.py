@@ -4,22 +4,13 @@ file the failed command leaves behind holds it."""
 
 from __future__ import annotations
 
-import copy
-
 import pytest
-import yaml
-from project import BASE_RECIPE, write_recipe
+from project import recipe_text, write_recipe
 
 from cl_toolkit.core.secret_scan import redact, url_problem, value_problem
 
 TOKEN = "hf_" + "Qx7" * 12  # looks like a Hugging Face token
 PASSWORD = "Pa55w0rdZebra"
-
-
-def recipe_text(**changes) -> str:
-    data = copy.deepcopy(BASE_RECIPE)
-    data.update(changes)
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 def assert_refused(clt, proj, args, secret, where):

@@ -4,13 +4,11 @@ are in the workspace's registry; with no pass-through keys it imports no Axolotl
 
 from __future__ import annotations
 
-import copy
 import os
 import subprocess
 import sys
 
-import yaml
-from project import BASE_RECIPE, REPO, write_recipe
+from project import REPO, line_of, recipe_text, write_recipe
 from test_registry_support import add_version
 
 from cl_toolkit.registry import open_registry
@@ -18,16 +16,6 @@ from cl_toolkit.training import axolotl_check
 from cl_toolkit.training.axolotl_check import axolotl_version
 
 KD = "axolotl.integrations.kd.KDPlugin"
-
-
-def recipe_text(**changes) -> str:
-    data = copy.deepcopy(BASE_RECIPE)
-    data.update(changes)
-    return yaml.safe_dump(data, sort_keys=False)
-
-
-def line_of(text: str, needle: str) -> int:
-    return next(i for i, t in enumerate(text.splitlines(), 1) if needle in t)
 
 
 CHILD = {"version": "1.1.0", "parent": "1.0.0", "strategy": "continued_lora"}

@@ -5,14 +5,13 @@ reads YAML through core/yamlio.py, and what the toolkit writes has no anchors.""
 from __future__ import annotations
 
 import ast
-import copy
 import json
 import subprocess
 import sys
 
 import pytest
 import yaml
-from project import BASE_RECIPE, REPO, write_recipe
+from project import REPO, recipe_text, write_recipe
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.yamlio import MAX_DEPTH, dump_yaml, load_yaml
@@ -27,12 +26,6 @@ def billion_laughs() -> str:
     for prev, name in zip("abcdefgh", "bcdefghi", strict=True):
         lines.append(f"{name}: &{name} [" + ", ".join([f"*{prev}"] * 9) + "]")
     return "\n".join(lines) + "\n"
-
-
-def recipe_text(**changes) -> str:
-    data = copy.deepcopy(BASE_RECIPE)
-    data.update(changes)
-    return yaml.safe_dump(data, sort_keys=False)
 
 
 SCRIPT = """
