@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from cl_toolkit.evaluation.policy import pt as _delta
 from cl_toolkit.evaluation.suite import CRITICALITIES
 
 
@@ -20,10 +21,6 @@ def code(text) -> str:
 
 def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
-
-
-def _delta(x: float) -> str:
-    return f"{100 * x:+.1f} pt"
 
 
 def _case_block(row: dict) -> list[str]:

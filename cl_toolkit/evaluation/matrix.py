@@ -20,7 +20,7 @@ from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.yamlio import load_yaml
 from cl_toolkit.evaluation import cl_metrics
 from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version
-from cl_toolkit.evaluation.policy import normalise_gate
+from cl_toolkit.evaluation.policy import normalise_gate, pt
 from cl_toolkit.evaluation.suite import Suite
 from cl_toolkit.registry import VersionRecord, open_registry
 
@@ -138,4 +138,4 @@ def _pct(x: float | None) -> str:
 
 
 def _pt(x: float | None) -> str:
-    return "-" if x is None else f"{100 * x:+.1f} pt"
+    return "-" if x is None else pt(x)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from cl_toolkit.evaluation.policy import pt as points
+
 WAITS = ("axolotl", "generation")  # time the toolkit waits on; the rest is its own
 
 
@@ -70,7 +72,7 @@ def accuracy_lines(evaluations: dict | None, version: str, parent: str | None) -
     rows = [head]
     for name, r in mine.items():
         before = theirs.get(name, {}).get("accuracy")
-        change = "—" if before is None else f"{100 * (r['accuracy'] - before):+.1f} pt"
+        change = "—" if before is None else points(r['accuracy'] - before)
         rows.append([name, *([_pct(before)] if theirs else []), _pct(r["accuracy"]), *([change] if theirs else [])])
     widths = [max(len(row[i]) for row in rows) for i in range(len(head))]
     return ["  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(row, widths,

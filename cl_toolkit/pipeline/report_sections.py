@@ -4,6 +4,8 @@ two accuracies is in percentage points ("pt"), gate reasons included."""
 
 from __future__ import annotations
 
+from cl_toolkit.evaluation.policy import pt as points
+
 
 def pct(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1%}"
@@ -11,7 +13,7 @@ def pct(x: float | None) -> str:
 
 def pt(x: float | None) -> str:
     """A difference of two accuracies, in percentage points: the report's one unit for deltas."""
-    return "n/a" if x is None else f"{100 * x:+.1f} pt"
+    return "n/a" if x is None else points(x)
 
 
 def _cell(x) -> str:
