@@ -73,7 +73,12 @@ def clt(capsys):
     from cl_toolkit.cli import main
 
     def run(*args: str) -> tuple[int, str, str]:
-        code = main([str(a) for a in args])
+        saved = dict(os.environ)  # a command quiets third-party libraries through the environment
+        try:
+            code = main([str(a) for a in args])
+        finally:  # this process is the test's, not the command's: later tests see it as it was
+            os.environ.clear()
+            os.environ.update(saved)
         out = capsys.readouterr()
         return code, out.out, out.err
 

@@ -294,6 +294,24 @@ def test_a_child_gets_its_environment_back(monkeypatch, logging_restored):
     assert quiet_third_party({"CLT_DEBUG": "1"}) is False
 
 
+def test_a_grandchild_gets_its_environment_back_too(monkeypatch, logging_restored):
+    """A `clt` started by a `clt` (or by a process that ran a command in-process) inherits the
+    quieting; it must not take it for the user's own choice and pass it to training."""
+    monkeypatch.delenv("CLT_DEBUG", raising=False)
+    monkeypatch.setattr(progress, "_quieted", set())
+    parent = {"TRANSFORMERS_VERBOSITY": "info", "PATH": "/bin"}
+    quiet_third_party(parent)
+    monkeypatch.setattr(progress, "_quieted", set())  # a new process: nothing set here yet
+    inherited = dict(parent)
+    assert quiet_third_party(inherited) is True
+    assert child_env(inherited) == {"TRANSFORMERS_VERBOSITY": "info", "PATH": "/bin"}
+    # and a debugging grandchild is loud: the parent's quieting is undone
+    debug = dict(parent, CLT_DEBUG="1")
+    quiet_third_party(debug)
+    assert "TQDM_DISABLE" not in debug and "HF_HUB_DISABLE_PROGRESS_BARS" not in debug
+    assert debug["TRANSFORMERS_VERBOSITY"] == "info"
+
+
 def test_a_real_command_keeps_stdout_clean_json_with_json(tmp_path):
     """`clt tiny-model --json` saves a model through transformers, whose "Writing model
     shards" bar leaked before; stdout is the JSON alone, and CLT_DEBUG brings the bar back."""

@@ -92,6 +92,29 @@ def test_axolotl_validator_judges_passthrough_values(clt, workspace, tmp_path):
     assert not out.exists()
 
 
+def test_train_checks_beside_the_training_process_and_stops_it(clt, workspace):
+    """`clt train` defers Axolotl's check to the launch, where it runs while the training
+    process starts: a config Axolotl rejects stops that process, the error is the check's
+    (at --set), and nothing is trained or registered."""
+    code, _, err = clt("train", R100, "--set", "axolotl.micro_batch_size=lots")
+    assert code == 2, err
+    assert "--set: [axolotl.micro_batch_size]" in err and "Traceback" not in err
+    run = workspace / "runs" / "firefighter-1.0.0"
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["axolotl_check"]["at"] == "launch" and "datasets" not in manifest["axolotl_check"]["toolkit_keys"]
+    assert (run / "logs" / "train.log").is_file()  # the process was started
+    assert not (run / "adapter" / "adapter_model.safetensors").exists()
+    assert not list((workspace / "cache" / "axolotl_check").glob("*.json"))  # only passes are cached
+    code, out, _ = clt("registry", "list", "firefighter", "--json")
+    assert code == 0 and json.loads(out) == []
+
+
+def test_dry_run_checks_at_once(clt, workspace):
+    """Nothing is launched on a dry run, so the check cannot wait for a launch."""
+    code, _, err = clt("train", R100, "--dry-run", "--set", "axolotl.micro_batch_size=lots")
+    assert code == 2 and "--set: [axolotl.micro_batch_size]" in err
+
+
 def test_failed_rerender_keeps_the_previous_render(clt, workspace, tmp_path):
     out = tmp_path / "r"
     assert clt("recipe", "render", R100, "-o", out)[0] == 0

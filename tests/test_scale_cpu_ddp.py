@@ -28,6 +28,7 @@ def test_two_cpu_processes_train_the_tiny_model(tmp_path, tiny_model_dir, clt):
     assert '"world_size": 2' in log
     # 60 rows, micro batch 8: one process takes 8 steps an epoch, two data-parallel ranks take 4
     assert "Maximum number of steps set at 4" in log and "Maximum number of steps set at 8" not in log
+    assert "4/4 [" in log  # the Trainer's bar reaches the log, though this test process ran `clt` in-process
     assert (run / "adapter" / "adapter_model.safetensors").is_file()
     code, out, _ = clt("--workspace", ws, "registry", "list", "firefighter", "--json")
     assert code == 0 and [r["version"] for r in json.loads(out)] == ["1.0.0"]

@@ -48,6 +48,9 @@ def test_both_versions_registered_with_provenance(trained, clt):
         assert rec["train_seconds"] > 0 and rec["metrics"]["train_loss"] is not None
         assert f"trained firefighter {version}" in logs[version].stdout
         assert "loss" in logs[version].stderr  # progress was shown
+        assert manifest["axolotl_check"]["at"] == "launch"  # checked beside the training process
+    # and each check that passed there is cached: a render of the same config imports no Axolotl
+    assert len(list((ws / "cache" / "axolotl_check").glob("*.json"))) == 2
 
 
 def test_continued_lora_rehearses_the_parent_data(trained):

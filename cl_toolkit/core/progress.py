@@ -48,6 +48,11 @@ QUIET_LOGGERS = ("torchao", "torch", "torch.utils._pytree", "transformers", "dat
                  "filelock", "urllib3", "py.warnings")
 STDOUT_LOGGERS = ("DeepSpeed",)  # its handler writes to sys.stdout
 _quieted: set[str] = set()  # the QUIET_ENV names this process set (not the user's own)
+# The names the toolkit set, passed down to child processes too: a `clt` started by a `clt`
+# (or by a test process that ran a command in-process) inherits TQDM_DISABLE and the rest,
+# and must still tell them from the user's own choice, or the training process it starts
+# would lose the Trainer's bar, which is how training reports its steps in the run's log.
+QUIETED_VAR = "CLT_QUIETED"
 _lock = threading.RLock()  # one writer at a time: bars, notes, threads of a server
 _live: list[Bar] = []  # live bars on the terminal, the newest last
 
@@ -96,12 +101,16 @@ def quiet_third_party(environ=None) -> bool:
         for f in [f for f in logger.filters if isinstance(f, _ToStderr)]:
             logger.removeFilter(f)
         logger.addFilter(_ToStderr(logging.NOTSET if debug else logging.ERROR))
-    if debug:
+    if debug:  # a parent's quieting is not the user's choice either: undo it
+        for key in _inherited(environ) | ({QUIETED_VAR} & set(environ)):
+            environ.pop(key, None)
         return False
+    _quieted.update(_inherited(environ))
     for key, value in QUIET_ENV.items():
         if key not in environ:
             environ[key] = value
             _quieted.add(key)
+    environ[QUIETED_VAR] = ",".join(sorted(_quieted))
     for name in QUIET_LOGGERS:
         logger = logging.getLogger(name)
         logger.setLevel(logging.ERROR)
@@ -111,9 +120,16 @@ def quiet_third_party(environ=None) -> bool:
     return True
 
 
+def _inherited(environ) -> set[str]:
+    """The QUIET_ENV names a parent toolkit process set, from CLT_QUIETED."""
+    return {k for k in environ.get(QUIETED_VAR, "").split(",") if k in QUIET_ENV}
+
+
 def child_env(environ: dict) -> dict:
-    """`environ` without what quiet_third_party set: a training process logs in full."""
-    return {k: v for k, v in environ.items() if k not in _quieted}
+    """`environ` without what quiet_third_party set, here or in a parent toolkit process: a
+    training process logs in full."""
+    drop = _quieted | _inherited(environ) | {QUIETED_VAR}
+    return {k: v for k, v in environ.items() if k not in drop}
 
 
 # ---- writing -------------------------------------------------------------------------

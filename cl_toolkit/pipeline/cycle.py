@@ -61,6 +61,7 @@ class Context:
     topology: Topology | None = None  # clt cycle --nproc/--nnodes/...: the same launch as clt train
     eval_settings: EvalSettings = field(default_factory=EvalSettings)  # evaluate and gate alike
     waited: dict = field(default_factory=dict)  # the running step's seconds in axolotl / generation
+    until: str | None = None  # the last step this run takes
 
     @property
     def run_dir(self) -> Path:
@@ -171,7 +172,10 @@ def _data(c: Context) -> dict:
 
 def _render(c: Context) -> dict:
     with open_registry(c.lr.workspace) as reg:
-        rendered = prepare(c.lr, reg, c.topology)
+        # Axolotl's check runs beside the training process's start, unless nothing trains next
+        rendered = prepare(c.lr, reg, c.topology, check_now=c.until == "render")
+    if rendered.check == "deferred":
+        c.say("  Axolotl's check: beside the training process's start (train step)")
     out = rendered.manifest["outputs"]
     return {"axolotl.yml": out["axolotl.yml"]["sha256"], "train.jsonl": out["data/train.jsonl"]["sha256"]}
 
@@ -309,7 +313,8 @@ def run_cycle(lr: LoadedRecipe, *, from_step: str | None = None, until: str | No
         if value and value not in STEPS:
             raise BadInput(f"{name} must be one of {', '.join(STEPS)}")
     until = last_step(until, topology)
-    c, ran, dirty = Context(lr, say, topology=topology, eval_settings=eval_settings or EvalSettings()), [], False
+    c = Context(lr, say, topology=topology, eval_settings=eval_settings or EvalSettings(), until=until)
+    ran, dirty = [], False
     c.stamps.mkdir(parents=True, exist_ok=True)
     begun, timings = time.monotonic(), {}
     for step in STEPS:

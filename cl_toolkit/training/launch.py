@@ -17,6 +17,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -320,11 +321,14 @@ def _stream(proc: subprocess.Popen, log_path: Path, on_line: Callable[[str], Non
 
 def run_training(argv: list[str], run_dir: Path, workspace: Path, on_progress: Callable[[dict], None], *,
                  env: dict | None = None, wandb: bool = False, log_name: str = "train.log",
-                 label: str | None = None, what: str = "training", log_dir: Path | None = None) -> dict:
+                 label: str | None = None, what: str = "training", log_dir: Path | None = None,
+                 preflight: Callable[[], object] | None = None) -> dict:
     """Run the launch command with a progress bar on stderr (the child's whole output goes to
     logs/`log_name`, and with CLT_DEBUG to stderr too); raise TrainingFailed with the log's
     tail on failure. `on_progress` also gets every parsed record. The log goes to `log_dir`
-    (default run_dir/logs) when run_dir is a scratch folder that will be removed."""
+    (default run_dir/logs) when run_dir is a scratch folder that will be removed.
+    `preflight` (a deferred config check) runs in a thread while the process starts: if it
+    raises, the process is stopped and its error is raised; success waits for it."""
     log_path = (log_dir or run_dir / "logs") / log_name
     log_path.parent.mkdir(parents=True, exist_ok=True)
     losses: list[dict] = []
@@ -345,18 +349,35 @@ def run_training(argv: list[str], run_dir: Path, workspace: Path, on_progress: C
 
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=run_dir,
                                 env=train_env(workspace=workspace, extra=env, wandb=wandb), start_new_session=True)
+        failed: list[BaseException] = []
+        checker = threading.Thread(target=_preflight, args=(preflight, proc, failed), daemon=True)
         try:
+            checker.start()
             _stream(proc, log_path, on_line)
             code = proc.wait()
+            checker.join()
         except BaseException:  # Ctrl-C or our own crash: stop the whole training process group
             _kill(proc)
             raise
+        if failed:
+            raise failed[0]
         seconds = time.monotonic() - start
         if code != 0:
             tail = "\n".join(log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-15:])
             raise TrainingFailed(f"{what} failed (exit {code}); log: {log_path}\n{tail}")
         bar.finish(_summary(bar, seconds))
     return {"train_seconds": round(seconds, 2), "losses": losses}
+
+
+def _preflight(check: Callable[[], object] | None, proc: subprocess.Popen, failed: list) -> None:
+    """Run `check`; on an error keep it and stop the training process, which has no use."""
+    if check is None:
+        return
+    try:
+        check()
+    except BaseException as e:  # noqa: BLE001 - handed to the main thread, which raises it
+        failed.append(e)
+        _kill(proc)
 
 
 def _summary(bar: Bar, seconds: float) -> str:

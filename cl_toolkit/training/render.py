@@ -33,6 +33,7 @@ from cl_toolkit.training.strategies.interface import Plan
 from cl_toolkit.training.validate_deep import RecipeLocator
 
 FILES = ("axolotl.yml", "manifest.json", "recipe.yml", "recipe.original.yml", "data/train.jsonl", "data/new.jsonl")
+DEFERRED = "deferred"
 CHECK_CACHE = ("cache", "axolotl_check")  # under the workspace: one stamp per config that passed
 
 
@@ -42,7 +43,8 @@ class Rendered:
     config: dict
     profile: Profile
     manifest: dict
-    check: str = ""  # Axolotl's check: "checked", "cached" (passed before), "" (not run)
+    check: str = ""  # Axolotl's check: "checked", "cached" (passed before), "deferred", "" (not run)
+    loaded: LoadedRecipe | None = None  # the recipe it came from (what a deferred check needs)
 
 
 def tracking_keys(tracking: dict | None, run_name: str, source: str = "recipe") -> dict:
@@ -123,11 +125,15 @@ def _manifest(lr: LoadedRecipe, profile: Profile, mix: Mix, outputs: dict) -> di
 
 
 def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate: bool = True,
-           topology: Topology | None = None) -> Rendered:
+           defer_check: bool = False, topology: Topology | None = None) -> Rendered:
     """Render `lr` into `out_dir` (replaced atomically); nothing is written on error.
     `topology` (clt train --nproc/--nnodes) overrides the profile's process count. The
     result's `check` says whether Axolotl's check ran ("checked") or had passed before for
-    this exact config ("cached": nothing of Axolotl is imported)."""
+    this exact config ("cached": nothing of Axolotl is imported). With `defer_check` (a
+    render that is launched right away: `clt train`, `clt cycle`) the check is left to
+    `check_rendered`, which the launch runs beside the training process's start: its
+    seconds of imports overlap the training process's own ("deferred"; the manifest's
+    `axolotl_check` says so, with what is needed to place Axolotl's errors)."""
     recipe = lr.recipe
     profile = load_profile(resolve_path(recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
     refuse_secrets(profile.axolotl, display(profile.path))
@@ -142,16 +148,33 @@ def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate
     cfg = dict(sorted({**cfg, **engine_keys(cfg, lr, profile, world_size)}.items()))
     refuse_secrets(cfg, "axolotl.yml (rendered)")
     refuse_plugins(cfg, "axolotl.yml (rendered)")  # before Axolotl's validator imports any
-    check = ""
-    if validate:
-        try:
-            check = validate_with_axolotl(cfg, cpu=bool(profile.launcher.get("cpu")), num_processes=world_size,
-                                          offline_model_config=profile.offline_model_config,
-                                          cache_dir=lr.workspace.joinpath(*CHECK_CACHE))
-        except BadInput as e:
-            toolkit_set = {*plan.keys, *tracking_keys(thaw(recipe.tracking), recipe.run_name, display(lr.source))}
-            raise BadInput(_at_sources(e.problems, lr, profile, toolkit_set)) from None
-    return dataclasses.replace(_write(lr, profile, mix, cfg, out_dir), check=check)
+    toolkit_set = {*plan.keys, *tracking_keys(thaw(recipe.tracking), recipe.run_name, display(lr.source))}
+    check, deferred = "", None
+    if validate and defer_check:
+        check, deferred = DEFERRED, {"at": "launch", "toolkit_keys": sorted(toolkit_set)}
+    elif validate:
+        check = _check(cfg, lr, profile, world_size, toolkit_set)
+    return dataclasses.replace(_write(lr, profile, mix, cfg, out_dir, deferred), check=check)
+
+
+def _check(cfg: dict, lr: LoadedRecipe, profile: Profile, world_size: int, toolkit_set: set) -> str:
+    """Axolotl's check of `cfg` (cached by fingerprint), its errors placed in the sources."""
+    try:
+        return validate_with_axolotl(cfg, cpu=bool(profile.launcher.get("cpu")), num_processes=world_size,
+                                     offline_model_config=profile.offline_model_config,
+                                     cache_dir=lr.workspace.joinpath(*CHECK_CACHE))
+    except BadInput as e:
+        raise BadInput(_at_sources(e.problems, lr, profile, toolkit_set)) from None
+
+
+def check_rendered(lr: LoadedRecipe, rendered: Rendered, topology: Topology | None = None) -> str:
+    """The check a render deferred (manifest `axolotl_check`), on the rendered config: BadInput
+    at the recipe's or the profile's line, as render would have raised. "" when render checked."""
+    deferred = rendered.manifest.get("axolotl_check")
+    if not deferred:
+        return ""
+    world_size = fill_topology(rendered.profile.launcher, topology).world_size
+    return _check(rendered.config, lr, rendered.profile, world_size, set(deferred["toolkit_keys"]))
 
 
 def _at_sources(problems: list[Problem], lr: LoadedRecipe, profile: Profile, toolkit_set: set) -> list[Problem]:
@@ -188,7 +211,7 @@ def resolved_recipe(lr: LoadedRecipe) -> bytes:
     return ("\n".join(header) + "\n" + dump_yaml(thaw(lr.raw), sort_keys=False, allow_unicode=True)).encode()
 
 
-def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Path) -> Rendered:
+def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Path, deferred: dict | None) -> Rendered:
     blobs = {
         "axolotl.yml": dump_yaml(cfg, sort_keys=True, allow_unicode=True).encode(),
         "recipe.yml": resolved_recipe(lr),
@@ -200,6 +223,8 @@ def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Pat
     outputs["data/train.jsonl"]["rows"] = len(mix.rows)
     outputs["data/new.jsonl"]["rows"] = len(mix.new_rows)
     manifest = _manifest(lr, profile, mix, outputs)
+    if deferred:
+        manifest["axolotl_check"] = deferred
     blobs["manifest.json"] = dump_json(manifest).encode()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.render.", dir=out_dir.parent))
@@ -212,4 +237,4 @@ def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Pat
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return Rendered(run_dir=out_dir, config=cfg, profile=profile, manifest=manifest)
+    return Rendered(run_dir=out_dir, config=cfg, profile=profile, manifest=manifest, loaded=lr)

@@ -1,8 +1,11 @@
 """Train one recipe, in three steps that `clt train` and `clt cycle` both call:
 
 - `prepare`: refuse a version that is already registered (versions are immutable), make
-  sure the profile's tiny base exists, render the run folder;
-- `launch`: run the launch command for this node (`accelerate launch -m axolotl.cli.train`);
+  sure the profile's tiny base exists, render the run folder (Axolotl's check deferred to
+  the launch, unless `check_now`);
+- `launch`: run the launch command for this node (`accelerate launch -m axolotl.cli.train`),
+  with the deferred check beside the training process's start: a config Axolotl rejects
+  stops the process and raises the check's error, at the recipe's line, as render would;
 - `register_run`: register the version, only when the adapter is really there.
 
 A failed or interrupted run records nothing in the registry."""
@@ -28,7 +31,7 @@ from cl_toolkit.training.launch import (
     run_training,
 )
 from cl_toolkit.training.profiles import load_profile
-from cl_toolkit.training.render import Rendered, render
+from cl_toolkit.training.render import Rendered, check_rendered, render
 from cl_toolkit.training.tiny_model import ensure_base
 
 
@@ -44,12 +47,13 @@ def run_dir_for(lr: LoadedRecipe) -> Path:
     return lr.workspace / "runs" / lr.recipe.run_name
 
 
-def _render_for_node(lr: LoadedRecipe, run_dir: Path, registry: RegistryStore, topology: Topology | None) -> Rendered:
+def _render_for_node(lr: LoadedRecipe, run_dir: Path, registry: RegistryStore, topology: Topology | None,
+                     check_now: bool) -> Rendered:
     """Node 0 renders the run folder. Another node renders it only where it is missing (its
     own disk); on a shared file system it uses node 0's, which may already be training in it."""
     manifest_path = run_dir / "manifest.json"
     if topology is None or topology.node_rank == 0 or not manifest_path.is_file():
-        return render(lr, run_dir, registry, topology=topology)
+        return render(lr, run_dir, registry, topology=topology, defer_check=not check_now)
     rendered = load_rendered(lr)
     made_from = rendered.manifest["recipe"]
     if made_from["sha256"] != lr.sha256 or made_from.get("overrides", []) != list(lr.overrides):
@@ -65,11 +69,13 @@ def refuse_registered(lr: LoadedRecipe, registry: RegistryStore) -> None:
                        f"write a recipe for the next version")
 
 
-def prepare(lr: LoadedRecipe, registry: RegistryStore, topology: Topology | None = None) -> Rendered:
-    """Everything before the launch: the immutability check, the base model, the run folder."""
+def prepare(lr: LoadedRecipe, registry: RegistryStore, topology: Topology | None = None, *,
+            check_now: bool = False) -> Rendered:
+    """Everything before the launch: the immutability check, the base model, the run folder.
+    Axolotl's check is left to `launch` unless `check_now` (nothing will be launched)."""
     refuse_registered(lr, registry)
     ensure_base(lr)
-    return _render_for_node(lr, run_dir_for(lr), registry, topology)
+    return _render_for_node(lr, run_dir_for(lr), registry, topology, check_now)
 
 
 def launch_plan(rendered: Rendered, topology: Topology | None = None) -> LaunchPlan:
@@ -80,10 +86,13 @@ def launch_plan(rendered: Rendered, topology: Topology | None = None) -> LaunchP
 
 def launch(rendered: Rendered, plan: LaunchPlan, workspace: Path, topology: Topology | None = None,
            on_progress: Callable[[dict], None] = lambda info: None) -> dict:
-    """Run the launch command in the run folder; the outcome (seconds, losses)."""
+    """Run the launch command in the run folder, the check render deferred beside it; the
+    outcome (seconds, losses)."""
     rank = topology.node_rank if topology else 0
+    lr = rendered.loaded
+    preflight = (lambda: check_rendered(lr, rendered, topology)) if lr is not None else None
     return run_training(plan.argv, rendered.run_dir, workspace, on_progress, env=plan.env,
-                        wandb=bool(rendered.config.get("use_wandb")),
+                        wandb=bool(rendered.config.get("use_wandb")), preflight=preflight,
                         log_name="train.log" if rank == 0 else f"train-node{rank}.log")
 
 
@@ -93,14 +102,14 @@ def load_rendered(lr: LoadedRecipe) -> Rendered:
     profile = load_profile(resolve_path(lr.recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
     config = read_yaml(run_dir / "axolotl.yml")
     manifest = json.loads((run_dir / "manifest.json").read_text(encoding="utf-8"))
-    return Rendered(run_dir=run_dir, config=config, profile=profile, manifest=manifest)
+    return Rendered(run_dir=run_dir, config=config, profile=profile, manifest=manifest, loaded=lr)
 
 
 def train(lr: LoadedRecipe, registry: RegistryStore, *, dry_run: bool = False,
           on_progress: Callable[[dict], None] = lambda info: None, topology: Topology | None = None) -> TrainResult:
     """prepare → launch → register (unless dry_run). With a multi-node `topology` every node
     runs this with its own node_rank; only node 0 registers."""
-    rendered = prepare(lr, registry, topology)
+    rendered = prepare(lr, registry, topology, check_now=dry_run)
     plan = launch_plan(rendered, topology)
     if dry_run:
         return TrainResult(None, rendered, plan.argv, plan.env)
