@@ -51,7 +51,7 @@ def test_extract_keeps_only_the_domains_asked_for(store, tmp_path):
 
 def test_extract_refuses_an_unknown_domain_naming_the_known_ones(store, tmp_path):
     _populate(store)
-    with pytest.raises(BadInput, match=r"unknown domain 'hazmatt': .* holds the domains ems, hazmat, hose$"):
+    with pytest.raises(BadInput, match=r"unknown domain 'hazmatt'; the domains of the feedback store .*: ems, hazmat, hose$"):
         extract(store, tmp_path / "x.jsonl", domains=["hazmat", "hazmatt"])
     assert not (tmp_path / "x.jsonl").exists() and not manifest_path(tmp_path / "x.jsonl").exists()
 
@@ -91,7 +91,7 @@ def test_annotation_export_samples_only_the_domain_and_records_it(store, tmp_pat
 
 def test_annotation_export_refuses_an_unknown_domain(store, tmp_path):
     _populate(store)
-    with pytest.raises(BadInput, match="unknown domain 'rescue': .* holds the domains ems, hazmat, hose"):
+    with pytest.raises(BadInput, match="unknown domain 'rescue'; the domains of .*: ems, hazmat, hose"):
         annotate.export_batch(store, tmp_path / "b.csv", 5, domains=["rescue"])
     assert not (tmp_path / "b.csv").exists()
     assert store.count("annotation_samples") == 0
@@ -110,5 +110,5 @@ def test_cli_annotate_export_domain(fws, store, tmp_path, capsys):
 
 
 def test_an_empty_store_has_no_domain(store, tmp_path):
-    with pytest.raises(BadInput, match="holds no domain at all"):
+    with pytest.raises(BadInput, match="unknown domain 'hose'; the feedback store .* has no domain at all"):
         extract(store, tmp_path / "x.jsonl", domains=["hose"])

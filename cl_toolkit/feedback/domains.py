@@ -40,8 +40,8 @@ def unknown_domain_error(unknown: list[str], known: list[str], where: str) -> Ba
     shown = ", ".join(known[:SHOWN_DOMAINS]) + (f", ... ({len(known)} in all)"
                                                  if len(known) > SHOWN_DOMAINS else "")
     names = ", ".join(repr(d) for d in unknown)
-    return BadInput(f"unknown domain{'s' if len(unknown) > 1 else ''} {names}: {where} holds "
-                    + (f"the domains {shown}" if known else "no domain at all"))
+    return BadInput(f"unknown domain{'s' if len(unknown) > 1 else ''} {names}; "
+                    + (f"the domains of {where}: {shown}" if known else f"{where} has no domain at all"))
 
 
 def check_store_domains(store: FeedbackStore, domains: Iterable[str] | None) -> tuple[str, ...]:
