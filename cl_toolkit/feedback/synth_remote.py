@@ -7,8 +7,10 @@ identifies it. It may open with a YAML front matter block naming its domain (``-
 block is not sent to the endpoint. ``clt synth --scenario FOLDER --domain D`` generates for
 the folder's scenarios of domain D only, one output each; a domain no scenario declares is
 an error naming those they do. A single scenario file without front matter given with one
-``--domain D`` is that domain's scenario (as `clt analyze`'s plan writes them). The endpoint is asked for a few pairs at a time, as a JSON array of
-``{"question", "answer"}``. Each pair is checked (text lengths; the answer must not be
+``--domain D`` is that domain's scenario (as `clt analyze`'s plan writes them).
+
+The endpoint is asked for a few pairs at a time, as a JSON array of ``{"question",
+"answer"}``. Each pair is checked (text lengths; the answer must not be
 empty, a refusal, cut off or repetitive: the heuristic scorer's checks), PII-redacted
 (on by default) and deduplicated on its question, case and whitespace folded, against
 the feedback store's inputs, existing data files and the pairs already taken. A reply
