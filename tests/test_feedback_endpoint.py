@@ -130,7 +130,8 @@ def test_synth_writes_validated_unique_pairs_and_a_manifest_without_the_key(
     assert m == json.loads(manifest_path(out).read_text())
     assert m["synthetic"] is True and m["kind"] == "synthetic"
     assert m["scenario"] == {"path": str(scenario), "title": "EV fire in a garage",
-                             "sha256": sha256_file(scenario)}
+                             "sha256": sha256_file(scenario), "domain": None}
+    assert m["filters"] == {"domains": []}
     assert m["endpoint"] == {"base_url": api.base_url, "model": "teacher-7b"}
     assert m["counts"] == {"requests": 3, "malformed_replies": 1, "pairs_received": 9,
                            "duplicates": 3, "unused": 1, "invalid": 2, "written": 3,

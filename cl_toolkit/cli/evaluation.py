@@ -17,7 +17,7 @@ from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version
 from cl_toolkit.evaluation.gate import gate_config, run_gate
 from cl_toolkit.evaluation.gate_report import eval_summary, gate_summary
 from cl_toolkit.evaluation.matrix import line_matrix, matrix_text
-from cl_toolkit.evaluation.suite import load_suite
+from cl_toolkit.evaluation.suite import load_suite, only_domains
 from cl_toolkit.registry import open_registry
 
 
@@ -87,24 +87,38 @@ class EvalCommand(click.Command):
 @click.argument("target", metavar="MODEL@VERSION")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Also write the full results (every case) to this JSON file.")
+@click.option("--domain", "domains", multiple=True, metavar="DOMAIN",
+              help="Only the suite's cases of this domain (repeatable: any of them). Cached apart "
+                   "and never recorded as the suite's score; a domain without cases is an error "
+                   "naming the suite's domains.")
 @eval_options
-def eval_cli(target, out, suite, judge_spec, fresh, as_json, **generation):
+def eval_cli(target, out, domains, suite, judge_spec, fresh, as_json, **generation):
     """Answer a regression suite with one version and score every case: accuracy overall,
     per domain and per criticality, tokens per second and peak memory. Results are cached
     in workspace/evals/MODEL/VERSION/ and appended to workspace/evals/MODEL/model_evolution.json.
 
+    With --domain only those domains' cases are answered: a part of the suite, cached on
+    its own and kept out of the history and the accuracy matrix.
+
     `clt eval matrix MODEL [--json] [--all]` prints the line's accuracy matrix instead."""
     model, version = parse_model_version(target)
-    loaded = load_suite(suite) if suite else None  # a bad suite is reported before anything loads
+    loaded = only_domains(load_suite(suite), domains) if suite else None  # bad input before anything loads
     ws = workspace_dir()
     with open_registry(ws) as reg:
         rec = reg.resolve(model, version)
-    loaded = loaded or _recipe_suite(rec, ws)
+    loaded = loaded or only_domains(_recipe_suite(rec, ws), domains)
     settings = EvalSettings(**generation)
     result = evaluate_version(ws, rec, loaded, settings, _judge(judge_spec, settings.device), fresh)
     if out:
         atomic_write_json(out, result)
-    emit(result, as_json, eval_summary(result))
+    emit(result, as_json, eval_summary(result) + _narrowed_line(result))
+
+
+def _narrowed_line(result: dict) -> list[str]:
+    if not result.get("domains"):
+        return []
+    return [f"  only domains {', '.join(result['domains'])}: {result['total']} of the suite's "
+            f"{result['suite_cases']} cases (not recorded as the suite's score)"]
 
 
 @click.command("gate")

@@ -9,7 +9,7 @@ import time
 
 import click
 
-from cl_toolkit.cli.options import default_of, json_option, window_options
+from cl_toolkit.cli.options import default_of, domain_option, json_option, window_options
 from cl_toolkit.cli.output import emit, say
 from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.workspace import workspace_dir
@@ -191,6 +191,7 @@ def stats_cmd(as_json):
 @click.option("--min-quality", type=float, help="Drop predictions with a lower quality score.")
 @window_options("Keep predictions")
 @click.option("--model-version", "versions", multiple=True, help="Only these (repeatable).")
+@domain_option()
 @click.option("--redact/--no-redact", default=True, show_default=True, help="PII redaction.")
 @click.option("--dedupe/--no-dedupe", default=True, show_default=True)
 @click.option("--system", "system_prompt", help="A system message for every example.")
@@ -201,13 +202,15 @@ def stats_cmd(as_json):
                    "has reviewed (off: anyone holding an answer's feedback token can post one).")
 @json_option()
 def extract_cmd(out, fmt, versions, redact, as_json, **options):
-    """Write training examples and OUT.manifest.json beside them."""
+    """Write training examples and OUT.manifest.json beside them (with every filter used:
+    --domain hazmat makes one domain's training data)."""
     with open_store() as store:
         m = extract(store, out, fmt=fmt, model_versions=versions, redact_pii=redact,
                     progress=_Progress("predictions read"), **options)
     c = m["counts"]
     emit(m, as_json, [
-        f"wrote {c['written']:,} examples ({fmt}) to {out}, sha256 {m['output']['sha256'][:16]}",
+        f"wrote {c['written']:,} examples ({fmt}) to {out}, sha256 {m['output']['sha256'][:16]}"
+        + (f" (domains {', '.join(m['filters']['domains'])})" if m["filters"]["domains"] else ""),
         f"selected {c['selected']:,}: kept {c['kept_as_is']:,}, corrected {c['corrected']:,} "
         f"(+{c['corrected_by_expert']:,} by experts), duplicates {c['duplicates']:,}",
         f"dropped: bad without correction {c['bad_without_correction']:,}, neutral "
@@ -228,13 +231,17 @@ def extract_cmd(out, fmt, versions, redact, as_json, **options):
               type=float)
 @click.option("--seed", default=default_of(annotate.sample, "seed"), show_default=True, type=int)
 @click.option("--resample", is_flag=True, help="Allow requests already sent out or annotated.")
+@domain_option("Sample only predictions of this domain (repeatable: any of them); a domain "
+               "the store lacks is an error naming those it holds.")
 @click.option("--batch", help="A name for the batch (default: OUT@time).")
 @json_option()
 def annotate_export_cmd(out, as_json, **options):
-    """Sample requests by strata into a CSV for expert annotation."""
+    """Sample requests by strata into a CSV for expert annotation, with OUT.manifest.json
+    beside it (the batch, the filters, the rows per stratum, the CSV's SHA-256)."""
     with open_store() as store:
         r = annotate.export_batch(store, out, **options)
-    emit(r, as_json, [f"wrote {r['rows']} requests to {out} (batch {r['batch']}): "
+    emit(r, as_json, [f"wrote {r['rows']} requests to {out} (batch {r['batch']}"
+                      + (f", domains {', '.join(r['domains'])}" if r["domains"] else "") + "): "
                        + ", ".join(f"{k} {v}" for k, v in r["by_stratum"].items())])
 
 

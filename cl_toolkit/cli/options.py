@@ -77,6 +77,12 @@ def reason_option() -> Decorator:
     return click.option("--reason", required=True, help="Why: recorded in the history.")
 
 
+def domain_option(help: str = "Only predictions of this domain (repeatable: any of them); "
+                                "a domain the store lacks is an error naming those it holds.") -> Decorator:
+    """--domain D, repeatable (parameter `domains`): keep only D's data."""
+    return click.option("--domain", "domains", multiple=True, metavar="DOMAIN", help=help)
+
+
 def window_options(what: str = "Only predictions") -> Decorator:
     """--since/--until: a time window over stored predictions (until is exclusive)."""
     return stack(

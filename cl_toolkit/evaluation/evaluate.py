@@ -6,7 +6,12 @@ evaluates its baseline once) and every fresh evaluation joins the model's histor
 With `samples` > 1 every case is answered that many times at `temperature` (seeded): each
 case gets its `pass_rate` (share of samples that pass) and `passed` = rate >= 0.5, the
 accuracies are mean pass rates, and the cache file is
-`<suite_sha256>-s<samples>-t<temperature>-seed<seed>.json`, next to the greedy one."""
+`<suite_sha256>-s<samples>-t<temperature>-seed<seed>.json`, next to the greedy one.
+
+A suite narrowed to some domains (`clt eval --domain`, suite.only_domains) is cached apart,
+`<suite_sha256>...-domains-<hash of the names>.json`, its result names the `domains` and
+the suite's full `suite_cases`, and it joins neither the model's history nor (matrix.py)
+the registry's scores: the suite's score is always over every case."""
 
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from pathlib import Path
 
 from cl_toolkit import __version__
 from cl_toolkit.core.errors import BadInput
-from cl_toolkit.core.files import atomic_write_json
+from cl_toolkit.core.files import atomic_write_json, sha256_bytes
 from cl_toolkit.core.progress import Bar, clock
 from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.core.workspace import relative_inside, workspace_ref
@@ -125,6 +130,12 @@ def summarize(rows: list[dict]) -> dict:
             "per_criticality": {c: _tally([r for r in rows if r["criticality"] == c]) for c in crits}}
 
 
+def domain_variant(domains: tuple[str, ...]) -> str:
+    """The cache file's suffix for a suite narrowed to `domains`: empty for the whole suite
+    (domain names are free text: the file name holds a hash of them, the result the names)."""
+    return f"-domains-{sha256_bytes(chr(10).join(domains).encode())[:12]}" if domains else ""
+
+
 def cache_path(workspace: Path, model: str, version: str, suite_sha256: str, variant: str = "") -> Path:
     return history.evals_dir(workspace, model) / version / f"{suite_sha256}{variant}.json"
 
@@ -143,11 +154,16 @@ def suite_label(suite: Suite, workspace: Path) -> str:
     return ref if ref != str(suite.path) else suite.name
 
 
+def _narrowed(suite: Suite) -> dict:
+    """What a result says of a suite narrowed to some domains ({} for the whole suite)."""
+    return {"domains": list(suite.domains), "suite_cases": suite.total} if suite.domains else {}
+
+
 def build_result(rec: VersionRecord, suite: Suite, rows: list[dict], gen: Generation, settings: dict,
                  workspace: Path) -> dict:
     return {
         "model": rec.model, "version": rec.version, "suite": suite_label(suite, workspace),
-        "suite_sha256": suite.sha256, "version_fingerprint": fingerprint(rec, workspace), "settings": settings, **summarize(rows),
+        "suite_sha256": suite.sha256, **_narrowed(suite), "version_fingerprint": fingerprint(rec, workspace), "settings": settings, **summarize(rows),
         "performance": {"seconds": round(gen.seconds, 4), "generated_tokens": sum(gen.new_tokens),
                         "tokens_per_second": round(gen.tokens_per_second, 2),
                         "peak_memory_mb": round(gen.peak_memory_mb, 1), "device": settings["device"],
@@ -157,14 +173,15 @@ def build_result(rec: VersionRecord, suite: Suite, rows: list[dict], gen: Genera
     }
 
 
-def _cached(path: Path, rec: VersionRecord, settings: dict, workspace: Path) -> dict | None:
+def _cached(path: Path, rec: VersionRecord, settings: dict, workspace: Path, suite: Suite) -> dict | None:
     if not path.is_file():
         return None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return None  # a damaged cache entry is recomputed, never trusted
-    ok = doc.get("version_fingerprint") == fingerprint(rec, workspace) and doc.get("settings") == settings
+    ok = (doc.get("version_fingerprint") == fingerprint(rec, workspace) and doc.get("settings") == settings
+          and doc.get("domains", []) == list(suite.domains))
     return doc if ok else None
 
 
@@ -192,12 +209,14 @@ def evaluate_version(workspace: Path, rec: VersionRecord, suite: Suite, settings
     settings = settings or EvalSettings()
     require_judge(suite.cases, judge)
     key = settings.key(getattr(judge, "name", None) if judge else None)
-    path = cache_path(workspace, rec.model, rec.version, suite.sha256, settings.variant())
+    variant = settings.variant() + domain_variant(suite.domains)
+    path = cache_path(workspace, rec.model, rec.version, suite.sha256, variant)
     where = relative_inside(str(path), Path(workspace))  # gate.json keeps it: no machine's path
-    doc = None if fresh else _cached(path, rec, key, workspace)
+    doc = None if fresh else _cached(path, rec, key, workspace, suite)
     if doc is None:
         doc = _evaluate_now(workspace, rec, suite, settings, judge, key)
         atomic_write_json(path, doc)
-        history.append_evaluation(workspace, doc)
+        if not suite.domains:  # part of a suite is not the suite's score: the history keeps only whole ones
+            history.append_evaluation(workspace, doc)
         return {**doc, "cached": False, "cache_path": where}
     return {**doc, "cached": True, "cache_path": where}

@@ -38,7 +38,11 @@ def evaluate_suites(workspace: Path, rec: VersionRecord, suites: list[NamedSuite
                     settings: EvalSettings | None = None, judge: Callable | None = None,
                     fresh: bool = False) -> dict[str, dict]:
     """Evaluate one version on every suite (each from evaluate_version's cache when it can)
-    and record every score in the registry. Returns {suite name: evaluation result}."""
+    and record every score in the registry. Returns {suite name: evaluation result}.
+    A suite narrowed to some domains is refused: its score is not the suite's."""
+    narrowed = [s.name for s in suites if s.suite.domains]
+    if narrowed:
+        raise BadInput(f"suite {narrowed[0]} is narrowed to some domains; the accuracy matrix records whole suites only")
     results = {s.name: evaluate_version(workspace, rec, s.suite, settings, judge, fresh) for s in suites}
     with open_registry(workspace) as reg, reg.transaction():
         for s in suites:

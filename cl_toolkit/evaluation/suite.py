@@ -1,6 +1,10 @@
 """Regression suites: JSONL, one case a line (`id, input, expected, match, criticality,
 domain, tags`, optional `tolerance` for numeric cases). Validated once on load: every
-problem in the file is collected and reported together, each with file and line."""
+problem in the file is collected and reported together, each with file and line.
+
+`only_domains` narrows a loaded suite to some domains' cases (`clt eval --domain`); the
+narrowed suite keeps the file's SHA-256 and says which domains it holds, so an evaluation
+of it is never taken for the whole suite's score."""
 
 from __future__ import annotations
 
@@ -45,10 +49,35 @@ class Suite:
     path: Path
     cases: tuple[Case, ...]
     sha256: str  # of the file's bytes: the cache key of every evaluation on it
+    domains: tuple[str, ...] = ()  # only these domains' cases (only_domains); () = the whole file
+    total: int | None = None  # the file's cases when narrowed to some domains
 
     @property
     def name(self) -> str:
         return display(self.path)
+
+    def domain_counts(self) -> dict[str, int]:
+        """{domain: cases}, by domain name."""
+        counts: dict[str, int] = {}
+        for c in self.cases:
+            counts[c.domain] = counts.get(c.domain, 0) + 1
+        return dict(sorted(counts.items()))
+
+
+def only_domains(suite: Suite, domains) -> Suite:
+    """The suite narrowed to the cases of `domains` (any of them); the suite itself for
+    none. BadInput, naming the suite's domains, for a domain it has no case of."""
+    names = tuple(sorted({d.strip() for d in domains or ()}))
+    if not names:
+        return suite
+    counts = suite.domain_counts()
+    unknown = [d for d in names if d not in counts]
+    if unknown:
+        listed = ", ".join(repr(d) for d in unknown)
+        raise BadInput([Problem(suite.name, f"no case in domain{'s' if len(unknown) > 1 else ''} {listed}; "
+                                f"the suite's domains are {', '.join(counts)}", key="domain")])
+    kept = tuple(c for c in suite.cases if c.domain in names)
+    return Suite(path=suite.path, cases=kept, sha256=suite.sha256, domains=names, total=len(suite.cases))
 
 
 def _is_text(v) -> bool:

@@ -13,6 +13,11 @@ cell such as ``=HYPERLINK(...)`` as a formula. Every exported cell that begins w
 numbers such as ``-1`` are left alone, a spreadsheet reads them as numbers anyway), and so
 does every cell that genuinely begins with ``'``; reading the file back drops one leading
 ``'`` from every cell, so the round trip is exact.
+
+`domains` restricts every stratum to predictions of those domains (a batch for the weak
+ones); a domain the store lacks is an error naming those it holds. Beside the CSV,
+OUT.manifest.json records the batch, the filters and strata asked for, the rows per
+stratum and the CSV's SHA-256.
 """
 
 from __future__ import annotations
@@ -24,7 +29,9 @@ import re
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput, Problem
-from cl_toolkit.core.files import atomic_write_bytes
+from cl_toolkit.core.files import atomic_write_bytes, atomic_write_json, sha256_bytes
+from cl_toolkit.feedback.domains import check_store_domains, domain_clause
+from cl_toolkit.feedback.extract import manifest_path
 from cl_toolkit.feedback.ratings import NEGATIVE_MAX
 from cl_toolkit.feedback.records import now_timestamp
 from cl_toolkit.feedback.store import FeedbackStore
@@ -32,6 +39,7 @@ from cl_toolkit.feedback.store import FeedbackStore
 COLUMNS = ("request_id", "stratum", "timestamp", "model_version", "domain", "confidence",
            "input", "output", "user_rating", "user_thumbs", "user_correction",
            "expert_rating", "expert_correction", "expert_notes")
+MANIFEST_KIND = "annotation-export"
 STRATA = ("errors", "low_confidence", "random")
 DEFAULT_SHARES = {"errors": 0.4, "low_confidence": 0.3}
 _CANDIDATES = f"""SELECT p.request_id,
@@ -64,20 +72,26 @@ def _targets(n: int, errors: int | None, low_confidence: int | None) -> dict[str
     return {"errors": errors, "low_confidence": low, "random": n - errors - low}
 
 
-def _pools(store: FeedbackStore, threshold: float, resample: bool) -> dict[str, list[str]]:
+def _pools(store: FeedbackStore, threshold: float, resample: bool,
+           domains: tuple[str, ...] = ()) -> dict[str, list[str]]:
     pools: dict[str, list[str]] = {s: [] for s in STRATA}
-    sql = _CANDIDATES.format(extra="" if resample else _NOT_SAMPLED)
-    for request_id, is_error, low in store.conn.execute(sql, (threshold,)):
+    clause, params = domain_clause(domains)
+    extra = ("" if resample else _NOT_SAMPLED) + (f" AND {clause}" if clause else "")
+    sql = _CANDIDATES.format(extra=extra)
+    for request_id, is_error, low in store.conn.execute(sql, (threshold, *params)):
         pools["errors" if is_error else "low_confidence" if low else "random"].append(request_id)
     return pools
 
 
 def sample(store: FeedbackStore, n: int, *, errors: int | None = None,
            low_confidence: int | None = None, confidence_threshold: float = 0.5,
-           seed: int = 0, resample: bool = False) -> list[tuple[str, str]]:
-    """[(request_id, stratum)]: a stratum short of candidates hands its share to random."""
+           seed: int = 0, resample: bool = False,
+           domains: tuple[str, ...] | list[str] = ()) -> list[tuple[str, str]]:
+    """[(request_id, stratum)]: a stratum short of candidates hands its share to random.
+    `domains` (checked against the store) restricts the candidates to those domains."""
+    domains = check_store_domains(store, domains)
     targets, pools = _targets(n, errors, low_confidence), _pools(store, confidence_threshold,
-                                                                  resample)
+                                                                  resample, domains)
     rng, chosen = random.Random(seed), []
     for stratum in ("errors", "low_confidence"):
         k = min(targets[stratum], len(pools[stratum]))
@@ -120,18 +134,28 @@ def export_batch(store: FeedbackStore, out_path: str | Path, n: int = 50, *,
     """Sample `n` requests into a CSV for experts and record them as sampled.
 
     `sampling` takes sample()'s keywords (errors, low_confidence, confidence_threshold,
-    seed, resample). Returns {"path", "batch", "rows", "by_stratum"}.
+    seed, resample, domains). Writes OUT.manifest.json beside the CSV.
+    Returns {"path", "batch", "rows", "by_stratum", "domains", "manifest"}.
     """
     out_path = Path(out_path)
+    sampling["domains"] = check_store_domains(store, sampling.get("domains"))
     chosen = sample(store, n, **sampling)
-    atomic_write_bytes(out_path, _csv_bytes(store, chosen))
+    data = _csv_bytes(store, chosen)
+    atomic_write_bytes(out_path, data)
     batch = batch or f"{out_path.stem}@{now_timestamp()}"
     with store.transaction() as conn:
         conn.executemany(
             "INSERT OR REPLACE INTO annotation_samples (request_id, batch, stratum, sampled_at) "
             "VALUES (?, ?, ?, ?)", [(rid, batch, s, now_timestamp()) for rid, s in chosen])
     by_stratum = {s: sum(1 for _, st in chosen if st == s) for s in STRATA}
-    return {"path": str(out_path), "batch": batch, "rows": len(chosen), "by_stratum": by_stratum}
+    manifest = atomic_write_json(manifest_path(out_path), {
+        "kind": MANIFEST_KIND, "batch": batch, "created_at": now_timestamp(),
+        "filters": {"n": n, **{k: (list(v) if k == "domains" else v) for k, v in sorted(sampling.items())}},
+        "by_stratum": by_stratum,
+        "output": {"path": out_path.name, "rows": len(chosen), "bytes": len(data),
+                   "sha256": sha256_bytes(data)}})
+    return {"path": str(out_path), "batch": batch, "rows": len(chosen), "by_stratum": by_stratum,
+            "domains": list(sampling["domains"]), "manifest": str(manifest)}
 
 
 def read_rows(path: str | Path) -> list[tuple[int, dict]]:

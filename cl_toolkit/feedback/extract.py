@@ -1,6 +1,7 @@
 """`clt feedback extract`: training examples out of the feedback store, by explicit rules.
 
-Every prediction that passes the filters (time window, model versions, quality score) is
+Every prediction that passes the filters (time window, model versions, domains, quality
+score) is
 judged by its *effective* rating and correction, each taken from the most trusted source
 that gave one (expert, then incident, then user, then api; thumbs count as 5 / 3 / 1):
 
@@ -35,6 +36,7 @@ from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_open, atomic_write_json, sha256_file
+from cl_toolkit.feedback.domains import check_store_domains, domain_clause
 from cl_toolkit.feedback.ratings import (
     EFFECTIVE_CORRECTION,
     EFFECTIVE_RATING,
@@ -79,7 +81,8 @@ FROM predictions p
 {SOURCE_JOINS}"""
 
 
-def _where(since: str | None, until: str | None, versions: list[str]) -> tuple[str, list]:
+def _where(since: str | None, until: str | None, versions: list[str],
+           domains: tuple[str, ...] = ()) -> tuple[str, list]:
     clauses, params = [], []
     if since:
         clauses.append("p.timestamp >= ?")
@@ -90,6 +93,10 @@ def _where(since: str | None, until: str | None, versions: list[str]) -> tuple[s
     if versions:
         clauses.append(f"p.model_version IN ({', '.join('?' * len(versions))})")
         params += versions
+    if domains:
+        clause, values = domain_clause(domains)
+        clauses.append(clause)
+        params += values
     return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
 
 
@@ -174,7 +181,7 @@ def _write_new(examples: Iterable[tuple], f, seen: set, counts: Counter,
 def extract(store: FeedbackStore, out_path: str | Path, *, fmt: str = "chat", min_rating: int = POSITIVE_MIN,
             max_bad_rating: int = NEGATIVE_MAX, min_quality: float | None = None, since: str | None = None,
             until: str | None = None, model_versions: list[str] | tuple = (),
-            redact_pii: bool = True, dedupe: bool = True, system_prompt: str | None = None,
+            domains: list[str] | tuple = (), redact_pii: bool = True, dedupe: bool = True, system_prompt: str | None = None,
             pseudo_label_min_confidence: float | None = None, trust_api_corrections: bool = False,
             progress: Callable[[int], None] | None = None) -> dict:
     """Write training examples to `out_path` (JSONL) and its manifest; return the manifest.
@@ -183,14 +190,16 @@ def extract(store: FeedbackStore, out_path: str | Path, *, fmt: str = "chat", mi
     snapshot; the output appears atomically. `pseudo_label_min_confidence` (None: off)
     also keeps unrated predictions at or above that model confidence.
     `trust_api_corrections` uses corrections posted to the server's API without review.
+    `domains` keeps only predictions of those domains; one the store lacks is BadInput.
     """
     since, until = _check_options(fmt, min_rating, max_bad_rating, since, until,
                                   pseudo_label_min_confidence)
+    domains = check_store_domains(store, domains)
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     opts = {"min_rating": min_rating, "max_bad_rating": max_bad_rating,
             "min_quality": min_quality, "since": since, "until": until,
-            "model_versions": sorted(model_versions), "redact_pii": redact_pii,
+            "model_versions": sorted(model_versions), "domains": list(domains), "redact_pii": redact_pii,
             "dedupe": dedupe, "system_prompt": system_prompt,
             "pseudo_label_min_confidence": pseudo_label_min_confidence,
             "trust_api_corrections": trust_api_corrections}
@@ -204,7 +213,7 @@ def extract(store: FeedbackStore, out_path: str | Path, *, fmt: str = "chat", mi
 def _write(store, job: dict, f, counts: Counter, redactions: Counter, pseudo_lines: list,
            progress) -> None:
     """Select, judge, redact, dedupe and write, from one read snapshot."""
-    where, params = _where(job["since"], job["until"], job["model_versions"])
+    where, params = _where(job["since"], job["until"], job["model_versions"], tuple(job["domains"]))
     store.conn.execute("BEGIN")  # one consistent snapshot while we read
     try:
         select = _select(job["trust_api_corrections"])

@@ -33,6 +33,7 @@ from cl_toolkit.core.workspace import (
     workspace_dir,
 )
 from cl_toolkit.core.yamlio import LineMap, display, format_key, load_yaml
+from cl_toolkit.recipe.domain_source import domain_problem
 from cl_toolkit.recipe.model import (
     LoadedRecipe,
     apply_defaults,
@@ -143,6 +144,25 @@ def _path_problems(data: dict, lines: LineMap, fname: str, root: Path, ws: Path)
             continue
         if not path.is_file():
             problems.append(Problem(fname, f"file not found: {raw}", lines.line_for(key), format_key(key)))
+    return problems
+
+
+def _domain_problems(data: dict, lines: LineMap, fname: str, root: Path, ws: Path) -> list[Problem]:
+    """A source with `domain:` must be a domain-filtered extract or synth output of those domains."""
+    sources = [(("data", "train", i), s) for i, s in enumerate(data["data"]["train"])]
+    sources += [(("data", "rehearsal", "sources", i), s)
+                for i, s in enumerate(data["data"].get("rehearsal", {}).get("sources", [])) if "path" in s]
+    problems = []
+    for key, src in sources:
+        if "domain" not in src:
+            continue
+        try:
+            path = resolve_path(src["path"], root, ws)
+        except BadInput:
+            continue  # _path_problems reports it
+        why = domain_problem(src, path) if path.is_file() else None
+        if why:
+            problems.append(Problem(fname, why, lines.line_for([*key, "domain"]), format_key([*key, "domain"])))
     return problems
 
 
@@ -274,7 +294,7 @@ def _load_recipe(path: Path, overrides, workspace, check_files, strategies, trus
     problems += _profile_problems(data, root, ws, trust_remote_code)
     problems += block_problems(data.get("axolotl"), lines, fname, ("axolotl",), root, ws, trust_remote_code is not False)
     if check_files:
-        problems += _path_problems(data, lines, fname, root, ws)
+        problems += _path_problems(data, lines, fname, root, ws) + _domain_problems(data, lines, fname, root, ws)
     problems += _semantic_problems(data, lines, fname, path.resolve(), root, ws)
     if problems:
         raise BadInput(problems)

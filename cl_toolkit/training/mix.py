@@ -24,6 +24,7 @@ from cl_toolkit.core.files import (
 )
 from cl_toolkit.core.workspace import resolve_path
 from cl_toolkit.core.yamlio import display
+from cl_toolkit.recipe.domain_source import domain_problem, recorded_domains
 from cl_toolkit.recipe.model import LoadedRecipe, thaw
 from cl_toolkit.training.chat_rows import ancestor_rows, dedupe, read_chat_jsonl, source_label
 from cl_toolkit.training.strategies import STRATEGIES
@@ -46,7 +47,8 @@ def _rehearsal_pools(lr: LoadedRecipe, registry, sources) -> list[tuple[str, lis
             path = resolve_path(src["path"], lr.root, lr.workspace)
             rows = read_chat_jsonl(path, src.get("max_rows"))
             pools.append((source_label(src["path"]), rows,
-                          [{"role": "rehearsal", "source": source_label(src["path"]), "sha256": sha256_file(path), "rows": len(rows)}]))
+                          [{"role": "rehearsal", "source": source_label(src["path"]), "sha256": sha256_file(path), "rows": len(rows),
+                            **_domains(src, path)}]))
         elif "parent_data" in src:
             rows, inputs = ancestor_rows(lr, registry)
             pools.append(("parent_data", rows, inputs))
@@ -56,6 +58,17 @@ def _rehearsal_pools(lr: LoadedRecipe, registry, sources) -> list[tuple[str, lis
             rows = load_buffer(lr.workspace, lr.recipe.model)
             pools.append(("buffer", rows, [{"role": "rehearsal", "source": "buffer", "sha256": sha256_bytes(jsonl_bytes(rows)), "rows": len(rows)}]))
     return pools
+
+
+def _domains(src: dict, path: Path) -> dict:
+    """{"domains": [...]} for a source with `domain:` (checked again: the file may have
+    changed since validation), {} for one without."""
+    if "domain" not in src:
+        return {}
+    why = domain_problem(src, path)
+    if why:
+        raise BadInput(f"{source_label(src['path'])}: {why}")
+    return {"domains": list(recorded_domains(path))}
 
 
 def sample_exact(rows: list[dict], n: int, rng: random.Random) -> list[dict]:
@@ -81,7 +94,8 @@ def build_mix(lr: LoadedRecipe, registry) -> Mix:
         path = resolve_path(src["path"], lr.root, lr.workspace)
         rows = read_chat_jsonl(path, src.get("max_rows"))
         new_rows.extend(rows)
-        inputs.append({"role": "train", "source": source_label(src["path"]), "sha256": sha256_file(path), "rows": len(rows)})
+        inputs.append({"role": "train", "source": source_label(src["path"]), "sha256": sha256_file(path), "rows": len(rows),
+                       **_domains(src, path)})
     rng = random.Random(recipe.data.seed)
     mixed, history = list(new_rows), None
     if strategy.history is not None:  # trained on in full, with the new rows (merge: every ancestor's data)
