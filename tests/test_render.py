@@ -189,6 +189,21 @@ def test_a_passed_check_is_remembered_until_what_it_depends_on_changes(clt, work
     assert len(_stamps(workspace)) == 3
 
 
+def test_the_same_config_rendered_into_another_folder_is_remembered(clt, workspace, tmp_path):
+    """The run folder's own paths (data, prepared data, output) do not decide Axolotl's
+    verdict: a second run folder of the same recipe passes at once; another value does not."""
+    assert "Axolotl's check: passed\n" in clt("recipe", "render", R100, "-o", tmp_path / "a")[1]
+    assert "(cached)" in clt("recipe", "render", R100, "-o", tmp_path / "b")[1]
+    assert len(_stamps(workspace)) == 1
+    base = workspace / "models" / "tiny-llama"
+    cfg = {"base_model": str(base), "output_dir": str(tmp_path / "a" / "adapter")}
+    at_a = axolotl_check.check_fingerprint(cfg, cpu=True, num_processes=1, run_dir=tmp_path / "a")
+    moved = {**cfg, "output_dir": str(tmp_path / "b" / "adapter")}
+    assert at_a == axolotl_check.check_fingerprint(moved, cpu=True, num_processes=1, run_dir=tmp_path / "b")
+    # a path outside the run folder is the config's own and still counts
+    assert at_a != axolotl_check.check_fingerprint(moved, cpu=True, num_processes=1, run_dir=tmp_path / "a")
+
+
 def test_a_failed_check_is_not_remembered_and_points_at_set(clt, workspace, tmp_path):
     for _ in range(2):
         code, _, err = clt("recipe", "render", R100, "-o", tmp_path / "r", "--set", "axolotl.micro_batch_size=lots")

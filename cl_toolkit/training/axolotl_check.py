@@ -129,16 +129,22 @@ def _model_config_file(cfg: dict, offline_model_config: Path | None) -> Path | N
     return path if path.is_file() else None
 
 
-def check_fingerprint(cfg: dict, *, cpu: bool, num_processes: int,
-                      offline_model_config: Path | None = None) -> str | None:
+RUN_DIR = "<run folder>"
+
+
+def check_fingerprint(cfg: dict, *, cpu: bool, num_processes: int, offline_model_config: Path | None = None,
+                      run_dir: Path | None = None) -> str | None:
     """A SHA-256 of everything Axolotl's verdict on `cfg` depends on; None when that cannot
-    be known without Axolotl (a hub model with no local config, remote code)."""
+    be known without Axolotl (a hub model with no local config, remote code). The run
+    folder's own paths (`run_dir`: the data file, the prepared-data and output folders, none
+    of which exists yet when a first render is judged) are hashed as a placeholder, so the
+    same config rendered into another folder passes at once."""
     model_config = _model_config_file(cfg, offline_model_config)
     if model_config is None or "trust_remote_code" in json.dumps(cfg):
         return None
     deepspeed = cfg.get("deepspeed")
     facts = {
-        "config": cfg, "cpu": cpu, "num_processes": num_processes,
+        "config": _without_run_dir(cfg, run_dir), "cpu": cpu, "num_processes": num_processes,
         "model_config": [str(model_config), sha256_file(model_config)],
         "deepspeed": sha256_file(deepspeed) if isinstance(deepspeed, str) and Path(deepspeed).is_file() else None,
         "versions": {name: _version(name) for name in JUDGES} | {"cl_toolkit": __version__},
@@ -147,13 +153,20 @@ def check_fingerprint(cfg: dict, *, cpu: bool, num_processes: int,
     return sha256_bytes(json.dumps(facts, sort_keys=True, default=str).encode())
 
 
-def validate_with_axolotl(cfg: dict, *, cpu: bool, num_processes: int = 1,
-                          offline_model_config: Path | None = None, cache_dir: Path | None = None) -> str:
+def _without_run_dir(cfg: dict, run_dir: Path | None) -> dict:
+    if run_dir is None:
+        return cfg
+    text = json.dumps(cfg, sort_keys=True, default=str)
+    return json.loads(text.replace(json.dumps(str(run_dir))[1:-1], RUN_DIR))
+
+
+def validate_with_axolotl(cfg: dict, *, cpu: bool, num_processes: int = 1, offline_model_config: Path | None = None,
+                          cache_dir: Path | None = None, run_dir: Path | None = None) -> str:
     """Run Axolotl's validators on `cfg`; BadInput with one problem per error. With a
-    `cache_dir`, a config whose fingerprint passed before passes again at once. Returns
-    CACHED or CHECKED."""
-    fingerprint = check_fingerprint(cfg, cpu=cpu, num_processes=num_processes,
-                                    offline_model_config=offline_model_config) if cache_dir else None
+    `cache_dir`, a config whose fingerprint passed before passes again at once (`run_dir`:
+    the folder the config was rendered for, see check_fingerprint). Returns CACHED or CHECKED."""
+    fingerprint = check_fingerprint(cfg, cpu=cpu, num_processes=num_processes, offline_model_config=offline_model_config,
+                                    run_dir=run_dir) if cache_dir else None
     stamp = Path(cache_dir) / f"{fingerprint}.json" if fingerprint else None
     if stamp is not None and stamp.is_file():
         return CACHED

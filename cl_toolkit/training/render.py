@@ -153,16 +153,16 @@ def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate
     if validate and defer_check:
         check, deferred = DEFERRED, {"at": "launch", "toolkit_keys": sorted(toolkit_set)}
     elif validate:
-        check = _check(cfg, lr, profile, world_size, toolkit_set)
+        check = _check(cfg, lr, profile, world_size, toolkit_set, out_dir)
     return dataclasses.replace(_write(lr, profile, mix, cfg, out_dir, deferred), check=check)
 
 
-def _check(cfg: dict, lr: LoadedRecipe, profile: Profile, world_size: int, toolkit_set: set) -> str:
+def _check(cfg: dict, lr: LoadedRecipe, profile: Profile, world_size: int, toolkit_set: set, run_dir: Path) -> str:
     """Axolotl's check of `cfg` (cached by fingerprint), its errors placed in the sources."""
     try:
         return validate_with_axolotl(cfg, cpu=bool(profile.launcher.get("cpu")), num_processes=world_size,
                                      offline_model_config=profile.offline_model_config,
-                                     cache_dir=lr.workspace.joinpath(*CHECK_CACHE))
+                                     cache_dir=lr.workspace.joinpath(*CHECK_CACHE), run_dir=run_dir)
     except BadInput as e:
         raise BadInput(_at_sources(e.problems, lr, profile, toolkit_set)) from None
 
@@ -174,7 +174,7 @@ def check_rendered(lr: LoadedRecipe, rendered: Rendered, topology: Topology | No
     if not deferred:
         return ""
     world_size = fill_topology(rendered.profile.launcher, topology).world_size
-    return _check(rendered.config, lr, rendered.profile, world_size, set(deferred["toolkit_keys"]))
+    return _check(rendered.config, lr, rendered.profile, world_size, set(deferred["toolkit_keys"]), rendered.run_dir)
 
 
 def _at_sources(problems: list[Problem], lr: LoadedRecipe, profile: Profile, toolkit_set: set) -> list[Problem]:
