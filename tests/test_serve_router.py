@@ -251,6 +251,23 @@ def poll_health(client: Client, wait_s: float = 20.0, **versions) -> dict:
         time.sleep(0.05)
 
 
+def test_a_connection_the_upstream_closed_while_idle_is_retried_once(ws, tiny_model_dir, tmp_path):
+    up_ws = tmp_path / "up"
+    setup_line(up_ws, tiny_model_dir)
+    up = start(up_ws, challenger_share=SHARE, idle_timeout_s=0.2)  # closes idle keep-alives fast
+    srv = start_router(ws, f"{up.url}/v1")
+    try:
+        client = Client(srv.port)
+        first = client.chat(rid=ref_for("champion"), max_tokens=4)
+        time.sleep(0.6)  # the router's pooled connection is closed by now; the router cannot know
+        second = client.chat(rid=ref_for("champion"), max_tokens=4)
+    finally:
+        srv.shutdown()
+        up.shutdown()
+    assert (first.status, second.status) == (200, 200), second.raw
+    assert count(up_ws) == 2 and count(ws) == 2  # forwarded once each
+
+
 # --- --print-vllm ------------------------------------------------------------------------------
 
 def test_print_vllm_is_the_command_line_for_the_aliases(ws, tiny_model_dir, clt, monkeypatch):
@@ -324,7 +341,6 @@ def stop(proc: subprocess.Popen) -> int:
         return proc.wait()
 
 
-@pytest.mark.slow
 def test_two_routers_share_one_store_split_traffic_and_both_follow_a_rollback(ws, upstream):
     share, n = 0.1, 400
     before = count(upstream.settings.workspace)
