@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import pytest
 from test_serve_support import FAST, HOST, MODEL, REPO_ROOT, Client, register, setup_line, start
@@ -26,6 +27,7 @@ from test_serve_support import FAST, HOST, MODEL, REPO_ROOT, Client, register, s
 from cl_toolkit.feedback.store import open_store
 from cl_toolkit.registry import open_registry, promote, rollback
 from cl_toolkit.serve import ChatServer, ServeSettings
+from cl_toolkit.serve.protocol import ApiError, parse_chat
 from cl_toolkit.serve.routing import route
 
 SHARE = 0.5
@@ -87,6 +89,18 @@ def upstream_row(upstream: ChatServer, rid: str, wait_s: float = 20.0) -> dict:
 
 def text_of(body: dict) -> str:
     return body["choices"][0]["message"]["content"]
+
+
+def test_a_request_naming_line_dash_version_pins_that_version():
+    body = {"messages": [{"role": "user", "content": "hi"}]}
+    parse = partial(parse_chat, model=MODEL, max_tokens=4, versions={"1.0.0", "1.1.0"})
+    assert parse({**body, "model": f"{MODEL}-1.0.0"}).pinned == "1.0.0"
+    assert parse({**body, "model": f"{MODEL}@1.0.0"}).pinned is None  # a name sent back: the arm decides
+    assert parse({**body, "model": MODEL}).pinned is None
+    for name in (f"{MODEL}-9.9.9", f"{MODEL}x-1.0.0", "other-1.0.0"):
+        with pytest.raises(ApiError) as e:
+            parse({**body, "model": name})
+        assert (e.value.status, e.value.code) == (404, "model_not_found")
 
 
 def test_answers_come_from_the_named_version_with_the_routers_ids_and_are_logged_once(ws, upstream, router):

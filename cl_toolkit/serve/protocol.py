@@ -256,9 +256,10 @@ def completion_body(rid: str, model: str, text: str, finish: str, prompt_tokens:
     return out
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+def usage(prompt_tokens: int | None, completion_tokens: int | None) -> dict:
+    """None where the count is unknown (an upstream that sent no usage)."""
+    total = None if prompt_tokens is None or completion_tokens is None else prompt_tokens + completion_tokens
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": total}
 
 
 def chunk_body(rid: str, model: str, created: int, delta: dict, finish: str | None = None,
