@@ -93,8 +93,11 @@ class Upstream:
                 if now - since <= IDLE_REUSE_S:
                     return conn, True
                 conn.close()
+        return self._fresh(), False
+
+    def _fresh(self) -> http.client.HTTPConnection:
         kind = http.client.HTTPSConnection if self.scheme == "https" else http.client.HTTPConnection
-        return kind(self.host, self.port, timeout=self.timeout_s), False
+        return kind(self.host, self.port, timeout=self.timeout_s)
 
     def _release(self, conn: http.client.HTTPConnection, resp: http.client.HTTPResponse) -> None:
         if resp.isclosed() and not resp.will_close:
@@ -111,19 +114,27 @@ class Upstream:
             self._idle.clear()
 
     def _send(self, data: bytes) -> tuple[http.client.HTTPConnection, http.client.HTTPResponse]:
-        for _ in range(2):
-            conn, reused = self._connection()
-            try:
-                conn.request("POST", self.path, body=data, headers=self._headers)
-                return conn, conn.getresponse()
-            except STALE:
-                conn.close()
-                if not reused:
-                    raise
-            except BaseException:
-                conn.close()
+        conn, reused = self._connection()
+        try:
+            return conn, self._post(conn, data)
+        except STALE:
+            conn.close()
+            if not reused:
                 raise
-        raise AssertionError("unreachable: a fresh connection either answers or raises")
+            self.close()  # closed by the upstream while idle (or it restarted): so are the others
+        except BaseException:
+            conn.close()
+            raise
+        conn = self._fresh()  # the upstream never saw the request on the stale one
+        try:
+            return conn, self._post(conn, data)
+        except BaseException:
+            conn.close()
+            raise
+
+    def _post(self, conn: http.client.HTTPConnection, data: bytes) -> http.client.HTTPResponse:
+        conn.request("POST", self.path, body=data, headers=self._headers)
+        return conn.getresponse()
 
     @contextmanager
     def chat(self, body: dict) -> Iterator[http.client.HTTPResponse]:
@@ -202,6 +213,7 @@ class Upstream:
                 continue  # blank lines, comments, event names
             data = line[5:].strip()
             if data == b"[DONE]":
+                self._read(resp.read)  # the body's end: the connection can serve the next request
                 return
             try:
                 event = json.loads(data)
