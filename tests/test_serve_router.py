@@ -211,6 +211,79 @@ def test_an_upstream_that_stays_silent_is_a_504(ws, capsys):
     assert "504 upstream_timeout" in capsys.readouterr().err and count(ws) == 0
 
 
+class ScriptedUpstream:
+    """A loopback socket that answers every request with the same raw bytes, then closes:
+    an upstream misbehaving in ways a real one only does on a bad day."""
+
+    def __init__(self, reply: bytes):
+        self.reply, self.sock = reply, socket.socket()
+        self.sock.bind((HOST, 0))
+        self.sock.listen(8)
+        self.url = f"http://{HOST}:{self.sock.getsockname()[1]}/v1"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                size = int(re.search(rb"Content-Length: (\d+)", head, re.IGNORECASE)[1])
+                while len(body) < size:
+                    body += conn.recv(65536)
+                conn.sendall(self.reply)
+
+    def close(self) -> None:
+        self.sock.close()
+
+
+SSE_HEAD = b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+
+
+def sse_line(event: dict) -> bytes:
+    return b"data: " + json.dumps(event).encode() + b"\n\n"
+
+
+def test_a_stream_that_breaks_off_ends_with_an_error_event_and_an_answer_without_usage_is_served(ws, capsys):
+    piece = {"id": "up-1", "choices": [{"index": 0, "delta": {"content": "half an"}, "finish_reason": None}]}
+    broken = ScriptedUpstream(SSE_HEAD + sse_line(piece))  # and then the connection closes
+    whole = {"id": "up-2", "object": "chat.completion",
+             "choices": [{"index": 0, "message": {"role": "assistant", "content": "an answer"}, "finish_reason": "stop"}]}
+    data = json.dumps(whole).encode()
+    no_usage = ScriptedUpstream(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: "
+                                + str(len(data)).encode() + b"\r\nConnection: close\r\n\r\n" + data)
+    try:
+        srv = start_router(ws, broken.url)
+        try:
+            streamed = Client(srv.port).chat(rid=ref_for("champion"), max_tokens=4, stream=True)
+        finally:
+            srv.shutdown()
+        srv = start_router(ws, no_usage.url)
+        try:
+            plain = Client(srv.port).chat(rid=ref_for("champion"), max_tokens=4)
+        finally:
+            srv.shutdown()
+    finally:
+        broken.close()
+        no_usage.close()
+    events = streamed.events()
+    assert streamed.status == 200 and events[1]["choices"][0]["delta"] == {"content": "half an"}
+    assert events[-1]["error"]["type"] == "server_error" and "[DONE]" not in events
+    rid = streamed.headers["x-request-id"]
+    assert f"clt serve: upstream failed {rid} (champion 1.1.0): 502 upstream_error:" in capsys.readouterr().err
+    assert stored(ws, rid) is None  # half an answer is not an answer
+    assert plain.status == 200 and text_of(plain.json) == "an answer"
+    assert plain.json["usage"] == {"prompt_tokens": None, "completion_tokens": None, "total_tokens": None}
+    row = stored(ws, plain.json["id"])
+    assert (row["output"], row["metadata"]["upstream_id"], row["metadata"]["prompt_tokens"]) == ("an answer", "up-2", None)
+    assert count(ws) == 1
+
+
 def test_the_upstreams_own_refusals_reach_the_client(ws, upstream, router, tiny_model_dir):
     client = Client(router.port)
     long = client.chat("hose " * 5000, rid=ref_for("champion"), max_tokens=4)
