@@ -8,9 +8,12 @@ every answer logged into the feedback store.
 - `writer`: the background writer that owns the feedback store (bounded queue, drained on
   shutdown); feedback goes through the same queue, so it always lands after its prediction.
 - `server`: the HTTP server (standard library), routes, admission and clean shutdown.
+- `upstream`, `relay`: the router (`clt serve LINE --upstream URL`): the same routing, ids,
+  tokens and log, the answers forwarded to an OpenAI-compatible upstream (vLLM) that serves
+  each version as `LINE-VERSION`; `vllm`: the vLLM command line for the aliases.
 - `cli`: the `clt serve` command.
 
-For real GPUs, serve through vLLM instead and import its logs: docs/serving.md.
+For real GPUs: vLLM behind the router, docs/serving.md.
 """
 
 from cl_toolkit.serve.server import ChatServer, ServeSettings

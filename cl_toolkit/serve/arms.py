@@ -20,6 +20,8 @@ from cl_toolkit.registry import VersionRecord, open_registry, weights_sha256
 from cl_toolkit.serve.engine import Served, load_version
 from cl_toolkit.serve.routing import route
 
+MAX_PINNED = 2  # versions loaded for LINE-VERSION requests besides the arms (least recent dropped)
+
 
 @dataclass(frozen=True)
 class Arms:
@@ -77,6 +79,8 @@ class ArmWatcher:
         self.reloads = 0
         self.last_error: str | None = None
         self._failed: dict | None = None  # targets that failed to load: not retried until they move
+        self._pinned: dict[str, tuple[Served, str | None]] = {}  # version -> (loaded, fingerprint), oldest first
+        self._pin_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -102,6 +106,23 @@ class ArmWatcher:
         self.reloads += 1
         print(f"clt serve: aliases moved, now serving {self.current.versions}", file=sys.stderr, flush=True)
         return True
+
+    def pinned(self, version: str) -> tuple[Served, str | None]:
+        """(what answers, its system_fingerprint) for a request naming `version` (registered)."""
+        arms = self.current
+        for served in (arms.champion, arms.challenger):
+            if served is not None and served.version == version:
+                return served, arms.fingerprints.get(version)
+        with self._pin_lock:  # one load at a time; a version named twice loads once
+            if version in self._pinned:
+                self._pinned[version] = self._pinned.pop(version)  # the most recent last
+            else:
+                with open_registry(self.workspace) as reg:
+                    rec = reg.require(self.model, version)
+                self._pinned[version] = (self.loader(rec, self.device), fingerprint(rec))
+                while len(self._pinned) > MAX_PINNED:
+                    self._pinned.pop(next(iter(self._pinned)))
+            return self._pinned[version]
 
     def _swap(self, targets: dict[str, VersionRecord | None]) -> None:
         have, prints = {}, {}

@@ -35,6 +35,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str  # stop | length
+    meta: dict = field(default_factory=dict)  # more for the log (a router: the upstream's id)
 
 
 def load_version(rec: VersionRecord, device: str | None = None) -> Served:

@@ -26,7 +26,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
 from cl_toolkit.core.errors import BadInput
-from cl_toolkit.serve.engine import Completion, Stream, complete, encode
+from cl_toolkit.serve.engine import Completion, Served, Stream, complete, encode
 from cl_toolkit.serve.protocol import (
     ApiError,
     ChatRequest,
@@ -60,7 +60,7 @@ class Handler(BaseHTTPRequestHandler):
         app = self.server.app
         path = urlsplit(self.path).path.rstrip("/") or "/"
         try:
-            methods = ROUTES.get(path)
+            methods = self.routes.get(path)
             if methods is None:
                 raise ApiError(404, f"Unknown request URL: {self.command} {path}", code="unknown_url")
             if self.command not in methods:
@@ -133,18 +133,29 @@ class Handler(BaseHTTPRequestHandler):
 
 # --- routes ----------------------------------------------------------------------------------
 
+def begin(h: Handler, app) -> tuple[dict, Served, Answer]:
+    """(the request body, what answers, the Answer) for a chat request: checked, given its
+    id, routed to an arm (or the version it names as LINE-VERSION)."""
+    received, start = time.time(), time.perf_counter()
+    ref = client_reference(h.headers.get("X-Request-Id"))
+    body = parse_json(h.body())
+    req = parse_chat(body, model=app.settings.model, max_tokens=app.settings.max_tokens,
+                     versions=app.watcher.issued)
+    rid = new_request_id()
+    arms = app.watcher.current  # read once: this request is answered and logged by one pair
+    if req.pinned:
+        arm, (served, fingerprint) = "pinned", app.watcher.pinned(req.pinned)
+    else:
+        arm, served = arms.pick(ref or req.user or rid)  # a client's own key keeps its arm
+        fingerprint = arms.fingerprints.get(served.version)
+    return body, served, Answer(app, req, rid, arm, arms.model, served.version, received, start, ref, fingerprint)
+
+
 def chat(h: Handler, app) -> None:
     with app.admit():
-        received, start = time.time(), time.perf_counter()
-        ref = client_reference(h.headers.get("X-Request-Id"))
-        req = parse_chat(parse_json(h.body()), model=app.settings.model, max_tokens=app.settings.max_tokens,
-                         versions=app.watcher.issued)
-        rid = new_request_id()
-        arms = app.watcher.current  # read once: this request is answered and logged by one pair
-        arm, served = arms.pick(ref or req.user or rid)  # a client's own key keeps its arm
+        _, served, answer = begin(h, app)
+        req, rid, received = answer.req, answer.rid, answer.received
         prompt = encode(served.lm, req)
-        answer = Answer(app, req, rid, arm, arms.model, served.version, received, start, ref,
-                        arms.fingerprints.get(served.version))
         if req.stream:
             stream_answer(h, answer, Stream(served, prompt, req))
             return
@@ -174,7 +185,7 @@ class Answer:
         meta = {k: v for k, v in req.metadata.items() if k != "domain"}
         meta.update(model=self.model, arm=self.arm, stream=req.stream, prompt_tokens=done.prompt_tokens,
                     completion_tokens=done.completion_tokens, finish_reason=done.finish_reason,
-                    client_request_id=self.ref, end_user=req.user, **extra)
+                    client_request_id=self.ref, end_user=req.user, **extra, **done.meta)
         if len(req.messages) > 1:  # the input is the last user turn; keep the whole conversation
             meta["messages"] = list(req.messages)
         latency_ms = (time.perf_counter() - self.start) * 1000
@@ -185,7 +196,8 @@ class Answer:
 
 def stream_answer(h: Handler, answer: Answer, stream: Stream) -> None:
     """Server-Sent Events: a role chunk, content chunks as decoded, a finish chunk, an
-    optional usage chunk, then `data: [DONE]`. A client that leaves still gets logged."""
+    optional usage chunk, then `data: [DONE]`. A client that leaves still gets logged.
+    `stream` is the engine's Stream, or anything with its pieces() and result()."""
     created, rid, name, token = int(answer.received), answer.rid, answer.name, answer.token
     chunk = partial(chunk_body, token=token, fingerprint=answer.fingerprint)
     h.send_response(200)
@@ -259,6 +271,7 @@ def health(h: Handler, app) -> None:
         "log": {"pending": app.writer.pending, "written": stats.written, "duplicates": stats.duplicates,
                 "rejected": stats.rejected, "failed": stats.failed, "journaled": stats.journaled,
                 "replayed": stats.replayed, "retries": stats.retries, "journaling": app.writer.journaling},
+        **({"upstream": app.upstream.health()} if app.upstream else {}),
         "uptime_s": round(time.time() - app.started_at, 3)})
 
 
@@ -268,3 +281,4 @@ ROUTES = {
     "/v1/models": {"GET": models},
     "/health": {"GET": health},
 }
+Handler.routes = ROUTES  # path -> {method: route}; a subclass may answer a path its own way

@@ -57,6 +57,7 @@ class ChatRequest:
     stop: tuple[str, ...] = ()
     user: str | None = None  # OpenAI `user`: logged as the end user, never used as an id
     metadata: dict = field(default_factory=dict)
+    pinned: str | None = None  # the version a request named as LINE-VERSION (engine_name)
 
     @property
     def last_user_message(self) -> str:
@@ -162,15 +163,28 @@ def _refuse_unsupported(body: dict) -> None:
         raise ApiError(400, "only the text response format is supported", param="response_format")
 
 
+def engine_name(model: str, version: str) -> str:
+    """The name a serving engine gives one version: `LINE-VERSION`, as vLLM's LoRA module
+    (`--lora-modules LINE-VERSION=PATH`). A request naming it gets exactly that version."""
+    return f"{model}-{version}"
+
+
+def _named_version(name, model: str, sep: str, versions: Collection[str]) -> str | None:
+    if isinstance(name, str) and name.startswith(model + sep) and name[len(model) + 1:] in versions:
+        return name[len(model) + 1:]
+    return None
+
+
 def parse_chat(body: dict, *, model: str, max_tokens: int, versions: Collection[str] = ()) -> ChatRequest:
-    """Check a chat-completions body for model line `model`, named as the line or as
+    """Check a chat-completions body for model line `model`, named as the line, as
     `LINE@VERSION` for one of `versions` (the line's registered versions and those the
     server answered with: a client may send back the `model` it was given; the router still
-    picks the arm). max_tokens is the
+    picks the arm), or as `LINE-VERSION` (engine_name: that version answers, not an arm;
+    what a router in front of this server asks for). max_tokens is the
     server's cap: asking for more gets the cap, asking for nothing gets the cap."""
     name = body.get("model")
-    if name is not None and name != model and not (
-            isinstance(name, str) and name.startswith(f"{model}@") and name[len(model) + 1:] in versions):
+    pinned = _named_version(name, model, "-", versions)
+    if name is not None and name != model and pinned is None and _named_version(name, model, "@", versions) is None:
         also = ", ".join(f"{model}@{v}" for v in sorted(versions))
         raise ApiError(404, f"The model {name!r} does not exist; this server serves {model!r}"
                             + (f" (also named {also})" if also else ""),
@@ -191,7 +205,7 @@ def parse_chat(body: dict, *, model: str, max_tokens: int, versions: Collection[
         temperature=float(_number(body, "temperature", 0.0, 0.0, 2.0)),
         top_p=float(_number(body, "top_p", 1.0, 0.0, 1.0)), stream=stream,
         include_usage=bool(options.get("include_usage")), stop=_stop(body.get("stop")),
-        user=user, metadata=_metadata(body.get("metadata")))
+        user=user, metadata=_metadata(body.get("metadata")), pinned=pinned)
 
 
 def new_request_id() -> str:
@@ -242,9 +256,10 @@ def completion_body(rid: str, model: str, text: str, finish: str, prompt_tokens:
     return out
 
 
-def usage(prompt_tokens: int, completion_tokens: int) -> dict:
-    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-            "total_tokens": prompt_tokens + completion_tokens}
+def usage(prompt_tokens: int | None, completion_tokens: int | None) -> dict:
+    """None where the count is unknown (an upstream that sent no usage)."""
+    total = None if prompt_tokens is None or completion_tokens is None else prompt_tokens + completion_tokens
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens, "total_tokens": total}
 
 
 def chunk_body(rid: str, model: str, created: int, delta: dict, finish: str | None = None,

@@ -35,6 +35,7 @@ from cl_toolkit.feedback.tokens import FeedbackTokens
 from cl_toolkit.serve.arms import ArmWatcher
 from cl_toolkit.serve.engine import load_version
 from cl_toolkit.serve.protocol import ApiError, error_body
+from cl_toolkit.serve.upstream import Upstream, remote
 from cl_toolkit.serve.writer import DEFAULT_QUEUE, StoreWriter, WriterStats
 
 SHUTDOWN_WAIT_S = 60.0  # the longest a shutdown waits for requests in flight
@@ -68,6 +69,9 @@ class ServeSettings:
     queue_size: int = DEFAULT_QUEUE  # predictions waiting for the store before answers wait
     api_key: str | None = None  # when set, requests need `Authorization: Bearer KEY`
     workspace: Path | None = None  # default: $CLT_HOME
+    upstream: str | None = None  # an OpenAI-compatible URL (vLLM, …/v1): forward there, load nothing here
+    upstream_timeout_s: float = 60.0  # the longest the upstream may be silent (connect, first byte, pieces)
+    upstream_api_key: str | None = None  # sent to the upstream as `Authorization: Bearer KEY`
 
 
 def is_loopback(host: str) -> bool:
@@ -466,6 +470,10 @@ class ChatServer:
 
     def __init__(self, settings: ServeSettings, *, loader: Callable = load_version):
         self.settings = settings
+        self.upstream = Upstream(settings.upstream, settings.upstream_timeout_s, settings.upstream_api_key) \
+            if settings.upstream else None
+        if self.upstream:
+            loader = remote  # the upstream holds the weights
         self.watcher = ArmWatcher(settings.workspace, settings.model, share=settings.challenger_share,
                                   salt=settings.salt, device=settings.device,
                                   interval=settings.reload_interval, loader=loader)
@@ -489,9 +497,12 @@ class ChatServer:
     def _start(self, bar: Bar) -> None:
         from cl_toolkit.serve.handler import Handler
 
+        if self.upstream:
+            from cl_toolkit.serve.relay import RelayHandler as Handler
         self._set_threads(self.settings.threads)
         loader = self.watcher.loader
-        self.watcher.loader = _announcing(loader, bar)
+        if not self.upstream:
+            self.watcher.loader = _announcing(loader, bar)
         try:
             bar.update(phase="opening the feedback store")
             self.tokens = FeedbackTokens.for_workspace(self.settings.workspace)
@@ -512,7 +523,8 @@ class ChatServer:
             raise BadInput(f"cannot listen on {self.settings.host}:{self.settings.port}: {e.strerror}") from None
         self.httpd.start()
         self.watcher.start()
-        bar.update(phase="serving " + ", ".join(f"{arm} {v}" for arm, v in self.watcher.current.versions.items() if v))
+        bar.update(phase="serving " + ", ".join(f"{arm} {v}" for arm, v in self.watcher.current.versions.items() if v)
+                   + (f" from {self.upstream.url}" if self.upstream else ""))
 
     def _set_threads(self, n: int | None) -> None:
         """Torch's CPU threads are per process: remember them, so shutdown can give them back."""
@@ -566,6 +578,8 @@ class ChatServer:
         self.watcher.stop()
         stats = self.writer.close()
         self.httpd.server_close()
+        if self.upstream:
+            self.upstream.close()
         self._set_threads(self._threads_before)
         return stats
 
