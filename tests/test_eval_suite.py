@@ -80,3 +80,20 @@ def test_clt_eval_reports_a_bad_suite_as_bad_input(clt, empty_workspace, tmp_pat
 def test_clt_eval_wants_model_at_version(clt, empty_workspace):
     code, _, err = clt("eval", "firefighter")
     assert code == 2 and "MODEL@VERSION" in err
+
+
+def test_clt_init_template_cases_are_refused_until_replaced(tmp_path):
+    """A gate that judged `clt init`'s REPLACE cases would judge nothing real; a case whose
+    text was written keeps its `template` tag harmlessly."""
+    from cl_toolkit.recipe.init import SUITE_TEMPLATE
+
+    path = tmp_path / "suite.jsonl"
+    path.write_text("".join(json.dumps(c) + "\n" for c in SUITE_TEMPLATE))
+    with pytest.raises(BadInput) as e:
+        load_suite(path)
+    assert [(p.line, p.key) for p in e.value.problems] == [(1, "input"), (2, "input"), (3, "input")]
+    assert "template case from `clt init` ('replace-me-1')" in e.value.problems[0].message
+    written = [{**c, "input": f"question {i}?", "domain": "hazmat"} for i, c in enumerate(SUITE_TEMPLATE)]
+    written[0]["expected"] = "the fact"
+    path.write_text("".join(json.dumps(c) + "\n" for c in written))
+    assert len(load_suite(path).cases) == 3

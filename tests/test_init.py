@@ -69,8 +69,15 @@ def test_init_writes_a_line_that_names_the_toolkits_profile_and_data(repo, clt):
     assert code == 2
     assert "recipes/ember/1.0.0.yml:8: [description] the description still says TODO" in err
     assert "[data.train[0].path] file not found: data/ember/q1.jsonl" in err
-    add_their_data(repo)
+    for name in THEIR_DATA[:2]:  # their first quarter, but the suite template left as it came
+        shutil.copy(REPO / "data" / "firefighter" / name, repo / "data" / LINE / name)
     say_why(recipe_path, "Q1 facts on the tiny base.")
+    code, out, err = clt("recipe", "validate", recipe_path)
+    assert code == 2 and f"data/{LINE}/regression.jsonl:1: [input] a template case from `clt init`" in err, err
+    code, _, err = clt("cycle", recipe_path)  # refused at its first step, before any data or training
+    assert code == 2 and "a template case from `clt init`" in err, err
+    assert not (lr_workspace := load_recipe(recipe_path).workspace / "runs").exists(), list(lr_workspace.iterdir())
+    add_their_data(repo)
     code, out, err = clt("recipe", "validate", recipe_path)
     assert code == 0, err
     lr = load_recipe(recipe_path)

@@ -12,6 +12,7 @@ from cl_toolkit.cli.output import emit
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_text
 from cl_toolkit.core.yamlio import display
+from cl_toolkit.evaluation.gate import recipe_suites, suite_problems
 from cl_toolkit.recipe.model import recipe_schema
 from cl_toolkit.registry import open_registry
 from cl_toolkit.training.render import render
@@ -35,7 +36,9 @@ def cli():
 def validate_cmd(paths, overrides, trust_remote_code, as_json):
     """Check recipes against the schema, semver rules and the files they name, their
     `axolotl:` keys against Axolotl's schema, and that the parent is in the workspace's
-    registry (when it has one) or among the recipes validated with it. Every problem is printed (file:line: [key] message); exit 2 if any."""
+    registry (when it has one) or among the recipes validated with it, and the gate's suites
+    (every case, `clt init`'s template cases refused until replaced). Every problem is printed
+    (file:line: [key] message); exit 2 if any."""
     problems, ok, loaded = [], [], []
     for path in paths:
         try:
@@ -44,7 +47,7 @@ def validate_cmd(paths, overrides, trust_remote_code, as_json):
             problems.extend(e.problems)
     planned = {(lr.recipe.model, lr.recipe.version) for _, lr in loaded}
     for path, lr in loaded:
-        found = deep_problems(lr, planned)
+        found = deep_problems(lr, planned) + suite_problems(recipe_suites(lr))
         problems.extend(found)
         if not found:
             ok.append({"path": display(path), "model": lr.recipe.model, "version": lr.recipe.version})

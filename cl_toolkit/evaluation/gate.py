@@ -28,7 +28,7 @@ from cl_toolkit.evaluation.gate_report import gate_markdown
 from cl_toolkit.evaluation.matrix import NamedSuite, evaluate_suites, line_matrix
 from cl_toolkit.evaluation.policy import gate_verdict, normalise_gate, suite_verdict
 from cl_toolkit.evaluation.suite import CRITICALITIES, load_suite
-from cl_toolkit.recipe.model import apply_defaults, recipe_schema
+from cl_toolkit.recipe.model import apply_defaults, recipe_schema, thaw
 from cl_toolkit.registry import VersionRecord, open_registry, record_gate, weights_sha256
 
 REGRESSION = "regression"  # the suite whose results also fill gate.json's single-suite keys
@@ -165,6 +165,26 @@ def _champion(workspace: Path, model: str, exclude: set[str]) -> VersionRecord |
     with open_registry(workspace) as reg:
         rec = reg.lookup(model, "champion")
     return rec if rec is not None and rec.version not in exclude else None
+
+
+def recipe_suites(lr) -> dict:
+    """A recipe's gate suites, {name: {"path": Path, "role": str}} (empty without a gate)."""
+    gate = lr.recipe.gate
+    if not gate:
+        return {}
+    return {name: {"path": resolve_path(s["path"], lr.root, lr.workspace), "role": s["role"]}
+            for name, s in normalise_gate(thaw(gate))["suites"].items()}
+
+
+def suite_problems(suites: dict) -> list[Problem]:
+    """Every problem of every suite in {name: {"path", "role"}}, none loaded for use."""
+    problems = []
+    for spec in suites.values():
+        try:
+            load_suite(spec["path"])
+        except BadInput as e:
+            problems.extend(e.problems)
+    return problems
 
 
 def load_named(suites: dict) -> list[NamedSuite]:

@@ -21,6 +21,7 @@ from cl_toolkit.evaluation.matchers import MATCHERS, quantities
 CRITICALITIES = ("critical", "high", "medium", "low")
 JUDGE_MATCH = "judge"  # scored by a judge (LLM-as-judge) instead of a deterministic matcher
 MATCH_KINDS = (*MATCHERS, JUDGE_MATCH)
+TEMPLATE_MARK = "REPLACE"  # what the `clt init` template cases say until the author writes real ones
 REQUIRED = ("id", "input", "expected", "match", "criticality", "domain")
 OPTIONAL = ("tags", "tolerance")
 
@@ -127,7 +128,18 @@ def _row_problems(row, fname: str, line: int) -> list[Problem]:
     tol = row.get("tolerance", 0.0)
     if isinstance(tol, bool) or not isinstance(tol, int | float) or tol < 0:
         out.append(Problem(fname, "must be a number >= 0 (relative tolerance)", line, "tolerance"))
+    out += _template_problems(row, fname, line)
     return out
+
+
+def _template_problems(row: dict, fname: str, line: int) -> list[Problem]:
+    """A case of `clt init`'s suite template (tag `template`) whose text still says REPLACE:
+    a gate that judged it would judge nothing real."""
+    if "template" not in row.get("tags", []):
+        return []
+    return [Problem(fname, f"a template case from `clt init` ({row['id']!r}): replace its {TEMPLATE_MARK} text with "
+                           f"a real case, or delete the line", line, key)
+            for key in ("input", "expected", "domain") if TEMPLATE_MARK in str(row.get(key, ""))][:1]
 
 
 def _case(row: dict) -> Case:

@@ -32,8 +32,7 @@ from cl_toolkit.core.files import atomic_write_json, jsonl_bytes, sha256_bytes, 
 from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.core.workspace import relative_inside, resolve_path
 from cl_toolkit.evaluation.evaluate import EvalSettings
-from cl_toolkit.evaluation.gate import default_policy
-from cl_toolkit.evaluation.policy import normalise_gate
+from cl_toolkit.evaluation.gate import default_policy, recipe_suites, suite_problems
 from cl_toolkit.pipeline.cycle_summary import overhead, step_timing, timing_text
 from cl_toolkit.recipe.model import LoadedRecipe, thaw
 from cl_toolkit.registry import VersionRecord, open_registry
@@ -77,11 +76,7 @@ class Context:
 
     def suites(self) -> dict:
         """The gate's named suites, {name: {"path": Path, "role": str}} (empty without a gate)."""
-        gate = self.lr.recipe.gate
-        if not gate:
-            return {}
-        return {name: {"path": resolve_path(s["path"], self.lr.root, self.lr.workspace), "role": s["role"]}
-                for name, s in normalise_gate(thaw(gate))["suites"].items()}
+        return recipe_suites(self.lr)
 
     def record(self) -> VersionRecord | None:
         with open_registry(self.lr.workspace) as reg:
@@ -158,6 +153,9 @@ def _in_report(c: Context) -> dict:
 # ---- the steps --------------------------------------------------------------------------
 
 def _validate(c: Context) -> dict:
+    problems = suite_problems(c.suites())  # a bad suite is refused before any training, not after
+    if problems:
+        raise BadInput(problems)
     return {"model": c.lr.recipe.model, "version": c.lr.recipe.version, "strategy": c.lr.recipe.strategy}
 
 
