@@ -202,10 +202,9 @@ def test_clt_analyze_writes_a_plan_of_commands(line, clt):
     assert commands[-1] == "clt cycle recipes/ff/1.2.0.yml"
     scenario = (plan_dir / "scenarios" / "exposure_limits.md").read_text()
     assert "question e2? — A: 300 ppm" in scenario and "correction (2x): 300 ppm" in scenario
-    # the forgotten quarter's data weighs more: 1 + 10 x 0.75 against 1 for each other source
+    # the forgotten quarter's data weighs more: 1 + min(2, 10 x 0.75) against 1 for each other source
     split = plan["recipe"]["rehearsal"]["split"]
-    assert split == {"parent_data": round(1 / 10.5, 4), "data/general/general.jsonl": round(1 / 10.5, 4),
-                     "data/firefighter/q1.jsonl": round(8.5 / 10.5, 4)}
+    assert split == {"parent_data": 0.2, "data/general/general.jsonl": 0.2, "data/firefighter/q1.jsonl": 0.6}
     assert plan["recipe"]["rehearsal"]["ratio"] == 0.5  # 0.4 + 0.1: something was forgotten
     md = (plan_dir / "plan.md").read_text()
     assert "Evidence: cases q1:e2, q1:e3, q1:e4; requests r-exp-0, r-exp-1, r-exp-2, r-exp-3." in md
@@ -277,3 +276,25 @@ def test_bad_input_exits_2_with_a_clear_message(line, clt, tmp_path):
     bad.write_text(json.dumps({"kind": "something else"}))
     code, _, err = clt("recipe", "new", "ff", "--strategy", "continued_lora", "--plan", bad, "--data", "x.jsonl")
     assert code == 2 and "not an improvement plan" in err and "Traceback" not in err
+
+
+def test_the_quarterly_report_has_an_analysis_section_with_the_top_three(line):
+    from cl_toolkit.pipeline.quarterly_report import write_report
+
+    paths = write_report(line, "ff")
+    md = paths["markdown"].read_text()
+    section = md.split("\n## Analysis\n")[1].split("\n## ")[0]
+    assert "The top 3 priorities of 1.1.0 (champion)" in section and "priority = 40 x (1 - accuracy)" in section
+    bullets = [x for x in section.splitlines() if x[:3] in ("1. ", "2. ", "3. ")]
+    assert [b.split("**")[1] for b in bullets] == ["exposure_limits", "hazmat_id", "flammability"]
+    assert bullets[0].startswith("1. **exposure_limits** — priority 72.0: accuracy 25.0% (1/4), -75.0 pt since "
+                                 "1.0.0, 1 critical failed; mistakes: no answer or refusal ×1, wrong number ×1, "
+                                 "right number but wrong unit ×1; production: 5 predictions (50%), 4/5 rated low.")
+    assert "Evidence: cases q1:e2, q1:e3, q1:e4; requests r-exp-0, r-exp-1, r-exp-2, r-exp-3." in section
+    assert "q1 100.0% at 1.0.0 → 25.0% (-75.0 pt; cases q1:e2, q1:e3, q1:e4)" in section
+    page = paths["html"].read_text()
+    assert '<h2 id="analysis">Analysis</h2>' in page and "r-exp-3" in page.split('id="analysis"')[1]
+    with open_registry(line) as reg, reg.transaction():
+        reg.set_alias("ff", "champion", None)
+    md = write_report(line, "ff")["markdown"].read_text()
+    assert "## Analysis\n\nff has no champion to analyse yet." in md

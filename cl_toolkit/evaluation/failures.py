@@ -22,7 +22,7 @@ from cl_toolkit.evaluation.matchers import MATCHERS, normalize, quantities
 
 PATTERNS = ("wrong_number", "wrong_unit", "wrong_entity", "no_answer", "format_error", "judged_wrong")
 DESCRIPTIONS = {
-    "wrong_number": "wrong number", "wrong_unit": "right number, wrong unit", "wrong_entity": "wrong entity",
+    "wrong_number": "wrong number", "wrong_unit": "right number but wrong unit", "wrong_entity": "wrong entity",
     "no_answer": "no answer or refusal", "format_error": "format error", "judged_wrong": "judged wrong",
 }
 _REFUSAL = re.compile(r"\b(i (do not|don't|cannot|can't) (know|say|answer|help)|i am not sure|i'm not sure|"

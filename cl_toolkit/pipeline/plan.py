@@ -8,7 +8,8 @@ from, and concrete next steps, each a command to run:
   the facts the version got wrong (`clt synth --domain`);
 - rehearsal weights that favour the forgotten suites: every rehearsal source of the version's
   recipe weighs 1, and the training file of each forgotten suite (`<name>.jsonl` beside
-  `<name>_asked.jsonl` / `<name>_test.jsonl`) 1 + 10 x its drop (a 20-point drop weighs 3);
+  `<name>_asked.jsonl` / `<name>_test.jsonl`) 1 + 10 x its drop, at most 3 (a 10-point drop
+  weighs 2, one of 20 points or more 3);
   the ratio rises by 0.1 (to at most 0.7) when anything was forgotten;
 - the next recipe: `clt recipe new MODEL --from VERSION ... --plan plan.json`, which writes
   the plan's data sources and rehearsal split (recipe/plan_input.py).
@@ -35,7 +36,7 @@ from cl_toolkit.registry import open_registry
 TOP = 3
 ANNOTATE_N = 50
 SYNTH_N = 40
-FORGOTTEN_BOOST = 10.0  # weight of a forgotten suite's data: 1 + 10 x drop
+FORGOTTEN_BOOST, FORGOTTEN_MAX = 10.0, 2.0  # a forgotten suite's data weighs 1 + min(2, 10 x drop)
 RATIO_STEP, RATIO_MAX = 0.1, 0.7
 SUITE_SUFFIXES = ("_asked", "_test")  # as recipe/scaffold.py pairs a training file with its suite
 
@@ -92,7 +93,7 @@ def rehearsal_plan(recipe: dict, forgotten: list[dict], root: Path, workspace: P
         if data is None:
             continue
         label = _label({"path": data})
-        weights[label] = weights.get(label, 0.0) + FORGOTTEN_BOOST * f["drop"]
+        weights[label] = weights.get(label, 0.0) + min(FORGOTTEN_MAX, FORGOTTEN_BOOST * f["drop"])
         weights[label] += 1.0 if label not in why else 0.0
         why[label] = f"suite {f['suite']} fell {100 * f['drop']:.1f} pt from {f['best_version']}"
     total = sum(weights.values())
@@ -230,7 +231,7 @@ def analysis_lines(a: dict, top: int = TOP) -> list[str]:
             + (f", {100 * ev['trend']:+.1f} pt since {ev['compared_with']}" if ev["trend"] is not None else "")
             + f", {ev['critical_failed']} critical failed")
         patterns = "" if ev is None or not ev["patterns"] else "; mistakes: " + ", ".join(
-            f"{p['description']} {p['count']}" for p in ev["patterns"].values())
+            f"{p['description']} ×{p['count']}" for p in ev["patterns"].values())
         prod = (f"; production: {fb['predictions']} predictions ({100 * fb['volume_share']:.0f}%), "
                 f"{fb['low_rated']}/{fb['rated']} rated low") if fb["predictions"] else "; no production feedback"
         out.append(f"{d['rank']}. **{d['domain']}** — priority {d['priority']}: {acc}{patterns}{prod}.")
