@@ -26,7 +26,7 @@ FAST = ["--set", "train.num_epochs=2"]
 # the line ends with 1.0.0 champion and 1.1.0 challenger whatever two epochs learn
 LENIENT = ["--set", "gate.suites.q2=data/firefighter/q2_asked.jsonl", "--set", "gate.max_critical_regressions=1000",
            "--set", "gate.min_accuracy_delta=-1.0", "--set", "gate.non_inferiority_margin=1.0",
-           "--set", "gate.alpha=1e-30"]
+           "--set", "gate.alpha=1.0e-30"]
 
 
 def clt(project, ws, *args):

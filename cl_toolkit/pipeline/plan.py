@@ -203,7 +203,7 @@ def plan_markdown(plan: dict) -> str:
              f"Generated {plan['generated_at'][:16].replace('T', ' ')} UTC from the stored evaluations of "
              f"{', '.join(a['versions_compared'])} and " + (f"the production feedback of {a['feedback']['quarter']}."
                                                           if a["feedback"] else "no production feedback."),
-             "", f"Priority: {a['formula']}.", "", "## Priorities", ""]
+             "", f"Ranked by {a['formula']}.", "", "## Priorities", ""]
     lines += analysis_lines(a, top=TOP)
     lines += ["", "## Forgetting", ""]
     lines += [f"- {f['suite']}: {100 * f['best']:.1f}% at {f['best_version']} → {100 * f['now']:.1f}% "

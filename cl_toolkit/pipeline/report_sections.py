@@ -185,7 +185,7 @@ def analysis_section(analysis: dict | None, reason: str | None = None) -> list[s
     out += [f"The top {TOP} priorities of {who} from its stored evaluations ({', '.join(a['suites'])}; versions "
             f"compared: {', '.join(a['versions_compared'])}) and "
             + (f"{fb['quarter']}'s production feedback on {', '.join(fb['versions'])}." if fb else "no production feedback.")
-            + f" Priority: {a['formula']}.", ""]
+            + f" Ranked by {a['formula']}.", ""]
     out += analysis_lines(a, top=TOP)
     out += ["", "Forgotten suites (below their best-ever score): " + ("; ".join(
         f"{f['suite']} {pct(f['best'])} at {f['best_version']} → {pct(f['now'])} ({pt(-f['drop'])}; cases "
