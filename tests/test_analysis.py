@@ -112,7 +112,9 @@ def line(proj):
     ("The IDLH is 3,000 ppm.", "300 ppm", "numeric", "wrong_number"),
     ("300 ppb", "300 ppm", "numeric", "wrong_unit"),
     ("300", "300 ppm", "numeric", "format_error"),           # the unit left out
-    ("three hundred parts", "300 ppm", "numeric", "format_error"),  # no number at all
+    ("three hundred parts", "300 ppm", "numeric", "format_error"),  # the number in words
+    ("it is hot", "300 ppm", "numeric", "no_answer"),  # no number at all: it does not answer
+    ("The.", "Class 3", "contains", "no_answer"),  # filler words only
     ("", "300 ppm", "numeric", "no_answer"),
     ("   ", "Class 3", "contains", "no_answer"),
     ("I don't know.", "300 ppm", "numeric", "no_answer"),

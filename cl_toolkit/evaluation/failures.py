@@ -1,11 +1,11 @@
 """What kind of mistake a failed case is, read from its matcher, its expected value and the
 answer (`clt analyze`'s failure patterns). One pattern per failed case, the first that fits:
 
-1. `no_answer`: the answer is empty or a refusal ("I do not know", "I cannot ...").
+1. `no_answer`: the answer is empty, a refusal ("I do not know", "I cannot ..."), filler
+   words only ("The."), or a numeric case answered with no number at all (digits or words).
 2. `format_error`: the expected value is there but in a form the matcher refuses
-   ("UN-1203" for `\\bUN ?1203\\b`, "300ppm." for an exact "300 ppm"), or a numeric case
-   answered without any number.
-   A numeric answer with the right number and no unit at all is a format error too.
+   ("UN-1203" for `\\bUN ?1203\\b`, "300ppm." for an exact "300 ppm", "three hundred ppm"
+   for a numeric "300 ppm"); so is the right number with no unit at all.
 3. `wrong_unit`: the expected number with another unit (300 ppb for 300 ppm).
 4. `wrong_number`: a number, but not the expected one (3000 ppm for 300 ppm).
 5. `wrong_entity`: anything else, an answer naming something other than the expected.
@@ -27,6 +27,10 @@ DESCRIPTIONS = {
 }
 _REFUSAL = re.compile(r"\b(i (do not|don't|cannot|can't) (know|say|answer|help)|i am not sure|i'm not sure|"
                       r"unable to (answer|help)|no (information|idea)|not able to|sorry)\b")
+_FILLER = frozenset("a an the of for to in on at is are was be and or it this that with by as".split())
+# a number spelled out: a numeric answer in words has the content in the wrong form
+_NUMBER_WORD = re.compile(r"\b(zero|one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve|twenty|thirty|"
+                          r"forty|fifty|hundred|thousand|million|half|quarter)\b")
 # a number written in a regex pattern, not part of an escape such as \d or {2}
 _PATTERN_NUMBER = re.compile(r"(?<![\\{,\d])\d+(?:\.\d+)?(?![\d}])")
 
@@ -47,8 +51,10 @@ def _variants(answer: str) -> list[str]:
 
 
 def is_no_answer(answer: str) -> bool:
+    """Empty, a refusal, or only filler words ("The.", "for."): nothing that could be an answer."""
     text = normalize(answer).strip(" .!?")
-    return not text or _REFUSAL.search(text) is not None
+    words = re.findall(r"\w+", text)
+    return not words or all(w in _FILLER for w in words) or _REFUSAL.search(text) is not None
 
 
 def _expected_numbers(match: str, expected) -> list[tuple[float, str | None]]:
@@ -83,7 +89,9 @@ def classify(answer: str, expected, match: str, tolerance: float = 0.0) -> str:
         return "wrong_entity"
     got = quantities(answer)
     if not got:
-        return "format_error" if match == "numeric" else "wrong_entity"
+        if match != "numeric":
+            return "wrong_entity"
+        return "format_error" if _NUMBER_WORD.search(normalize(answer)) else "no_answer"
     value, unit = want[0]
     units = {u for v, u in got if _close(v, value, tolerance)}
     if units:
