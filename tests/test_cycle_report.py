@@ -50,7 +50,7 @@ def resumed(stopped_after_training):
 def test_cycle_resumes_at_evaluation_without_training_again(stopped_after_training, resumed):
     _, adapter, before = stopped_after_training
     ws, out, err = resumed
-    assert out["ran"] == ["register", "evaluate", "gate", "release", "report"]
+    assert out["ran"] == ["register", "evaluate", "gate", "release", "analyze", "report"]
     assert "= train: done before, inputs unchanged" in err and "loss" not in err
     assert (adapter.stat().st_mtime_ns, adapter.read_bytes()) == before
     assert out["status"] == "champion"  # the line's first version

@@ -117,7 +117,7 @@ def test_a_suite_edit_reruns_evaluate_and_gate_and_nothing_before(finished, monk
     first = json.loads((ws / "cycles" / "ff-1.0.0" / "evaluate.json").read_text())["outputs"]["1.0.0"]["regression"]
     _add_case(project)
     result, said = _cycle(recipe, ws)
-    assert result["ran"] == ["evaluate", "gate", "release", "report"]
+    assert result["ran"] == ["evaluate", "gate", "release", "analyze", "report"]
     for step in ("validate", "data", "render", "train", "register"):
         assert f"= {step}: done before, inputs unchanged" in said
     assert result["status"] == "champion"  # it passed again and keeps its alias
@@ -143,7 +143,7 @@ def test_a_gate_policy_edit_reruns_the_gate_and_nothing_before(finished, monkeyp
     finally:
         recipe.write_text(text)
         restored = _cycle(recipe, ws)[0]  # the module's workspace as the other tests expect it
-    assert result["ran"] == ["gate", "release", "report"] == restored["ran"]
+    assert result["ran"] == ["gate", "release", "analyze", "report"] == restored["ran"]
     for step in ("validate", "data", "render", "train", "register", "evaluate"):
         assert f"= {step}: done before, inputs unchanged" in said
     assert stamp["inputs"]["policy"]["max_critical_regressions"] == 2

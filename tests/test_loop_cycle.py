@@ -71,7 +71,7 @@ def test_auto_train_gates_and_releases_the_candidate(clt, env):
     cycle = action["cycle"]
     assert (cycle["version"], cycle["status"]) == ("1.1.0", "challenger")
     assert cycle["gate"] == {"passed": True, "reasons": []}
-    assert cycle["ran"][-5:] == ["register", "evaluate", "gate", "release", "report"]
+    assert cycle["ran"][-6:] == ["register", "evaluate", "gate", "release", "analyze", "report"]
     assert (cycle["gate_report"], cycle["report"]) == ("runs/ff-1.1.0/gate.md", "reports/ff/report.html")
     assert json.loads((env / "runs" / "ff-1.1.0" / "gate.json").read_text())["passed"] is True
     assert _last_decision(env) == record

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "registry": ("cl_toolkit.cli.registry:cli", "Versions, lineage, champion/challenger, rollback."),
     "feedback": ("cl_toolkit.cli.feedback:cli", "Production feedback in, training examples out."),
     "synth": ("cl_toolkit.cli.synth:cli", "Synthetic Q&A for a new scenario from an OpenAI-compatible endpoint."),
+    "analyze": ("cl_toolkit.cli.analyze:cli", "Weakest domains, failure patterns, forgetting: a plan for next quarter."),
     "eval": ("cl_toolkit.cli.evaluation:eval_cli", "Run a regression suite against a version."),
     "gate": ("cl_toolkit.cli.evaluation:gate_cli", "Compare a candidate with its baseline; block regressions."),
     "trigger": ("cl_toolkit.cli.monitoring:trigger_cli", "Is a model update due? Check the trigger rules."),

@@ -36,7 +36,7 @@ from cl_toolkit.training.strategies import load_recipe
 @topology_options()
 @json_option("Print what ran, the status, every step's outputs and timing as JSON instead of the summary.")
 def cycle_cli(recipe, from_step, until_step, dry, overrides, trust_remote_code, as_json, **options):
-    """validate → data → render → train → register → evaluate → gate → release → report.
+    """validate → data → render → train → register → evaluate → gate → release → analyze → report.
 
     Each finished step leaves a stamp with its input hashes under
     workspace/cycles/<model>-<version>/; a rerun resumes after the last finished step and

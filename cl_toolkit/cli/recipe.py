@@ -87,13 +87,16 @@ def render_cmd(recipe, out_dir, overrides, trust_remote_code):
               help="A bundled profile's name or a profile path (default: the parent's; tiny-cpu for a new line).")
 @click.option("--recipes-dir", type=click.Path(file_okay=False, path_type=Path), default=Path("recipes"), show_default=True)
 @click.option("--force", is_flag=True, help="Overwrite an existing recipe of that version.")
-def new_cmd(model, from_version, strategy, bump, data_paths, profile, recipes_dir, force):
+@click.option("--plan", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="An improvement plan (plan.json from `clt analyze`): its data sources and rehearsal split, "
+                   "its hash recorded under plan:; --from and --bump default to its version and minor.")
+def new_cmd(model, from_version, strategy, bump, data_paths, profile, recipes_dir, force, plan):
     """Write the next recipe of MODEL from an existing one, with the training defaults its
     profile gives for the strategy (the profile's `defaults:`; a strategy's own where the
     profile has none), or with initial_lora and no --from the first recipe of a new line.
     It is validated before it is written; its TODO description must be replaced before
     `clt recipe validate` passes it."""
-    path = new_recipe(recipes_dir / model, from_version, strategy, bump, list(data_paths), force, profile)
+    path = new_recipe(recipes_dir / model, from_version, strategy, bump, list(data_paths), force, profile, plan)
     click.echo(f"wrote {display(path)}")
 
 

@@ -218,3 +218,29 @@ def quarter_feedback(store: FeedbackStore, model: str, versions: list[str], quar
                                   for v, d in sorted(by_cell, key=lambda k: (order[k[0]], k[1]))],
             "complaints_by_domain": [{"domain": d, **t, "complaint_rate": _rounded(t["complaints"] / t["rated"], 4)
                                       if t["rated"] else None} for d, t in complained]}
+
+
+def domain_evidence(store: FeedbackStore, model: str, versions: list[str], quarter: str, domain: str,
+                    limit: int = 10) -> dict:
+    """The requests behind one domain's feedback numbers in a quarter (`clt analyze`): the
+    ids of its complaints (effective rating <= NEGATIVE_MAX), lowest rated first, and its
+    most common effective corrections, each with how often it was given and by which requests."""
+    since, until = quarter_window(quarter)
+    names = _stored_names(model, versions)
+    if not names:
+        return {"complaints": [], "corrections": []}
+    marks = ", ".join("?" * len(names))
+    where = (f"p.timestamp >= ? AND p.timestamp < ? AND p.model_version IN ({marks}) "
+             f"AND {'p.domain IS NULL' if domain == NO_DOMAIN else 'p.domain = ?'}")
+    args = (since, until, *names, *(() if domain == NO_DOMAIN else (domain,)))
+    sql = (f"SELECT p.request_id, {EFFECTIVE_RATING}, {EFFECTIVE_CORRECTION} FROM predictions p {SOURCE_JOINS} "
+           f"WHERE {where} ORDER BY p.timestamp, p.request_id")
+    complaints, corrections = [], {}
+    for request_id, rating, correction in store.conn.execute(sql, args):
+        if rating is not None and rating <= NEGATIVE_MAX:
+            complaints.append((rating, request_id))
+        if correction is not None and correction.strip():
+            corrections.setdefault(" ".join(correction.split()), []).append(request_id)
+    common = sorted(corrections.items(), key=lambda kv: (-len(kv[1]), kv[0]))[:limit]
+    return {"complaints": [r for _, r in sorted(complaints)[:limit]],
+            "corrections": [{"correction": c, "count": len(ids), "request_ids": ids[:limit]} for c, ids in common]}

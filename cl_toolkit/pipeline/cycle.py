@@ -1,5 +1,5 @@
 """One quarter's update, as resumable steps: validate → data → render → train → register →
-evaluate → gate → release → report.
+evaluate → gate → release → analyze → report.
 
 Each step writes its artifact and then a completion stamp, `workspace/cycles/<run>/<step>.json`,
 holding the hashes of its inputs. A rerun skips every step whose stamp matches its current
@@ -48,7 +48,7 @@ from cl_toolkit.training.train import (
     run_dir_for,
 )
 
-STEPS = ("validate", "data", "render", "train", "register", "evaluate", "gate", "release", "report")
+STEPS = ("validate", "data", "render", "train", "register", "evaluate", "gate", "release", "analyze", "report")
 
 
 @dataclass
@@ -146,8 +146,14 @@ def _in_release(c: Context) -> dict:
     return {"gate": c.outputs["gate"]}
 
 
+def _in_analyze(c: Context) -> dict:
+    """What was released and the evaluations the analysis reads (feedback that arrives later:
+    `--from analyze`, or `clt analyze`)."""
+    return {"release": c.outputs["release"], "evaluations": c.outputs["evaluate"]}
+
+
 def _in_report(c: Context) -> dict:
-    return {"release": c.outputs["release"]}
+    return {"release": c.outputs["release"], "analyze": c.outputs["analyze"]}
 
 
 # ---- the steps --------------------------------------------------------------------------
@@ -270,6 +276,30 @@ def _release(c: Context) -> dict:
     return {"status": to}
 
 
+def _analyze(c: Context) -> dict:
+    """`clt analyze` of the version just released (of the champion when the gate rejected
+    it): plan.json and plan.md in the workspace. Advisory: what cannot be analysed is said,
+    and the cycle goes on to the report."""
+    from cl_toolkit.pipeline.plan import write_plan
+
+    model = c.lr.recipe.model
+    released = c.outputs["release"].get("status") in ("champion", "challenger")
+    with open_registry(c.lr.workspace) as reg:
+        version = c.lr.recipe.version if released else reg.alias(model, "champion")
+    if version is None:
+        return {"skipped": "no released version to analyse"}
+    try:
+        result = write_plan(c.lr.workspace, model, version, root=c.lr.root)
+    except BadInput as e:
+        c.say(f"  analysis skipped: {e}")
+        return {"skipped": str(e)}
+    top = result["plan"]["analysis"]["domains"][:3]
+    c.say(f"  analysis of {version}: " + (", ".join(f"{d['domain']} (priority {d['priority']})" for d in top)
+                                          or "no domain") + f"; plan {c.rel(result['paths']['plan.md'])}")
+    return {"version": version, "plan": c.rel(result["paths"]["plan.json"]), "sha256": result["sha256"],
+            "plan_md": c.rel(result["paths"]["plan.md"]), "weak_domains": result["plan"]["weak_domains"]}
+
+
 def _report(c: Context) -> dict:
     from cl_toolkit.pipeline.quarterly_report import write_report
 
@@ -281,7 +311,7 @@ STEP_FUNCS = {
     "validate": (_in_validate, _validate), "data": (_in_data, _data), "render": (_in_render, _render),
     "train": (_in_train, _train), "register": (_in_after_train, _register),
     "evaluate": (_in_evaluate, _evaluate), "gate": (_in_gate, _gate), "release": (_in_release, _release),
-    "report": (_in_report, _report),
+    "analyze": (_in_analyze, _analyze), "report": (_in_report, _report),
 }
 
 

@@ -120,7 +120,8 @@ def summary_lines(result: dict, model: str, version: str, parent: str | None, st
         lines = [f"{model} {version} ({lineage})", "  " + verdict_line(out.get("gate"))]
         lines += ["  " + x for x in accuracy_lines(out.get("evaluate"), version, parent)]
         lines.append("  " + alias_line(result, version))
-    for label, path in (("report", out.get("report", {}).get("html")), ("gate report", out.get("gate", {}).get("report"))):
+    for label, path in (("report", out.get("report", {}).get("html")), ("gate report", out.get("gate", {}).get("report")),
+                        ("plan", out.get("analyze", {}).get("plan_md"))):
         if path:
             lines.append(f"  {label}: {where(path)}")
     lines.append("  " + time_line(result["overhead"], result["ran"]))

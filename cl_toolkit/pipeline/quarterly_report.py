@@ -26,6 +26,7 @@ from cl_toolkit.core.files import atomic_write_json, atomic_write_text, sha256_f
 from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.pipeline.report_sections import (
     alias_history_section,
+    analysis_section,
     data_section,
     feedback_section,
     gate_section,
@@ -79,7 +80,20 @@ def gather(workspace: Path, model: str, quarter: str | None = None) -> dict:
     facts["feedback"] = production_feedback(workspace, model, [r.version for r in recs], quarter)
     facts["matrix"] = line_matrix(workspace, model)
     facts["checklist"] = checklist(facts, recs, aliases)
+    facts["analysis"], facts["analysis_reason"] = line_analysis(workspace, model, aliases)
     return facts
+
+
+def line_analysis(workspace: Path, model: str, aliases: dict) -> tuple[dict | None, str | None]:
+    """`clt analyze` of the champion for the Analysis section, or why there is none."""
+    from cl_toolkit.pipeline.analysis import analyze
+
+    if not aliases.get("champion"):
+        return None, f"{model} has no champion to analyse yet."
+    try:
+        return analyze(workspace, model, aliases["champion"]), None
+    except BadInput as e:  # e.g. scores without their evaluation files: the report still builds
+        return None, f"The champion {aliases['champion']} cannot be analysed: {e}"
 
 
 # ---- facts from the run folders and the feedback store ---------------------------------
@@ -248,6 +262,7 @@ def markdown(facts: dict, plots: dict[str, Path | None]) -> str:
     lines += data_section(facts["versions"]) + _image(plots, "mix", "Data used per version")
     lines += loss_section(facts["loss"]) + _image(plots, "losses", "Training loss of every version")
     lines += gate_section(facts)
+    lines += analysis_section(facts.get("analysis"), facts.get("analysis_reason"))
     for title, key in (("Accuracy per domain", "domains"), ("Lineage", "lineage")):
         if plots.get(key):
             lines += ["", f"## {title}", *_image(plots, key, title)]

@@ -169,3 +169,27 @@ def gate_section(facts: dict) -> list[str]:
                       [[r["id"], r["criticality"], r["input"], r["expected"], r["baseline_output"],
                         r["candidate_output"]] for r in g["regressions"]])
     return out
+
+
+def analysis_section(analysis: dict | None, reason: str | None = None) -> list[str]:
+    """`clt analyze`'s top three priorities with their numbers and evidence, and the suites
+    forgotten (the same facts plan.md shows); the reason when there is nothing to analyse."""
+    from cl_toolkit.pipeline.plan import TOP, analysis_lines
+
+    out = ["", "## Analysis", ""]
+    if analysis is None:
+        return out + [reason or "Nothing to analyse yet."]
+    a = analysis
+    who = f"{a['version']} ({a['alias']})" if a["alias"] else a["version"]
+    fb = a["feedback"]
+    out += [f"The top {TOP} priorities of {who} from its stored evaluations ({', '.join(a['suites'])}; versions "
+            f"compared: {', '.join(a['versions_compared'])}) and "
+            + (f"{fb['quarter']}'s production feedback on {', '.join(fb['versions'])}." if fb else "no production feedback.")
+            + f" Ranked by {a['formula']}.", ""]
+    out += analysis_lines(a, top=TOP)
+    out += ["", "Forgotten suites (below their best-ever score): " + ("; ".join(
+        f"{f['suite']} {pct(f['best'])} at {f['best_version']} → {pct(f['now'])} ({pt(-f['drop'])}; cases "
+        f"{', '.join(f['evidence']['cases']) or 'n/a'})" for f in a["forgetting"]) or "none") + ".",
+            "", f"The plan with commands: `clt analyze {a['model']} --version {a['version']}` "
+                f"(workspace/analysis/{a['model']}/{a['version']}/plan.md)."]
+    return out

@@ -85,6 +85,7 @@ class Recipe:
     gate: MappingProxyType | None
     tracking: MappingProxyType | None
     axolotl: MappingProxyType
+    plan: MappingProxyType | None = None  # the improvement plan it was written from: path, sha256
 
     @property
     def run_name(self) -> str:
@@ -127,6 +128,7 @@ def build_recipe(data: dict) -> Recipe:
         gate=freeze(data["gate"]) if "gate" in data else None,
         tracking=freeze(data["tracking"]) if "tracking" in data else None,
         axolotl=freeze(data.get("axolotl", {})),
+        plan=freeze(data["plan"]) if "plan" in data else None,
     )
 
 

@@ -27,7 +27,7 @@ import yaml
 
 from cl_toolkit.core import semver
 from cl_toolkit.core.errors import BadInput
-from cl_toolkit.core.workspace import project_root
+from cl_toolkit.core.workspace import project_root, workspace_dir
 from cl_toolkit.core.yamlio import display, load_yaml
 from cl_toolkit.recipe.init import (
     DEFAULT_PROFILE,
@@ -36,6 +36,7 @@ from cl_toolkit.recipe.init import (
     first_recipe,
     recipe_text,
 )
+from cl_toolkit.recipe.plan_input import apply_plan, read_plan
 from cl_toolkit.recipe.validate import load_recipe
 
 DefaultsFor = Callable[[str, Path], dict]  # (profile as a recipe names it, project root) -> defaults
@@ -142,14 +143,19 @@ def scaffold(source: dict, strategy: str, version: str, data_paths: list[str], *
 
 def new_recipe(model_dir: Path, from_version: str | None, strategy: str, bump: str | None, data_paths: list[str],
                force: bool = False, *, strategies: Mapping[str, Any], defaults_for: DefaultsFor | None = None,
-               profile: str | None = None) -> Path:
+               profile: str | None = None, plan: Path | None = None) -> Path:
     """Write recipes/<model>/<next>.yml; BadInput if the source is missing or the target exists.
     Without `from_version` a strategy that starts fresh writes the line's first recipe
-    (1.0.0) on `profile`, training on `data_paths`."""
+    (1.0.0) on `profile`, training on `data_paths`. With `plan` (an improvement plan's
+    plan.json) the data sources and rehearsal come from it (recipe/plan_input.py), and
+    `from_version` and `bump` default to the plan's version and minor."""
     names = scaffold_names(strategies)
     if strategy not in names:
         raise BadInput(f"--strategy must be one of {', '.join(names)}")
     root = project_root(model_dir)
+    planned = read_plan(plan, model_dir.name) if plan is not None else None
+    if planned is not None:
+        from_version, bump = from_version or planned[0]["version"], bump or "minor"
     if from_version is None:
         return _start_line(model_dir, strategy, data_paths, force, strategies, defaults_for, profile or DEFAULT_PROFILE)
     if bump is None:
@@ -168,9 +174,12 @@ def new_recipe(model_dir: Path, from_version: str | None, strategy: str, bump: s
               f"# Point data.train at this quarter's data and say why in description.\n")
     has_profile = isinstance(source, dict) and isinstance(source.get("profile"), str)
     known = defaults_for(source["profile"], root) if defaults_for and has_profile else {}
-    text = header + yaml.safe_dump(scaffold(source, strategy, version, data_paths, strategies=strategies,
-                                            root=root, profile_defaults=known.get(strategy)),
-                                   sort_keys=False)
+    recipe = scaffold(source, strategy, version, data_paths, strategies=strategies, root=root,
+                      profile_defaults=known.get(strategy))
+    if planned is not None:
+        recipe = apply_plan(recipe, planned[0], plan, planned[1], data_paths, root, workspace_dir())
+        header += f"# From the improvement plan {display(plan)} (sha256 {planned[1][:12]}).\n"
+    text = header + yaml.safe_dump(recipe, sort_keys=False)
     return _write_checked(model_dir, version, target, text, strategies)
 
 

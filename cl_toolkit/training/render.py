@@ -121,6 +121,7 @@ def _manifest(lr: LoadedRecipe, profile: Profile, mix: Mix, outputs: dict) -> di
                     "sha256": sha256_file(profile.path),
                     "base_model": portable_path(profile.base_model, lr.root, lr.workspace)},
         "inputs": mix.inputs, "mix": mix.counts, "outputs": outputs,
+        **({"plan": {"path": r.plan["path"], "sha256": r.plan["sha256"]}} if r.plan else {}),
     }
 
 

@@ -41,11 +41,12 @@ def load_recipe(path: str | Path, overrides: list[str] | tuple[str, ...] = (), w
 
 
 def new_recipe(model_dir: Path, from_version: str | None, strategy: str, bump: str | None, data_paths: list[str],
-               force: bool = False, profile: str | None = None) -> Path:
+               force: bool = False, profile: str | None = None, plan: Path | None = None) -> Path:
     """`clt recipe new`: write the next recipe of a line (or, without `from_version`, its
-    first) with the profile's defaults for the strategy over the strategy's own."""
+    first) with the profile's defaults for the strategy over the strategy's own; with
+    `plan`, the data sources and rehearsal split of an improvement plan."""
     return _scaffold.new_recipe(model_dir, from_version, strategy, bump, data_paths, force, strategies=STRATEGIES,
-                                defaults_for=profile_defaults, profile=profile)
+                                defaults_for=profile_defaults, profile=profile, plan=plan)
 
 
 def init_line(line: str, dest: Path, profile: str = _init.DEFAULT_PROFILE) -> list[Path]:
