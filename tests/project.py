@@ -10,7 +10,8 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parent.parent
-DATA = ["data/firefighter/q1.jsonl", "data/firefighter/q2.jsonl", "data/general/general.jsonl",
+DATA = ["data/firefighter/q1.jsonl", "data/firefighter/q2.jsonl", "data/firefighter/q2_asked.jsonl",
+        "data/general/general.jsonl",
         "data/firefighter/regression.jsonl"]
 
 BASE_RECIPE = {

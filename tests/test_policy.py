@@ -267,7 +267,7 @@ def test_bad_policy_values_exit_2_with_file_line_and_key(proj, clt, name):
 def test_a_suites_only_gate_validates(proj, clt):
     data = copy.deepcopy(BASE_RECIPE)
     data["gate"] = {"suites": {"regression": "data/firefighter/regression.jsonl",
-                               "q2": {"path": "data/firefighter/q2.jsonl", "role": "learning"}},
+                               "q2": {"path": "data/firefighter/q2_asked.jsonl", "role": "learning"}},
                     "min_learning": {"q2": {"delta": 0.1, "significant": True}}, "samples": 4}
     code, out, err = clt("recipe", "validate", write_recipe(proj, data))
     assert code == 0, err
