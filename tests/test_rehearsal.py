@@ -141,6 +141,15 @@ def test_the_default_is_per_epoch_with_a_parent_and_once_without(proj):
     assert (lr.recipe.data.rehearsal.split, lr.recipe.data.rehearsal.unit) == ("even", "rows")
 
 
+def test_with_nothing_to_rehearse_per_epoch_is_the_mix_of_once(proj):
+    """Naive continuation (ratio 0, no sources): no draw to refresh, so no stream either."""
+    for reh in ({"ratio": 0.0, "sources": []}, {"ratio": 0.0, "sources": [{"path": Q1}]}):
+        mix = mix_of(proj, continued(dict(reh)))
+        once = mix_of(proj, continued({**reh, "resample": "once"}))
+        assert jsonl_bytes(mix.rows) == jsonl_bytes(once.rows) and mix.counts == once.counts
+        assert len(mix.rows) == 48 and "resample" not in mix.counts
+
+
 def test_every_pool_row_is_replayed_before_any_repeats(proj):
     """48 new Q2 rows, 20% rehearsal of the 48 Q1 facts: 12 a epoch, so epochs 1-4 are
     disjoint and cover Q1 exactly, and over 20 epochs each fact is seen exactly 5 times."""

@@ -219,8 +219,8 @@ def _resample_problems(data: dict, lines: LineMap, fname: str, root: Path, ws: P
     epochs, with no split or deduplication that would undo the replay. Each conflicting key is
     reported where it is set: the recipe's `train:` / `axolotl:` (they win), else the profile."""
     reh = data["data"].get("rehearsal")
-    if not reh or reh.get("resample") != "per_epoch":
-        return []
+    if not reh or reh.get("resample") != "per_epoch" or not reh["ratio"] or not reh["sources"]:
+        return []  # nothing rehearsed: the mix is once's
     why_default = "" if explicit else " (the default for a recipe with a parent)"
     places = [(fname, lines, ("axolotl",), data.get("axolotl") or {}), (fname, lines, ("train",), data.get("train") or {})]
     try:

@@ -102,9 +102,8 @@ def build_mix(lr: LoadedRecipe, registry, profile: Profile | None = None) -> Mix
     reh = recipe.data.rehearsal
     strategy = STRATEGIES[recipe.strategy]
     sources = [s for s in (reh.sources if reh else ()) if strategy.rehearses_parent_data or "parent_data" not in s]
-    mode = reh.resample if reh else "once"
     tokens_of = None
-    if reh and (mode == "per_epoch" or reh.unit == "tokens"):
+    if sources and reh.ratio > 0 and (reh.resample == "per_epoch" or reh.unit == "tokens"):
         profile = profile or load_profile(resolve_path(recipe.profile, lr.root, lr.workspace), lr.root, lr.workspace)
         if reh.unit == "tokens":
             from cl_toolkit.training.token_count import token_counter
@@ -112,6 +111,7 @@ def build_mix(lr: LoadedRecipe, registry, profile: Profile | None = None) -> Mix
             tokens_of = token_counter(profile)
     budget = _budget(reh, base, tokens_of) if sources else 0
     pools = open_pools(lr, registry, sources) if budget else []
+    mode = reh.resample if budget else "once"  # nothing to draw: nothing to resample (the mix of once)
     for pool in pools:
         inputs.extend(pool.inputs)
     if mode == "per_epoch":
@@ -121,7 +121,8 @@ def build_mix(lr: LoadedRecipe, registry, profile: Profile | None = None) -> Mix
     counts = {"new": len(new_rows), **counts}
     if history is not None:
         counts["history"] = history
-    return Mix(rows=[thaw(r) for r in rows], new_rows=new_rows, inputs=inputs, counts=counts)
+    return Mix(rows=rows if mode == "per_epoch" else [thaw(r) for r in rows], new_rows=new_rows, inputs=inputs,
+               counts=counts)
 
 
 def _budget(reh, base: list[dict], tokens_of) -> float:
@@ -181,6 +182,7 @@ def _per_epoch(seed: int, base: list[dict], pools: list[Pool], reh, budget: floa
                epochs: int) -> tuple[list[dict], dict]:
     """Every epoch written out: the base rows and a fresh draw from each pool's cycle, shuffled
     (one seeded random.Random per epoch); the pools' draw orders run on across epochs."""
+    base = [thaw(r) for r in base]  # plain rows, once: each epoch repeats them (nothing mutates a row)
     cyclers = {p.label: Cycler(p.size, random.Random(f"{seed}:rehearsal:{p.label}")) for p in pools}
     stream, drawn, per_epoch_rows = [], {p.label: [] for p in pools}, {p.label: [] for p in pools}
     for epoch in range(epochs):
