@@ -19,7 +19,7 @@ from cl_toolkit.core.files import jsonl_bytes, sha256_bytes, sha256_file
 from cl_toolkit.recipe.model import source_name
 from cl_toolkit.registry import VersionRecord, open_registry
 from cl_toolkit.training import pools
-from cl_toolkit.training.draw import Cycler, allocate
+from cl_toolkit.training.draw import Cycler, allocate, take_tokens
 from cl_toolkit.training.mix import build_mix, read_chat_jsonl
 from cl_toolkit.training.strategies import load_recipe
 
@@ -200,6 +200,11 @@ def test_per_epoch_is_byte_identical_for_a_seed_and_differs_for_another(proj):
     assert jsonl_bytes(a.rows) == jsonl_bytes(b.rows) and a.counts == b.counts
     c = mix_of(proj, data, ["data.seed=8"])
     assert jsonl_bytes(c.rows) != jsonl_bytes(a.rows) and len(c.rows) == len(a.rows)
+    q1 = {canon(r) for r in read_chat_jsonl(proj / Q1)}
+    first_a, first_c = epochs_of(a)[0], epochs_of(c)[0]
+    assert {canon(r) for r in first_a if canon(r) in q1} != {canon(r) for r in first_c if canon(r) in q1}  # other draws
+    q2 = {canon(r) for r in read_chat_jsonl(proj / Q2)}
+    assert [canon(r) for r in first_a if canon(r) in q2] != [canon(r) for r in first_c if canon(r) in q2]  # other order
     once = mix_of(proj, data, ["data.rehearsal.resample=once"])
     assert len(once.rows) == len(a.rows) // 4  # once: one epoch's rows, Axolotl repeats them
 
@@ -220,6 +225,18 @@ def test_split_shares_the_budget(proj, split, general, q1):
         rows = general if resample == "once" else 2 * general
         assert (per[GENERAL]["rows"], per[Q1]["rows"]) == (rows, rows * q1 // general), resample
     assert mix.counts.get("split", "even") == split
+
+
+def test_a_token_budget_takes_a_row_only_when_it_gets_closer():
+    tokens = [10, 10, 10, 30, 5]
+
+    def take_from(budget):
+        order = list(range(5))  # a fixed draw order
+        return take_tokens(lambda: order[0], lambda: order.pop(0), tokens.__getitem__, budget)
+
+    assert take_from(35) == [0, 1, 2]  # 30 + 30 would overshoot by 25, more than the 5 it falls short
+    assert take_from(45) == [0, 1, 2, 3]  # 60 overshoots by 15, as much as 30 falls short: taken
+    assert take_from(4) == [0] and take_from(0) == []  # the first row while there is a budget at all
 
 
 def test_allocate_matches_the_old_even_split():
