@@ -54,9 +54,9 @@ def recipe(**changes) -> dict:
 
 def continued(reh: dict, epochs: int = 20, train=Q2, **changes) -> dict:
     """A continued_lora recipe on `train` rehearsing file pools (no registry needed)."""
-    return recipe(version="1.1.0", parent="1.0.0", strategy="continued_lora",
-                  data={"train": [{"path": train}], "rehearsal": reh, "seed": 7}, train={"num_epochs": epochs},
-                  **changes)
+    return recipe(**{"version": "1.1.0", "parent": "1.0.0", "strategy": "continued_lora",
+                     "data": {"train": [{"path": train}], "rehearsal": reh, "seed": 7}, "train": {"num_epochs": epochs},
+                     **changes})
 
 
 def mix_of(proj, data: dict, overrides=(), name=None):
@@ -366,3 +366,39 @@ def test_render_makes_one_pass_over_every_epoch_with_the_same_steps(clt, workspa
     assert manifest["outputs"]["data/train.jsonl"]["rows"] == 300 and manifest["mix"]["epoch_rows"] == [60] * 5
     assert "holds all 5 epochs (300 rows" in text and f"{math.ceil(300 / batch)} optimizer steps" in text
     assert "Traceback" not in err
+
+
+def test_distillation_asks_the_teacher_once_per_distinct_row_of_a_per_epoch_stream(proj, tiny_model_dir):
+    """The tiny base registered as the teacher: 3 epochs of 4 new + 4 drawn rows are 24 KD
+    rows, but the teacher answered only the 4 new rows and the 12 distinct draws."""
+    from cl_toolkit.training.profiles import load_profile
+    from cl_toolkit.training.strategies import STRATEGIES
+
+    ws = proj / "ws"
+    run = ws / "runs" / "ff-1.0.0"
+    shutil.copytree(tiny_model_dir, run / "merged")
+    (run / "axolotl.yml").write_text("base_model: tiny\n")
+    (run / "recipe.yml").write_text("model: ff\n")
+    (run / "manifest.json").write_text("{}")
+    (run / "data").mkdir()
+    (run / "data" / "new.jsonl").write_text((proj / Q1).read_text())
+    with open_registry(ws) as reg:
+        reg.register(VersionRecord(model="ff", version="1.0.0", parent=None, strategy="initial_lora",
+                                   base_model=str(tiny_model_dir), recipe_sha256="x", data_sha256="y",
+                                   run_dir=str(run), adapter_dir=None))
+    shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")
+    data = continued({"ratio": 0.5, "sources": [{"path": GENERAL}]}, epochs=3, strategy="distillation",
+                     distillation={"top_k": 4})
+    data["data"]["train"] = [{"path": Q2, "max_rows": 4}]
+    lr = load_recipe(write_recipe(proj, data))
+    profile = load_profile(proj / "configs" / "profiles" / "tiny-cpu.yml", proj, ws)
+    with open_registry(ws) as reg:
+        mix = build_mix(lr, reg, profile)
+        plan = STRATEGIES["distillation"].plan(lr, reg, profile, mix.rows)
+    assert len(mix.rows) == 24 and len(plan.rows) == 24
+    assert [r["messages"] for r in plan.rows] == [r["messages"] for r in mix.rows]  # in the stream's order
+    (cached,) = (ws / "cache" / "teacher_logprobs").glob("*.jsonl")
+    assert len(cached.read_text().splitlines()) == 16  # 4 new + 12 distinct draws
+    first_new = read_chat_jsonl(proj / Q2)[0]["messages"]
+    same = [r for r in plan.rows if r["messages"] == first_new]
+    assert len(same) == 3 and all(r == same[0] for r in same)  # a new row in each epoch: the teacher's one answer
