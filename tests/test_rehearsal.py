@@ -22,6 +22,7 @@ from cl_toolkit.training import pools
 from cl_toolkit.training.draw import Cycler, allocate, take_tokens
 from cl_toolkit.training.mix import build_mix, read_chat_jsonl
 from cl_toolkit.training.strategies import load_recipe
+from cl_toolkit.training.token_count import row_key
 
 GENERAL, Q1, Q2 = "data/general/general.jsonl", "data/firefighter/q1.jsonl", "data/firefighter/q2.jsonl"
 
@@ -402,3 +403,20 @@ def test_distillation_asks_the_teacher_once_per_distinct_row_of_a_per_epoch_stre
     first_new = read_chat_jsonl(proj / Q2)[0]["messages"]
     same = [r for r in plan.rows if r["messages"] == first_new]
     assert len(same) == 3 and all(r == same[0] for r in same)  # a new row in each epoch: the teacher's one answer
+
+
+def test_token_counts_are_cached_by_row_and_tokenizer_and_read_back(proj, with_tokenizer):
+    """The cache is what the counts come from: doubled in the file, the budget halves."""
+    reh = {"ratio": 0.25, "unit": "tokens", "resample": "once", "sources": [{"path": GENERAL}]}
+    data = continued(reh, epochs=1, train=Q1)
+    first = mix_of(proj, data)
+    (cache,) = (proj / "ws" / "cache" / "token_counts").glob("*.json")
+    counts = json.loads(cache.read_text())
+    rows = read_chat_jsonl(proj / Q1) + first.rows
+    assert all(counts[row_key(r)] == with_tokenizer(r) for r in rows)  # every counted row, counted right
+    again = mix_of(proj, data)
+    assert jsonl_bytes(again.rows) == jsonl_bytes(first.rows)
+    cache.write_text(json.dumps({k: (2 * v if k in {row_key(r) for r in read_chat_jsonl(proj / GENERAL)} else v)
+                                 for k, v in counts.items()}))  # every general row counted twice as long
+    halved = mix_of(proj, data)
+    assert halved.counts["rehearsal"][GENERAL]["rows"] < first.counts["rehearsal"][GENERAL]["rows"]

@@ -108,7 +108,7 @@ def build_mix(lr: LoadedRecipe, registry, profile: Profile | None = None) -> Mix
         if reh.unit == "tokens":
             from cl_toolkit.training.token_count import token_counter
 
-            tokens_of = token_counter(profile)
+            tokens_of = token_counter(profile, lr.workspace)
     budget = _budget(reh, base, tokens_of) if sources else 0
     pools = open_pools(lr, registry, sources) if budget else []
     mode = reh.resample if budget else "once"  # nothing to draw: nothing to resample (the mix of once)
@@ -118,6 +118,8 @@ def build_mix(lr: LoadedRecipe, registry, profile: Profile | None = None) -> Mix
         rows, counts = _per_epoch(recipe.data.seed, base, pools, reh, budget, tokens_of, training_epochs(lr, profile))
     else:
         rows, counts = _once(recipe.data.seed, base, pools, reh, budget, tokens_of)
+    if tokens_of is not None:
+        tokens_of.save()
     counts = {"new": len(new_rows), **counts}
     if history is not None:
         counts["history"] = history
