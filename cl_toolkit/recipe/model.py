@@ -81,9 +81,9 @@ def split_key(key: str) -> str:
 class Rehearsal:
     ratio: float
     sources: tuple  # of mappings: {path}|{parent_data: true}|{buffer: true}
-    resample: str = "once"  # per_epoch | once
-    split: Any = "even"  # even | proportional | {source name: weight}
-    unit: str = "rows"  # rows | tokens
+    resample: str  # per_epoch | once (the schema's default depends on the parent)
+    split: Any  # even | proportional | {source name: weight}
+    unit: str  # rows | tokens
 
 
 @dataclass(frozen=True)

@@ -185,27 +185,27 @@ def _per_epoch(seed: int, base: list[dict], pools: list[Pool], reh, budget: floa
     """Every epoch written out: the base rows and a fresh draw from each pool's cycle, shuffled
     (one seeded random.Random per epoch); the pools' draw orders run on across epochs."""
     base = [thaw(r) for r in base]  # plain rows, once: each epoch repeats them (nothing mutates a row)
-    cyclers = {p.label: Cycler(p.size, random.Random(f"{seed}:rehearsal:{p.label}")) for p in pools}
-    stream, drawn, per_epoch_rows = [], {p.label: [] for p in pools}, {p.label: [] for p in pools}
+    cyclers = {id(p): Cycler(p.size, random.Random(f"{seed}:rehearsal:{i}:{p.label}")) for i, p in enumerate(pools)}
+    stream, drawn, epoch_rows = [], [[] for _ in pools], []
     for epoch in range(epochs):
+        draws = _draws(pools, reh, budget, tokens_of, lambda p: cyclers[id(p)]) if pools else []
         rows = list(base)
-        draws = _draws(pools, reh, budget, tokens_of, lambda p: cyclers[p.label]) if pools else []
-        for pool, idx in zip(pools, draws, strict=True):
-            drawn[pool.label] += idx
-            per_epoch_rows[pool.label].append(len(idx))
+        for pool, idx, seen in zip(pools, draws, drawn, strict=True):
+            seen.append(idx)
             rows.extend(pool.rows(idx))
         random.Random(f"{seed}:epoch:{epoch}").shuffle(rows)
         stream.extend(rows)
+        epoch_rows.append(len(rows))
     per_source = {}
-    for pool in pools:
-        idx = drawn[pool.label]
-        per_source[pool.label] = {"rows": len(idx), "pool": pool.size, "per_epoch": per_epoch_rows[pool.label],
+    for pool, per_epoch in zip(pools, drawn, strict=True):
+        idx = [k for epoch in per_epoch for k in epoch]
+        per_source[pool.label] = {"rows": len(idx), "pool": pool.size, "per_epoch": [len(e) for e in per_epoch],
                                   "seen": coverage(idx, pool.size)}
         if tokens_of is not None:
             per_source[pool.label]["tokens"] = sum(tokens_of.pool_row(pool, k) for k in idx)
     total = len(stream)
-    epoch_rows = [len(base) + sum(per_epoch_rows[p.label][e] for p in pools) for e in range(epochs)]
-    counts = {"resample": "per_epoch", "epochs": epochs, "epoch_rows": epoch_rows, "rehearsal": per_source, "total": total, "ratio_requested": reh.ratio,
+    counts = {"resample": "per_epoch", "epochs": epochs, "epoch_rows": epoch_rows, "rehearsal": per_source,
+              "total": total, "ratio_requested": reh.ratio,
               "ratio_actual": round((total - epochs * len(base)) / total, 6) if total else 0.0}
     return stream, {**counts, **_options(reh, base, per_source, tokens_of, epochs)}
 
