@@ -104,7 +104,7 @@ def test_a_history_hook_adds_data_in_full_and_can_drop_parent_data(proj, monkeyp
 
     monkeypatch.setitem(STRATEGIES, "replay_q2", Strategy(about="q2 in full", plan=_wide_plan, history=q2_history,
                                                           rehearses_parent_data=False))
-    reh = {"ratio": 0.2, "sources": [{"parent_data": True}, {"path": "data/general/general.jsonl"}]}
+    reh = {"ratio": 0.2, "resample": "once", "sources": [{"parent_data": True}, {"path": "data/general/general.jsonl"}]}
     data = recipe(version="1.1.0", parent="1.0.0", strategy="replay_q2")
     data["data"]["rehearsal"] = reh
     lr = load_recipe(write_recipe(proj, data))

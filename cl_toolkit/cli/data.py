@@ -31,5 +31,6 @@ def build_cmd(recipe, out_dir, overrides, as_json):
     with open_registry(lr.workspace) as reg:
         summary = write_mix(lr, build_mix(lr, reg), out_dir)
     out = summary["train.jsonl"]
-    emit(summary["mix"], as_json, [f"{out['rows']} rows ({summary['mix']['new']} new) -> "
+    epochs = f", {summary['mix']['epochs']} epochs" if "epochs" in summary["mix"] else ""
+    emit(summary["mix"], as_json, [f"{out['rows']} rows ({summary['mix']['new']} new{epochs}) -> "
                                    f"{display(out_dir / 'train.jsonl')} sha256 {out['sha256'][:12]}"])

@@ -72,7 +72,11 @@ def render_cmd(recipe, out_dir, overrides, trust_remote_code):
         result = render(lr, out_dir, reg)
     mix = result.manifest["mix"]
     click.echo(f"rendered {lr.recipe.run_name} -> {display(result.run_dir)}")
-    click.echo(f"  data: {mix['total']} rows ({mix['new']} new, {mix['total'] - mix['new']} rehearsal)")
+    if mix.get("resample") == "per_epoch":
+        click.echo(f"  data: {mix['total']} rows, {mix['epochs']} epochs written out (Axolotl makes one pass), "
+                   f"each {mix['new']} new + a fresh rehearsal draw")
+    else:
+        click.echo(f"  data: {mix['total']} rows ({mix['new']} new, {mix['total'] - mix['new']} rehearsal)")
     click.echo(f"  Axolotl's check: {CHECK_WORDS.get(result.check, result.check)}")
 
 

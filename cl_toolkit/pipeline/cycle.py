@@ -170,7 +170,9 @@ def _data(c: Context) -> dict:
     summary = {"sha256": sha256_bytes(jsonl_bytes(mix.rows)), "rows": len(mix.rows), "counts": mix.counts,
                "inputs": mix.inputs}
     atomic_write_json(c.stamps / "mix.json", summary)
-    c.say(f"  {summary['rows']} rows: {mix.counts['new']} new, {summary['rows'] - mix.counts['new']} other")
+    epochs = mix.counts.get("epochs", 1)  # resample: per_epoch writes every epoch
+    c.say(f"  {summary['rows']} rows: {mix.counts['new']} new, {summary['rows'] - epochs * mix.counts['new']} other"
+          + (f", {epochs} epochs written out" if "epochs" in mix.counts else ""))
     return {"sha256": summary["sha256"], "rows": summary["rows"]}
 
 

@@ -12,6 +12,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+import jsonschema
+
+from cl_toolkit.core.workspace import WORKSPACE_PREFIX
+
 
 @cache
 def recipe_schema() -> dict:
@@ -53,12 +57,33 @@ def _fill(obj: Any, schema: dict) -> None:
             obj[key] = copy.deepcopy(sub["default"])
         if key in obj:
             _fill(obj[key], sub)
+    for rule in schema.get("allOf", ()):  # defaults that depend on other keys: if / then / else
+        if "if" in rule:
+            branch = rule.get("then") if jsonschema.Draft202012Validator(rule["if"]).is_valid(obj) else rule.get("else")
+            _fill(obj, branch or {})
+
+
+def source_name(source: Any) -> str:
+    """A rehearsal source's name in `split:` and the manifest: its path as written
+    (normalised; a `workspace:` path kept as is), `parent_data` or `buffer`."""
+    if "path" in source:
+        raw = source["path"]
+        return raw if raw.startswith(WORKSPACE_PREFIX) else str(Path(raw))
+    return "parent_data" if "parent_data" in source else "buffer"
+
+
+def split_key(key: str) -> str:
+    """The source a key of `split: {source: weight}` names (a path is normalised as in source_name)."""
+    return key if key in ("parent_data", "buffer") else source_name({"path": key})
 
 
 @dataclass(frozen=True)
 class Rehearsal:
     ratio: float
     sources: tuple  # of mappings: {path}|{parent_data: true}|{buffer: true}
+    resample: str  # per_epoch | once (the schema's default depends on the parent)
+    split: Any  # even | proportional | {source name: weight}
+    unit: str  # rows | tokens
 
 
 @dataclass(frozen=True)
@@ -120,7 +145,8 @@ def build_recipe(data: dict) -> Recipe:
         profile=data["profile"],
         data=DataSpec(
             train=freeze(d["train"]),
-            rehearsal=Rehearsal(reh["ratio"], freeze(reh["sources"])) if reh else None,
+            rehearsal=Rehearsal(reh["ratio"], freeze(reh["sources"]), reh["resample"], freeze(reh["split"]),
+                                reh["unit"]) if reh else None,
             seed=d["seed"],
         ),
         train=freeze(data.get("train", {})),

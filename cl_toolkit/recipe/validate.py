@@ -40,6 +40,8 @@ from cl_toolkit.recipe.model import (
     build_recipe,
     freeze,
     recipe_schema,
+    source_name,
+    split_key,
 )
 from cl_toolkit.recipe.passthrough import block_problems
 
@@ -99,7 +101,7 @@ def schema_for(strategies: Mapping[str, Any]) -> dict:
     each strategy's `rules` apply to the recipes of that strategy."""
     schema = copy.deepcopy(recipe_schema())
     schema["properties"]["strategy"]["enum"] = list(strategies)
-    schema["allOf"] = [{"if": {"properties": {"strategy": {"const": name}}, "required": ["strategy"]},
+    schema["allOf"] = schema.get("allOf", []) + [{"if": {"properties": {"strategy": {"const": name}}, "required": ["strategy"]},
                         "then": copy.deepcopy(s.rules)} for name, s in strategies.items() if s.rules]
     return schema
 
@@ -202,6 +204,69 @@ def _semantic_problems(data: dict, lines: LineMap, fname: str, recipe_file: Path
     return problems
 
 
+def _split_problems(reh: dict, lines: LineMap, fname: str) -> list[Problem]:
+    """A `split: {source: weight}` map names every rehearsal source, and nothing else."""
+    split = reh.get("split")
+    if not isinstance(split, dict):
+        return []
+    names = [source_name(s) for s in reh.get("sources", [])]
+    at = ["data", "rehearsal", "split"]
+    problems = [Problem(fname, f"unknown rehearsal source {key!r} (the sources: {', '.join(names) or 'none'})",
+                        lines.line_for([*at, key]), format_key([*at, key]))
+                for key in split if split_key(key) not in names]
+    missing = [n for n in names if n not in {split_key(k) for k in split}]
+    if missing:
+        problems.append(Problem(fname, f"give every rehearsal source a weight; missing: {', '.join(missing)}",
+                                lines.line_for(at), format_key(at)))
+    return problems
+
+
+# keys that make a per_epoch stream wrong: (key, why, is it a problem for this value)
+_PER_EPOCH_CONFLICTS = (
+    ("max_steps", "training then counts steps, not epochs, so there are no epochs to draw; "
+                  "use num_epochs, or data.rehearsal.resample: once", lambda v: v is not None),
+    ("num_epochs", "per_epoch writes whole epochs: num_epochs must be a whole number "
+                   "(or data.rehearsal.resample: once)", lambda v: v is not None and float(v) != int(v)),
+    ("val_set_size", "Axolotl would draw the evaluation split from a stream that repeats the training rows; "
+                     "use test_datasets, or data.rehearsal.resample: once", lambda v: bool(v)),
+    ("dataset_exact_deduplication", "it would drop the replayed rows; or data.rehearsal.resample: once",
+     lambda v: bool(v)),
+)
+
+
+def _resample_problems(data: dict, lines: LineMap, fname: str, root: Path, ws: Path, explicit: bool) -> list[Problem]:
+    """With `resample: per_epoch` the toolkit writes every epoch: training must count whole
+    epochs, with no split or deduplication that would undo the replay. Each conflicting key is
+    reported where it is set: the recipe's `train:` / `axolotl:` (they win), else the profile."""
+    reh = data["data"].get("rehearsal")
+    if not reh or reh.get("resample") != "per_epoch" or not reh["ratio"] or not reh["sources"]:
+        return []  # nothing rehearsed: the mix is once's
+    why_default = "" if explicit else " (the default for a recipe with a parent)"
+    places = [(fname, lines, ("axolotl",), data.get("axolotl") or {}), (fname, lines, ("train",), data.get("train") or {})]
+    try:
+        ppath = resolve_path(data["profile"], root, ws)
+        pdata, plines = load_yaml(ppath)
+        places.append((display(ppath), plines, ("axolotl",), (pdata or {}).get("axolotl") or {}))
+    except (BadInput, OSError, AttributeError):
+        pass  # reported elsewhere
+    problems = []
+    for key, why, bad in _PER_EPOCH_CONFLICTS:
+        where = next((p for p in places if isinstance(p[3], dict) and key in p[3]), None)
+        if where and _safe(bad, where[3][key]):
+            file, at_lines, prefix, _ = where
+            problems.append(Problem(file, f"data.rehearsal.resample is per_epoch{why_default}: {key} "
+                                          f"{where[3][key]!r} does not go with it: {why}",
+                                    at_lines.line_for([*prefix, key]), format_key([*prefix, key])))
+    return problems
+
+
+def _safe(check, value) -> bool:
+    try:
+        return bool(check(value))
+    except (TypeError, ValueError):
+        return False  # the schema reports a value of the wrong type
+
+
 def _todo_problems(data: dict, lines: LineMap, fname: str) -> list[Problem]:
     """A description that still says TODO (as `clt init` and `clt recipe new` write it):
     the registry and the report show it, so it must say why the version exists."""
@@ -285,6 +350,7 @@ def _load_recipe(path: Path, overrides, workspace, check_files, strategies, trus
     problems = _schema_problems(data, lines, fname, schema_for(strategies))
     if problems:
         raise BadInput(problems)
+    explicit_resample = "resample" in (data["data"].get("rehearsal") or {})
     data = apply_defaults(data)
     root, ws = project_root(path), (workspace or workspace_dir())
     problems += [] if draft else _todo_problems(data, lines, fname)
@@ -296,6 +362,8 @@ def _load_recipe(path: Path, overrides, workspace, check_files, strategies, trus
     if check_files:
         problems += _path_problems(data, lines, fname, root, ws) + _domain_problems(data, lines, fname, root, ws)
     problems += _semantic_problems(data, lines, fname, path.resolve(), root, ws)
+    problems += _split_problems(data["data"].get("rehearsal") or {}, lines, fname)
+    problems += _resample_problems(data, lines, fname, root, ws, explicit_resample)
     if problems:
         raise BadInput(problems)
     _fill_parent_refs(data, strategies[data["strategy"]].parent_refs)

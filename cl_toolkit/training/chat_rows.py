@@ -25,7 +25,7 @@ def read_chat_jsonl(path: Path, max_rows: int | None = None) -> list[dict]:
             for lineno, line in enumerate(f, 1):
                 if not line.strip():
                     continue
-                err = _check_row(line)
+                err = parse_row(line)
                 if isinstance(err, str):
                     problems.append(Problem(fname, err, lineno))
                 else:
@@ -39,7 +39,8 @@ def read_chat_jsonl(path: Path, max_rows: int | None = None) -> list[dict]:
     return rows[:max_rows] if max_rows else rows
 
 
-def _check_row(line: str) -> dict | str:
+def parse_row(line: str) -> dict | str:
+    """One JSONL line as a checked chat row, or why it is not one."""
     try:
         row = json.loads(line)
     except json.JSONDecodeError as e:

@@ -9,6 +9,7 @@ Axolotl's complaints about a key point at the file and line the key came from: t
 from __future__ import annotations
 
 import dataclasses
+import math
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -110,6 +111,34 @@ def compose_config(lr: LoadedRecipe, profile: Profile, plan: Plan, run_dir: Path
     return dict(sorted(cfg.items()))
 
 
+def one_pass_keys(cfg: dict, mix: Mix, world_size: int) -> tuple[dict, dict]:
+    """`resample: per_epoch`: train.jsonl already holds every epoch, so Axolotl makes one pass
+    (num_epochs: 1) and `evals_per_epoch` / `saves_per_epoch` scale by the epochs. Axolotl
+    counts ceil(rows x epochs / batch) optimizer steps (batch: micro x accumulation x
+    processes), so one pass over E epochs of rows is the same number as E epochs were; with
+    sample packing the packer bins the longer stream, so it is close, not exact.
+    -> (config keys, the manifest's `training` entry)."""
+    epochs, rows = mix.counts["epochs"], len(mix.rows)
+    keys = {"num_epochs": 1}
+    for per_epoch in ("evals_per_epoch", "saves_per_epoch"):
+        if cfg.get(per_epoch):
+            keys[per_epoch] = cfg[per_epoch] * epochs
+    batch = int(cfg.get("micro_batch_size") or 1) * int(cfg.get("gradient_accumulation_steps") or 1) * world_size
+    training = {"resample": "per_epoch", "epochs": epochs, "num_epochs": 1, "rows": rows, "batch": batch,
+                "optimizer_steps": None if cfg.get("sample_packing") else math.ceil(rows / batch)}
+    return keys, training
+
+
+def _config_header(training: dict | None) -> str:
+    if not training:
+        return ""
+    steps = training["optimizer_steps"]
+    return (f"# data.rehearsal.resample: per_epoch: data/train.jsonl holds all {training['epochs']} epochs "
+            f"({training['rows']} rows, a fresh rehearsal draw in each),\n# so Axolotl makes one pass "
+            f"(num_epochs: 1): {f'{steps} optimizer steps, as many as' if steps else 'about the optimizer steps of'} "
+            f"{training['epochs']} epochs would take.\n")
+
+
 def _manifest(lr: LoadedRecipe, profile: Profile, mix: Mix, outputs: dict) -> dict:
     r = lr.recipe
     return {
@@ -140,13 +169,17 @@ def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate
     refuse_secrets(profile.axolotl, display(profile.path))
     refuse_secrets(thaw(recipe.axolotl), display(lr.source))
     out_dir = Path(out_dir).resolve()
-    mix = build_mix(lr, registry)
+    mix = build_mix(lr, registry, profile)
     plan = STRATEGIES[recipe.strategy].plan(lr, registry, profile, mix.rows)
     if plan.rows is not None:
         mix = dataclasses.replace(mix, rows=plan.rows)
     cfg = compose_config(lr, profile, plan, out_dir)
     world_size = fill_topology(profile.launcher, topology).world_size
     cfg = dict(sorted({**cfg, **engine_keys(cfg, lr, profile, world_size)}.items()))
+    training = None
+    if mix.counts.get("resample") == "per_epoch":
+        keys, training = one_pass_keys(cfg, mix, world_size)
+        cfg = dict(sorted({**cfg, **keys}.items()))
     refuse_secrets(cfg, "axolotl.yml (rendered)")
     refuse_plugins(cfg, "axolotl.yml (rendered)")  # before Axolotl's validator imports any
     toolkit_set = {*plan.keys, *tracking_keys(thaw(recipe.tracking), recipe.run_name, display(lr.source))}
@@ -155,7 +188,7 @@ def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate
         check, deferred = DEFERRED, {"at": "launch", "toolkit_keys": sorted(toolkit_set)}
     elif validate:
         check = _check(cfg, lr, profile, world_size, toolkit_set, out_dir)
-    return dataclasses.replace(_write(lr, profile, mix, cfg, out_dir, deferred), check=check)
+    return dataclasses.replace(_write(lr, profile, mix, cfg, out_dir, deferred, training), check=check)
 
 
 def _check(cfg: dict, lr: LoadedRecipe, profile: Profile, world_size: int, toolkit_set: set, run_dir: Path) -> str:
@@ -212,9 +245,10 @@ def resolved_recipe(lr: LoadedRecipe) -> bytes:
     return ("\n".join(header) + "\n" + dump_yaml(thaw(lr.raw), sort_keys=False, allow_unicode=True)).encode()
 
 
-def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Path, deferred: dict | None) -> Rendered:
+def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Path, deferred: dict | None,
+           training: dict | None) -> Rendered:
     blobs = {
-        "axolotl.yml": dump_yaml(cfg, sort_keys=True, allow_unicode=True).encode(),
+        "axolotl.yml": (_config_header(training) + dump_yaml(cfg, sort_keys=True, allow_unicode=True)).encode(),
         "recipe.yml": resolved_recipe(lr),
         "recipe.original.yml": lr.text.encode(),
         "data/train.jsonl": jsonl_bytes(mix.rows),
@@ -226,6 +260,8 @@ def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Pat
     manifest = _manifest(lr, profile, mix, outputs)
     if deferred:
         manifest["axolotl_check"] = deferred
+    if training:
+        manifest["training"] = training
     blobs["manifest.json"] = dump_json(manifest).encode()
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.render.", dir=out_dir.parent))

@@ -3,6 +3,8 @@ on the teacher's top-K log-probabilities over the mix (precomputed, cached)."""
 
 from __future__ import annotations
 
+import json
+
 from cl_toolkit.recipe.model import LoadedRecipe, recipe_schema
 from cl_toolkit.registry import RegistryStore
 from cl_toolkit.training.profiles import Profile
@@ -26,12 +28,30 @@ def plan(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, rows: list
     d = lr.recipe.distillation
     teacher = registry.require(lr.recipe.model, d["teacher"])
     student_tok = AutoTokenizer.from_pretrained(profile.base_model) if profile.base_is_local else None
-    kd_rows = teacher_rows(teacher, rows, d["top_k"], cache_path(lr.workspace, teacher, rows, d["top_k"]),
+    reh = lr.recipe.data.rehearsal
+    # per_epoch repeats every new row each epoch: the teacher answers each distinct row once
+    unique, where = _distinct(rows) if reh and reh.resample == "per_epoch" else (rows, None)
+    kd_rows = teacher_rows(teacher, unique, d["top_k"], cache_path(lr.workspace, teacher, unique, d["top_k"]),
                            student_tokenizer=student_tok)
+    if where is not None:
+        kd_rows = [kd_rows[i] for i in where]
     keys = {"base_model": profile.base_model, "plugins": [KD_PLUGIN],
             "kd_trainer": True, "kd_ce_alpha": round(1.0 - d["alpha"], 6), "kd_alpha": d["alpha"],
             "kd_temperature": d["temperature"]}
     return Plan(keys, KD_DATASET, kd_rows)
+
+
+def _distinct(rows: list[dict]) -> tuple[list[dict], list[int]]:
+    """The distinct rows, first occurrence first, and for each row the index of its copy."""
+    first: dict[str, int] = {}
+    unique, where = [], []
+    for row in rows:
+        key = json.dumps(row, sort_keys=True, ensure_ascii=False)
+        if key not in first:
+            first[key] = len(unique)
+            unique.append(row)
+        where.append(first[key])
+    return unique, where
 
 
 def scaffold(source: dict) -> ScaffoldDefaults:
