@@ -20,9 +20,6 @@ from cl_toolkit.evaluation.failures import classify
 from cl_toolkit.evaluation.matchers import MATCHERS
 from cl_toolkit.feedback.store import FeedbackStore
 from cl_toolkit.pipeline.analysis import CRITICAL_FULL, DECLINE_FULL, WEIGHTS, analyze
-from cl_toolkit.pipeline.plan import write_plan
-from cl_toolkit.recipe.model import recipe_schema
-from cl_toolkit.recipe.plan_input import apply_plan, read_plan
 from cl_toolkit.registry import open_registry
 
 RECIPE_110 = {
@@ -231,10 +228,10 @@ def test_recipe_new_from_the_plan_writes_its_sources_split_and_hash(line, clt):
     recipe = yaml.safe_load(path.read_text())
     assert recipe["parent"] == "1.1.0" and recipe["data"]["train"] == [
         {"path": "data/firefighter/q2.jsonl"}, {"path": plan["recipe"]["train"][1]}]
-    assert recipe["data"]["rehearsal"] == {"ratio": 0.5, "sources": [  # in the plan's order (sorted)
+    split = plan["recipe"]["rehearsal"]["split"]
+    assert recipe["data"]["rehearsal"] == {"ratio": 0.5, "split": split, "sources": [  # in the plan's order
         {"path": "data/firefighter/q1.jsonl"}, {"path": "data/general/general.jsonl"}, {"parent_data": True}]}
-    assert recipe["plan"] == {"path": "workspace:analysis/ff/1.1.0/plan.json", "sha256": sha256_file(plan_path),
-                              "rehearsal_split": plan["recipe"]["rehearsal"]["split"]}
+    assert recipe["plan"] == {"path": "workspace:analysis/ff/1.1.0/plan.json", "sha256": sha256_file(plan_path)}
     path.write_text(path.read_text().replace("TODO: why 1.2.0 exists", "Exposure limits again, from the plan."))
     code, out, err = clt("recipe", "validate", path)
     assert code == 0, err
@@ -247,20 +244,13 @@ def test_recipe_new_from_the_plan_writes_its_sources_split_and_hash(line, clt):
         manifest = render(lr, line / "runs" / "ff-1.2.0", reg, validate=False).manifest
     assert set(manifest["mix"]["rehearsal"]) == {"parent_data", "data/general/general.jsonl",
                                                  "data/firefighter/q1.jsonl"}
+    # and the budget is shared as the plan weighs the sources (the forgotten quarter's file most)
+    epochs = manifest["mix"].get("epochs", 1)  # per_epoch: the same share drawn each epoch
+    drawn = {src: entry["rows"] / epochs for src, entry in manifest["mix"]["rehearsal"].items()}
+    total = sum(drawn.values())
+    for src, weight in split.items():  # whole rows: within one row of the weighted share
+        assert abs(drawn[src] - weight * total) <= 1, (src, drawn, split)
     assert manifest["plan"] == {"path": "workspace:analysis/ff/1.1.0/plan.json", "sha256": sha256_file(plan_path)}
-
-
-def test_with_a_split_in_the_schema_the_weights_go_into_the_rehearsal(line, proj):
-    """When the recipe schema takes data.rehearsal.split, the plan's weights are written there."""
-    write_plan(line, "ff")
-    plan_path = line / "analysis" / "ff" / "1.1.0" / "plan.json"
-    plan, sha = read_plan(plan_path, "ff")
-    schema = json.loads(json.dumps(recipe_schema()))
-    schema["properties"]["data"]["properties"]["rehearsal"]["properties"]["split"] = {}
-    base = {"data": {"train": [{"path": "data/firefighter/q2.jsonl"}], "rehearsal": {"ratio": 0.4, "sources": []}}}
-    out = apply_plan(base, plan, plan_path, sha, ["data/firefighter/q2.jsonl"], proj, line, schema)
-    assert out["data"]["rehearsal"]["split"] == plan["recipe"]["rehearsal"]["split"]
-    assert out["plan"] == {"path": "workspace:analysis/ff/1.1.0/plan.json", "sha256": sha}
 
 
 def test_bad_input_exits_2_with_a_clear_message(line, clt, tmp_path):

@@ -116,7 +116,7 @@ def test_recipe_new_from_the_plan_validates_and_rehearses_the_plans_sources(two_
     split = plan["recipe"]["rehearsal"]["split"]
     assert [s.get("path") or next(iter(s)) for s in recipe["data"]["rehearsal"]["sources"]] == list(split)
     assert recipe["data"]["rehearsal"]["ratio"] == plan["recipe"]["rehearsal"]["ratio"]
-    assert recipe["plan"]["sha256"] == sha256_file(plan_path) and recipe["plan"]["rehearsal_split"] == split
+    assert recipe["plan"]["sha256"] == sha256_file(plan_path) and recipe["data"]["rehearsal"]["split"] == split
     path.write_text(path.read_text().replace("TODO: why 1.2.0 exists", "Q3, from the plan of 1.1.0."))
     done = clt(project, ws, "recipe", "validate", path)
     assert done.returncode == 0, done.stderr[-2000:]

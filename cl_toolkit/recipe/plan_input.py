@@ -5,9 +5,7 @@ plan's path and SHA-256 under `plan:` (the run's manifest copies it).
 - `data.train`: the `--data` files, then every training file the plan's steps produce that
   exists by now (annotated feedback, synthetic examples); none at all is an error.
 - `data.rehearsal`: the plan's ratio and one source per entry of its split (`parent_data`,
-  `buffer`, or a path). The weights go into `data.rehearsal.split` when the recipe schema
-  has that key; otherwise the sources are listed once each (the mix splits them evenly)
-  and the weights are kept in `plan.rehearsal_split`, so nothing the plan said is lost."""
+  `buffer`, or a path), its weights as `data.rehearsal.split`."""
 
 from __future__ import annotations
 
@@ -18,7 +16,6 @@ from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.files import sha256_bytes
 from cl_toolkit.core.workspace import portable_path, resolve_path
 from cl_toolkit.core.yamlio import display
-from cl_toolkit.recipe.model import recipe_schema
 
 PLAN_KIND = "clt-improvement-plan"
 PLAN_SCHEMA_VERSION = 1
@@ -51,19 +48,12 @@ def read_plan(path: Path, model: str) -> tuple[dict, str]:
     return plan, sha256_bytes(data)
 
 
-def schema_has_split(schema: dict | None = None) -> bool:
-    """Whether the recipe schema takes `data.rehearsal.split` (a weight per source)."""
-    schema = schema or recipe_schema()
-    reh = schema["properties"]["data"]["properties"]["rehearsal"]
-    return "split" in reh.get("properties", {})
-
-
 def _source(label: str) -> dict:
     return {label: True} if label in ("parent_data", "buffer") else {"path": label}
 
 
 def apply_plan(recipe: dict, plan: dict, plan_path: Path, sha256: str, data_paths: list[str], root: Path,
-               workspace: Path, schema: dict | None = None) -> dict:
+               workspace: Path) -> dict:
     """The scaffolded recipe with the plan's data sources, rehearsal and provenance."""
     fname = display(plan_path)
     wanted = plan["recipe"]
@@ -75,12 +65,8 @@ def apply_plan(recipe: dict, plan: dict, plan_path: Path, sha256: str, data_path
                                        "or pass --data with this quarter's data", key="recipe.train")])
     split = {str(k): float(v) for k, v in wanted["rehearsal"]["split"].items()}
     rehearsal = {"ratio": float(wanted["rehearsal"].get("ratio", recipe["data"].get("rehearsal", {}).get("ratio", 0.2))),
-                 "sources": [_source(label) for label in split]}
+                 "sources": [_source(label) for label in split], "split": split}
     ref = {"path": portable_path(Path(plan_path).resolve(), root, workspace), "sha256": sha256}
-    if schema_has_split(schema):
-        rehearsal["split"] = split
-    else:
-        ref["rehearsal_split"] = split
     return {**recipe, "data": {**recipe["data"], "train": [{"path": p} for p in train], "rehearsal": rehearsal},
             "plan": ref}
 
