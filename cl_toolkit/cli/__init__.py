@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "loop": ("cl_toolkit.cli.monitoring:loop_cli", "Trigger and health checks on a schedule, each decision logged."),
     "serve": ("cl_toolkit.cli.serve:cli", "Serve the champion (and challenger) over an OpenAI-compatible API."),
     "bench": ("cl_toolkit.cli.bench:cli", "Benchmarks: continual learning across strategies."),
+    "store": ("cl_toolkit.cli.store:cli", "Move the feedback store or the registry between SQLite and PostgreSQL."),
 }
 
 

@@ -387,3 +387,27 @@ def table_columns(conn, table: str) -> list[str]:
                                 "AND table_schema = current_schema() ORDER BY ordinal_position", [table])
         return [r[0] for r in rows]
     return [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+
+
+def bulk_insert(conn, table: str, columns: Sequence[str], rows: Iterable[Sequence]) -> None:
+    """Insert many rows as they are (explicit ids included): COPY on PostgreSQL, one
+    prepared INSERT over the rows on SQLite. Call inside a transaction."""
+    if is_postgres(conn):
+        conn.copy_rows(table, columns, rows)
+        return
+    marks = ", ".join("?" * len(columns))
+    conn.executemany(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", rows)
+
+
+def after_explicit_ids(conn, table: str) -> None:
+    """After rows were inserted with their own `id`s: move PostgreSQL's sequence past them
+    (SQLite's AUTOINCREMENT follows the largest id by itself)."""
+    if is_postgres(conn) and "id" in table_columns(conn, table):
+        conn.raw.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), COALESCE(MAX(id), 1), "
+                         f"MAX(id) IS NOT NULL) FROM {table}")
+
+
+def has_table(conn, table: str) -> bool:
+    if is_postgres(conn):
+        return conn.raw.execute("SELECT to_regclass(%s) IS NOT NULL", [table]).fetchone()[0]
+    return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (table,)).fetchone() is not None

@@ -34,6 +34,10 @@ from __future__ import annotations
 from cl_toolkit.core import dbbackend
 
 SOURCES = ("user", "expert", "incident", "api")  # api: posted to `clt serve`, unverified
+# every table -> its primary key, parents before the tables that reference them (the order
+# `clt store migrate` copies in)
+TABLES = {"predictions": ("request_id",), "feedback": ("request_id", "source"),
+          "annotation_samples": ("request_id",), "incident_reviews": ("incident", "request_id")}
 
 _V1 = [
     """CREATE TABLE predictions (

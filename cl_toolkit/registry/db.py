@@ -39,6 +39,10 @@ from cl_toolkit.registry.artifacts import ArtifactFile, artifact_store, local_ro
 ARTIFACT_ROOT_ENV = "CLT_REGISTRY_ARTIFACTS"  # a local folder or an fsspec URL
 PAUSE_ENV = "CLT_TEST_PAUSE_AT"  # tests: stop at a named point so they can SIGKILL us there
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# every table -> its primary key (the order `clt store migrate` copies and hashes in)
+TABLES = {"versions": ("model", "version"), "artifacts": ("model", "version", "path"),
+          "aliases": ("model", "alias"), "events": ("id",), "gates": ("id",),
+          "scores": ("model", "version", "suite", "suite_sha256")}
 
 # schema 1: the registry as first shipped, one table
 _V1 = [
