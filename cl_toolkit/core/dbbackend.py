@@ -15,7 +15,7 @@ psycopg 3 connection and translates at the boundary:
   `WITHOUT ROWID`, and SQLite's `RAISE(ABORT)` triggers become a PL/pgSQL trigger that
   refuses the change (plus a TRUNCATE guard);
 - types: `numeric` results (AVG of integers) load as float, as SQLite gives them;
-- a few SQLite functions the queries use (`json_extract`, `json_each`, `SUM` of a
+- a few SQLite functions the queries use (`json_extract`, `json_each`, `instr`, `SUM` of a
   comparison) are created as SQL functions in the database (`_COMPAT`).
 
 The schema version is SQLite's `PRAGMA user_version`, and on PostgreSQL a row per store in
@@ -260,6 +260,8 @@ _COMPAT = [
          LATERAL jsonb_array_elements_text(CASE jsonb_typeof(j) WHEN 'array' THEN j ELSE '[]' END) e(v) $$""",
     """CREATE OR REPLACE FUNCTION json_each(doc text) RETURNS TABLE (value text)
        LANGUAGE sql IMMUTABLE AS $$ SELECT jsonb_array_elements_text(doc::jsonb) $$""",
+    """CREATE OR REPLACE FUNCTION instr(haystack text, needle text) RETURNS bigint
+       LANGUAGE sql IMMUTABLE AS $$ SELECT strpos(haystack, needle) $$""",
     """CREATE OR REPLACE FUNCTION clt_bool_sum(state bigint, v boolean) RETURNS bigint
        LANGUAGE sql IMMUTABLE AS $$ SELECT CASE WHEN v IS NULL THEN state
                                            ELSE coalesce(state, 0) + v::int END $$""",
