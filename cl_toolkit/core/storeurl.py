@@ -72,8 +72,8 @@ def parse(raw: str | os.PathLike, *, base: Path | None = None) -> StoreTarget:
         raise BadInput("a store URL is empty")
     if is_postgres_url(text):
         return StoreTarget(POSTGRES, text)
-    if text.startswith("sqlite:///"):
-        text = text[len("sqlite:///") - 1:] if text.startswith("sqlite:////") else text[len("sqlite:///"):]
+    if text.startswith("sqlite:///"):  # sqlite:///relative, sqlite:////absolute (SQLAlchemy's form)
+        text = text[len("sqlite:///"):]
     elif "://" in text:
         raise BadInput(f"store URL {masked(text)!r}: unknown scheme (use a SQLite path, sqlite:///PATH "
                        f"or postgresql://...)")
