@@ -19,8 +19,8 @@ def ws(tmp_path, monkeypatch):
     ws = tmp_path / "ws"
     ws.mkdir()
     monkeypatch.setenv("CLT_HOME", str(ws))
-    for name in storeurl.ENV.values():
-        monkeypatch.delenv(name, raising=False)
+    for name in storeurl.ENV.values():  # set, so that what `clt --store-url` sets is undone after
+        monkeypatch.setenv(name, "")
     return ws
 
 

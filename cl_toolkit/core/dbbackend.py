@@ -26,6 +26,7 @@ processes opening a new database at once apply each step once.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import sqlite3
 from collections.abc import Iterable, Sequence
@@ -37,6 +38,7 @@ from cl_toolkit.core.storeurl import StoreTarget, masked
 
 Migration = sqlitedb.Migration
 MIGRATION_LOCK = 0x636C74  # 'clt': one advisory lock for every store's migrations
+STREAM_ROWS = 5000  # rows a server-side cursor fetches at a time
 
 try:  # the driver is the `postgres` extra: SQLite users need not install it
     import psycopg
@@ -145,6 +147,8 @@ class PgConnection:
         self.raw = conn
         conn.adapters.register_loader("numeric", FloatLoader)
         self._row_factory = _sqlrow_factory if rows == "row" else psycopg.rows.tuple_row
+        self._snapshot = False  # inside a read snapshot (a bare BEGIN): SELECTs stream
+        self._cursors = itertools.count()
 
     @property
     def in_transaction(self) -> bool:
@@ -155,8 +159,17 @@ class PgConnection:
 
     def execute(self, sql: str, params=()) -> PgCursor:
         text, style = translate(sql)
-        cur = self.cursor()
+        if self._snapshot and text.lstrip()[:6].upper() == "SELECT":
+            # a server-side cursor: a million-row read arrives in pages, not all at once
+            cur = self.raw.cursor(name=f"clt_read_{next(self._cursors)}", row_factory=self._row_factory)
+            cur.itersize = STREAM_ROWS
+        else:
+            cur = self.cursor()
         cur.execute(text, _params(params, style))
+        if text == _BEGIN["BEGIN"]:
+            self._snapshot = True
+        elif text.upper() in ("COMMIT", "ROLLBACK"):
+            self._snapshot = False
         return PgCursor(self, cur)
 
     def executemany(self, sql: str, seq: Iterable) -> PgCursor:

@@ -50,7 +50,7 @@ UPDATE_FEEDBACK = """UPDATE feedback SET rating = ?3, thumbs = ?4, correction = 
 # journal replay: a row replaces a source's feedback only when it is not older than it
 UPDATE_FEEDBACK_IF_NEWER = UPDATE_FEEDBACK + " AND timestamp <= ?7"
 BUSY_TIMEOUT_S = 120
-COPY_MIN_ROWS = 64  # on PostgreSQL, a batch of at least this many predictions is COPYed
+COPY_MIN_ROWS = 64  # on PostgreSQL, a batch of at least this many rows is COPYed
 QUARANTINE_NAME = "feedback.quarantine.jsonl"
 JOURNAL_NAME = "feedback.journal.jsonl"
 # set to 1 (or true/yes/on) to redact PII from every row before it reaches the store or
@@ -177,7 +177,10 @@ class FeedbackStore:
         a stored row is replaced only by a row whose timestamp is not older (replay)."""
         if self.redact:
             rows = [redact_feedback(r, self.redactions) for r in rows]
-        added = self.conn.executemany(INSERT_FEEDBACK, rows).rowcount
+        if dbbackend.is_postgres(self.conn) and len(rows) >= COPY_MIN_ROWS:
+            added = dbbackend.insert_ignoring_known(self.conn, "feedback", FEEDBACK_COLUMNS, rows)
+        else:
+            added = self.conn.executemany(INSERT_FEEDBACK, rows).rowcount
         if added == len(rows):  # all new: nothing to update (the common, bulk case)
             return added, 0
         update = UPDATE_FEEDBACK_IF_NEWER if newer_only else UPDATE_FEEDBACK
