@@ -109,6 +109,16 @@ def test_refuses_a_postgresql_store_from_a_newer_toolkit(pg_url):
         FeedbackStore(pg_url)
 
 
+def test_prune_on_postgresql_is_a_clear_refusal(pg_url, tmp_path):
+    from cl_toolkit.feedback.prune import prune
+
+    with FeedbackStore(pg_url) as s:
+        s.log_prediction("r1", "q", "a", "1.0.0", timestamp="2020-01-01T00:00:00Z")
+        with pytest.raises(BadInput, match="SQLite store only"):
+            prune(s, "30d", tmp_path / "old.jsonl.gz")
+        assert s.count("predictions") == 1
+
+
 def test_refuses_a_store_from_a_newer_toolkit(tmp_path):
     path = tmp_path / "feedback.db"
     conn = sqlite3.connect(path)
