@@ -56,7 +56,8 @@ except ImportError:  # pragma: no cover - exercised only without the extra
 
 def connect(target: StoreTarget, *, what: str, rows: str = "tuple", **sqlite_options):
     """A connection to `target`: sqlite3's (with `sqlite_options` for sqlitedb.connect) or
-    a PgConnection. `rows`: "tuple", or "row" (by index and by column name)."""
+    a PgConnection, whose lock waits end after the same `busy_timeout_s` (an error then, as
+    SQLite's busy timeout). `rows`: "tuple", or "row" (by index and by column name)."""
     if not target.is_postgres:
         factory = sqlite3.Row if rows == "row" else None
         return sqlitedb.connect(target.target, row_factory=factory, **sqlite_options)
@@ -67,6 +68,7 @@ def connect(target: StoreTarget, *, what: str, rows: str = "tuple", **sqlite_opt
         conn = psycopg.connect(target.target, autocommit=True, connect_timeout=10)
     except psycopg.Error as e:
         raise CltError(f"{what} {target}: cannot connect ({masked(_first_line(e))})") from None
+    conn.execute(f"SET lock_timeout = {int(sqlite_options.get('busy_timeout_s', 30) * 1000)}")
     return PgConnection(conn, rows=rows)
 
 
