@@ -87,3 +87,36 @@ def clt(capsys):
 
 def files_under(path: Path) -> set[str]:
     return {str(p.relative_to(path)) for p in path.rglob("*")} if path.exists() else set()
+
+
+@pytest.fixture(scope="session")
+def pg_cluster():
+    """A throwaway PostgreSQL cluster for this test process (tests/pg_support.py), or a skip
+    that says why there is none."""
+    from pg_support import Cluster, find_bin_dir, why_unavailable
+
+    reason = why_unavailable()
+    if reason:
+        pytest.skip(reason)
+    cluster = Cluster(find_bin_dir()).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(pg_cluster) -> str:
+    """The URL of a new, empty PostgreSQL database."""
+    return pg_cluster.database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_backend(request, monkeypatch) -> str:
+    """Runs a test once per backend: on postgresql, $CLT_FEEDBACK_URL and $CLT_REGISTRY_URL
+    name a new database (child processes inherit them); on sqlite they are unset."""
+    for name in ("CLT_FEEDBACK_URL", "CLT_REGISTRY_URL"):
+        monkeypatch.delenv(name, raising=False)
+    if request.param == "postgresql":
+        url = request.getfixturevalue("pg_url")
+        monkeypatch.setenv("CLT_FEEDBACK_URL", url)
+        monkeypatch.setenv("CLT_REGISTRY_URL", url)
+    return request.param

@@ -6,6 +6,7 @@ import multiprocessing as mp
 
 from feedback_helpers import row, write_jsonl
 
+from cl_toolkit.core import dbbackend
 from cl_toolkit.feedback.importer import import_files
 from cl_toolkit.feedback.store import FeedbackStore
 
@@ -18,12 +19,12 @@ def _import(db: str, path: str, barrier) -> int:
         return import_files(store, [path], batch_size=500).predictions_added
 
 
-def test_eight_processes_importing_2000_rows_each_leave_exactly_16000(tmp_path):
+def test_eight_processes_importing_2000_rows_each_leave_exactly_16000(tmp_path, store_backend, request):
     files = [write_jsonl(tmp_path / f"p{p}.jsonl",
                          [row(f"p{p}-{i:05d}", rating=1 + i % 5) for i in range(ROWS)])
              for p in range(PROCESSES)]
     files = [str(f) for f in files]
-    db = str(tmp_path / "ws" / "feedback.db")
+    db = str(tmp_path / "ws" / "feedback.db") if store_backend == "sqlite" else request.getfixturevalue("pg_url")
     ctx = mp.get_context("fork" if "fork" in mp.get_all_start_methods() else "spawn")
     with ctx.Manager() as manager:
         barrier = manager.Barrier(PROCESSES)
@@ -33,4 +34,5 @@ def test_eight_processes_importing_2000_rows_each_leave_exactly_16000(tmp_path):
     with FeedbackStore(db) as store:
         assert store.count("predictions") == PROCESSES * ROWS
         assert store.count("feedback") == PROCESSES * ROWS
-        assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert dbbackend.integrity(store.conn) == "ok"
+        assert dbbackend.backend(store.conn) == store_backend

@@ -11,6 +11,8 @@ from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import sha256_file
 from cl_toolkit.feedback.extract import extract, manifest_path
 
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and on PostgreSQL
+
 
 def _log(store, rid, *, q=None, a=None, ts="2025-04-01T00:00:00Z", version="1.0.0",
          quality=None, **feedback):

@@ -16,6 +16,9 @@ from cl_toolkit.monitoring.windows import shift
 from cl_toolkit.pipeline import loop as loop_mod
 from cl_toolkit.registry import open_registry, promote
 
+# every test on SQLite and on PostgreSQL (the monitoring queries run on both)
+pytestmark = pytest.mark.usefixtures("store_backend")
+
 
 # --- drift -------------------------------------------------------------------------------
 def test_drift_finds_injected_drift_and_nothing_else(clt, empty_workspace):

@@ -19,6 +19,8 @@ from cl_toolkit.registry import (
     weights_sha256,
 )
 
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and on PostgreSQL
+
 
 @pytest.fixture
 def reg(empty_workspace):

@@ -10,6 +10,8 @@ from test_registry_support import add_version
 
 from cl_toolkit.registry import open_registry, promote, record_gate
 
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and on PostgreSQL
+
 
 @pytest.fixture
 def ws(empty_workspace):

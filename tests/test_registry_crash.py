@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import random
 import signal
-import sqlite3
 import subprocess
 import time
 
@@ -48,6 +47,8 @@ with open_registry() as reg:
                 for i in range(15))
 print(moves)
 """
+
+pytestmark = pytest.mark.usefixtures("store_backend")  # every test on SQLite and on PostgreSQL
 
 
 @pytest.fixture
@@ -132,23 +133,23 @@ def test_sigkill_at_random_moments_of_a_promote_loop(ws, check_passes):
         assert sum(e.action == "promote" for e in reg.events("ff")) > 3
 
 
-def test_four_processes_promoting_at_once_leave_one_champion(ws, check_passes):
+def test_eight_processes_promoting_at_once_leave_one_champion(ws, check_passes):
+    versions = ["1.0.0", "1.1.0", "1.2.0", "1.3.0"]
     with open_registry(ws) as reg:
-        for v in ("1.1.0", "1.2.0", "1.3.0"):
+        for v in versions[1:]:
             add_version(reg, ws, v, "1.0.0")
     go = ws / "go"
-    order = [["1.0.0", "1.1.0"], ["1.1.0", "1.2.0"], ["1.2.0", "1.3.0"], ["1.3.0", "1.0.0"]]
+    order = [[versions[i % 4], versions[(i + 1 + i // 4) % 4]] for i in range(8)]
     procs = [python(RACE, ws, str(go), *vs) for vs in order]
     for p in procs:  # every process has its registry open and waits: then they start at once
         assert p.stdout.readline().strip() == "ready", p.stderr.read()[-500:]
     go.touch()
     outs = [p.communicate(timeout=60) for p in procs]
-    assert [p.returncode for p in procs] == [0] * 4, [o[1][-500:] for o in outs]
+    assert [p.returncode for p in procs] == [0] * 8, [o[1][-500:] for o in outs]
     moves = sum(int(o[0]) for o in outs)
-    conn = sqlite3.connect(ws / "registry" / "registry.db")
-    assert conn.execute("SELECT COUNT(*) FROM aliases WHERE model='ff' AND alias='champion'").fetchone()[0] == 1
-    conn.close()
     with open_registry(ws) as reg:
+        assert reg.conn.execute("SELECT COUNT(*) FROM aliases WHERE model='ff' AND alias='champion'"
+                                ).fetchone()[0] == 1
         chain = [e for e in reg.events("ff") if e.alias == "champion"]
         assert len(chain) == 1 + moves  # every move that said it changed something is in the history
         assert all(a.version == b.previous for a, b in zip(chain, chain[1:], strict=False))

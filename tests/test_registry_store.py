@@ -11,6 +11,7 @@ import pytest
 from safetensors.numpy import load_file
 from test_registry_support import add_version, make_run, record
 
+from cl_toolkit.core import dbbackend
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import sha256_file
 from cl_toolkit.registry import artifact_file, check_registry, open_registry, read_artifact
@@ -21,7 +22,8 @@ KEPT = {"adapter/adapter_config.json", "adapter/adapter_model.safetensors", "axo
 
 
 @pytest.fixture
-def reg(empty_workspace):
+def reg(store_backend, empty_workspace):
+    """The workspace's registry, on SQLite and on PostgreSQL in turn."""
     with open_registry(empty_workspace) as r:
         yield r
 
@@ -97,13 +99,18 @@ def test_a_failure_after_publishing_removes_the_copy(reg, empty_workspace, monke
     assert list((empty_workspace / "registry" / "artifacts" / "ff").iterdir()) == []
 
 
-def test_the_event_log_is_append_only(reg, empty_workspace):
+def test_the_event_log_is_append_only(reg, empty_workspace, store_backend):
+    """The database itself refuses: a client that is not the toolkit cannot rewrite history."""
     add_version(reg, empty_workspace, "1.0.0")
-    conn = sqlite3.connect(reg.path)
-    for sql in ("UPDATE events SET why='x'", "DELETE FROM events"):
-        with pytest.raises(sqlite3.DatabaseError, match="append-only"):
-            conn.execute(sql)
-    conn.close()
+    statements = ["UPDATE events SET why='x'", "DELETE FROM events"]
+    if store_backend == "postgresql":
+        statements.append("TRUNCATE events")
+    for sql in statements:
+        with pytest.raises(dbbackend.DB_ERRORS, match="append-only"):
+            with reg.transaction():
+                reg.conn.execute(sql)
+    assert [e.action for e in reg.events()] == ["register"]
+    assert check_registry(reg).ok
 
 
 def test_a_schema_1_registry_is_migrated(empty_workspace):

@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "loop": ("cl_toolkit.cli.monitoring:loop_cli", "Trigger and health checks on a schedule, each decision logged."),
     "serve": ("cl_toolkit.cli.serve:cli", "Serve the champion (and challenger) over an OpenAI-compatible API."),
     "bench": ("cl_toolkit.cli.bench:cli", "Benchmarks: continual learning across strategies."),
+    "store": ("cl_toolkit.cli.store:cli", "Move the feedback store or the registry between SQLite and PostgreSQL."),
 }
 
 
@@ -82,13 +83,23 @@ class LazyGroup(click.Group):
     default=None,
     help="Workspace folder for generated things (default: $CLT_HOME, else ./workspace).",
 )
-def cli(workspace):
+@click.option("--store-url", metavar="URL", default=None,
+              help="The feedback store: a SQLite path or postgresql://USER@HOST/DB (default: "
+                   "$CLT_FEEDBACK_URL, else the workspace's clt.yml, else WORKSPACE/feedback.db). "
+                   "Passwords come from $PGPASSWORD or ~/.pgpass, never the URL.")
+@click.option("--registry-url", metavar="URL", default=None,
+              help="The registry: a SQLite path or postgresql://... (default: $CLT_REGISTRY_URL, "
+                   "else the workspace's clt.yml, else WORKSPACE/registry/registry.db).")
+def cli(workspace, store_url, registry_url):
     """cl_toolkit: keep a domain LLM current, quarter after quarter, on Axolotl.
 
     Exit codes: 0 ok, 1 unexpected failure, 2 bad input, 3 gate blocked or decision "no".
     """
     if workspace:
         os.environ["CLT_HOME"] = os.path.abspath(workspace)
+    for name, url in (("CLT_FEEDBACK_URL", store_url), ("CLT_REGISTRY_URL", registry_url)):
+        if url:  # as the environment: every store opened below (and each child process) uses it
+            os.environ[name] = url
 
 
 def _print_error(text: str) -> None:

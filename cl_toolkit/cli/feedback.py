@@ -23,6 +23,7 @@ from cl_toolkit.feedback.scoring import SCORERS, score_store
 from cl_toolkit.feedback.store import REDACT_ENV, open_store, redact_at_ingest_default
 from cl_toolkit.feedback.summary import compute_stats, format_stats
 from cl_toolkit.registry import open_registry
+from cl_toolkit.registry.db import registry_target
 
 SHOWN_PROBLEMS = 20
 THUMBS = {"up": 1, "neutral": 0, "down": -1, "1": 1, "0": 0, "-1": -1}
@@ -56,7 +57,8 @@ class _Progress:
 
 @click.group()
 def cli():
-    """Production feedback in, training examples out (store: WORKSPACE/feedback.db)."""
+    """Production feedback in, training examples out (store: WORKSPACE/feedback.db, or
+    --store-url / $CLT_FEEDBACK_URL)."""
 
 
 @cli.command("import")
@@ -96,7 +98,7 @@ def import_cmd(files, maps, model_version, timezone, batch_size, max_line_bytes,
 
 def _registry_versions() -> set[str] | None:
     """Every version the workspace's registry knows (as V and LINE@V); None without one."""
-    if not (workspace_dir() / "registry" / "registry.db").exists():
+    if not registry_target().exists():
         return None
     with open_registry() as reg:
         return {v for rec in reg.versions() for v in (rec.version, f"{rec.model}@{rec.version}")}

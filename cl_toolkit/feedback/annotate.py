@@ -145,8 +145,9 @@ def export_batch(store: FeedbackStore, out_path: str | Path, n: int = 50, *,
     batch = batch or f"{out_path.stem}@{now_timestamp()}"
     with store.transaction() as conn:
         conn.executemany(
-            "INSERT OR REPLACE INTO annotation_samples (request_id, batch, stratum, sampled_at) "
-            "VALUES (?, ?, ?, ?)", [(rid, batch, s, now_timestamp()) for rid, s in chosen])
+            "INSERT INTO annotation_samples (request_id, batch, stratum, sampled_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (request_id) DO UPDATE SET batch = excluded.batch, stratum = excluded.stratum, "
+            "sampled_at = excluded.sampled_at", [(rid, batch, s, now_timestamp()) for rid, s in chosen])
     by_stratum = {s: sum(1 for _, st in chosen if st == s) for s in STRATA}
     manifest = atomic_write_json(manifest_path(out_path), {
         "kind": MANIFEST_KIND, "batch": batch, "created_at": now_timestamp(),

@@ -187,7 +187,8 @@ def _reject(store: FeedbackStore, path: Path, number: int, raw: bytes, error: st
 
 def replay(store: FeedbackStore, *, now: str | None = None) -> ReplaySummary:
     """Replay every journal beside the store into it (see the module docstring). Raises
-    sqlite3.Error when the store cannot take the write lock; nothing is claimed then."""
+    a database error (core.dbbackend.DB_ERRORS) when the store cannot take the write lock;
+    nothing is claimed then."""
     s = ReplaySummary()
     path = store.journal_path
     if not pending(path):

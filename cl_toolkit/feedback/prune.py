@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from itertools import zip_longest
 from pathlib import Path
 
+from cl_toolkit.core import dbbackend
 from cl_toolkit.core.errors import BadInput, CltError
 from cl_toolkit.core.files import atomic_open, sha256_file
 from cl_toolkit.feedback.records import (
@@ -152,6 +153,9 @@ def prune(store: FeedbackStore, older_than: str, archive: str | Path, *, dry_run
           now: datetime | None = None, progress: Callable[[int], None] | None = None) -> dict:
     """Archive, verify and delete the predictions older than `older_than`; then VACUUM."""
     cutoff, archive = cutoff_for(older_than, now), Path(archive)
+    if dbbackend.is_postgres(store.conn):
+        raise BadInput(f"{store.path}: prune works on a SQLite store only, for now (it archives, deletes "
+                       f"and vacuums the file)")
     if not archive.name.endswith(".jsonl.gz"):
         raise BadInput(f"--archive {archive}: name it *.jsonl.gz (gzip JSONL, importable)")
     if archive.exists() and not dry_run:

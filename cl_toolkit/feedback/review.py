@@ -138,9 +138,10 @@ def save(store: FeedbackStore, incident: str, answers: list[Answer], reviewer: s
     pairs = [_rows(incident, a, reviewer, now) for a in answers]
     with store.transaction() as conn:
         store.upsert_feedback([f for f, _ in pairs])
-        conn.executemany("INSERT OR REPLACE INTO incident_reviews (incident, request_id, "
-                         "what_happened, reviewer, reviewed_at) VALUES (?, ?, ?, ?, ?)",
-                         [r for _, r in pairs])
+        conn.executemany("INSERT INTO incident_reviews (incident, request_id, what_happened, reviewer, "
+                         "reviewed_at) VALUES (?, ?, ?, ?, ?) ON CONFLICT (incident, request_id) DO UPDATE "
+                         "SET what_happened = excluded.what_happened, reviewer = excluded.reviewer, "
+                         "reviewed_at = excluded.reviewed_at", [r for _, r in pairs])
 
 
 def default_reviewer() -> str | None:

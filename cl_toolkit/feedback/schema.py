@@ -24,17 +24,20 @@ Tables (the monitoring code reads them with plain SQL; keep them simple):
     what_happened TEXT NULL, reviewer TEXT NULL, reviewed_at TEXT; primary key
     (incident, request_id).
 
-The schema version is SQLite's ``PRAGMA user_version``; MIGRATIONS upgrades an older
-file in place, one transaction per step.
+The schema version is SQLite's ``PRAGMA user_version`` (on PostgreSQL, the store's row
+in ``clt_schema``); MIGRATIONS upgrades an older database in place, one transaction per
+step. The same statements build both backends (core/dbbackend.py translates them).
 """
 
 from __future__ import annotations
 
-import sqlite3
-
-from cl_toolkit.core import sqlitedb
+from cl_toolkit.core import dbbackend
 
 SOURCES = ("user", "expert", "incident", "api")  # api: posted to `clt serve`, unverified
+# every table -> its primary key, parents before the tables that reference them (the order
+# `clt store migrate` copies in)
+TABLES = {"predictions": ("request_id",), "feedback": ("request_id", "source"),
+          "annotation_samples": ("request_id",), "incident_reviews": ("incident", "request_id")}
 
 _V1 = [
     """CREATE TABLE predictions (
@@ -109,11 +112,11 @@ MIGRATIONS: dict[int, list[str]] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 LATEST = max(MIGRATIONS)
 
 
-def schema_version(conn: sqlite3.Connection) -> int:
-    """The schema version recorded in the database file (0 for a new file)."""
-    return sqlitedb.schema_version(conn)
+def schema_version(conn) -> int:
+    """The schema version recorded in the database (0 for a new one)."""
+    return dbbackend.schema_version(conn, "feedback")
 
 
-def migrate(conn: sqlite3.Connection) -> int:
+def migrate(conn) -> int:
     """Bring the database to LATEST; safe when several processes open it at once."""
-    return sqlitedb.migrate(conn, sorted(MIGRATIONS.items()), "feedback store")
+    return dbbackend.migrate(conn, sorted(MIGRATIONS.items()), "feedback store", store="feedback")

@@ -1,5 +1,6 @@
 """The feedback store: every production prediction and every piece of feedback on it,
-in one SQLite file (``workspace/feedback.db``).
+in one SQLite file (``workspace/feedback.db``) or a PostgreSQL database (a URL: see
+:mod:`cl_toolkit.core.storeurl` for how one is chosen).
 
 Applications use the Python API::
 
@@ -10,19 +11,19 @@ Applications use the Python API::
         store.add_feedback("req-1", rating=5)
 
 The file uses WAL (readers never block the writer), ``synchronous=NORMAL`` and a busy
-timeout, so several processes can write at once; every write is one transaction. The
+timeout, so several processes can write at once; every write is one transaction. On
+PostgreSQL the same SQL runs through core/dbbackend.py, and bulk inserts COPY. The
 tables are described in :mod:`cl_toolkit.feedback.schema`.
 """
 
 from __future__ import annotations
 
 import os
-import sqlite3
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
-from cl_toolkit.core import sqlitedb
+from cl_toolkit.core import dbbackend, storeurl
 from cl_toolkit.core.errors import BadInput, CltError, Problem
 from cl_toolkit.core.workspace import workspace_dir
 from cl_toolkit.feedback.records import (
@@ -49,6 +50,7 @@ UPDATE_FEEDBACK = """UPDATE feedback SET rating = ?3, thumbs = ?4, correction = 
 # journal replay: a row replaces a source's feedback only when it is not older than it
 UPDATE_FEEDBACK_IF_NEWER = UPDATE_FEEDBACK + " AND timestamp <= ?7"
 BUSY_TIMEOUT_S = 120
+COPY_MIN_ROWS = 64  # on PostgreSQL, a batch of at least this many rows is COPYed
 QUARANTINE_NAME = "feedback.quarantine.jsonl"
 JOURNAL_NAME = "feedback.journal.jsonl"
 # set to 1 (or true/yes/on) to redact PII from every row before it reaches the store or
@@ -61,10 +63,11 @@ def redact_at_ingest_default() -> bool:
     return os.environ.get(REDACT_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _connect(path: Path, busy_timeout_s: float) -> sqlite3.Connection:
+def _connect(target: storeurl.StoreTarget, busy_timeout_s: float):
     # plain tuple rows: the monitoring and extraction code reads this connection directly
-    return sqlitedb.connect(path, synchronous="NORMAL", busy_timeout_s=busy_timeout_s, row_factory=None,
-                            pragmas=("foreign_keys = ON", "cache_size = -65536", "temp_store = MEMORY"))
+    return dbbackend.connect(target, what="feedback store", rows="tuple", synchronous="NORMAL",
+                             busy_timeout_s=busy_timeout_s,
+                             pragmas=("foreign_keys = ON", "cache_size = -65536", "temp_store = MEMORY"))
 
 
 class FeedbackStore:
@@ -72,19 +75,30 @@ class FeedbackStore:
 
     With `redact=True` every prediction and feedback row written through this connection
     has its PII replaced by placeholders first (feedback/redact.py): raw PII never reaches
-    the file; `redact=None` (the default) follows $CLT_REDACT_AT_INGEST. `busy_timeout_s` is how long one write waits for another writer's lock."""
+    the file; `redact=None` (the default) follows $CLT_REDACT_AT_INGEST. `busy_timeout_s` is how long one write waits for another writer's lock.
+
+    `path` is a SQLite file or a `postgresql://` URL; `path` as the store shows it is then
+    the URL without its password, and the quarantine and journal files live in
+    `workspace` (default: $CLT_HOME) instead of beside the file."""
 
     def __init__(self, path: str | Path, *, redact: bool | None = None,
-                 busy_timeout_s: float = BUSY_TIMEOUT_S):
-        self.path = Path(path)
+                 busy_timeout_s: float = BUSY_TIMEOUT_S, workspace: Path | None = None):
+        self.target = storeurl.parse(path)
         self.redact = redact_at_ingest_default() if redact is None else redact
         self.redactions: Counter = Counter()  # kind -> placeholders written, when redacting
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.target.is_postgres:
+            self.path = str(self.target)  # masked: what messages and manifests show
+            self.files_dir = workspace_dir(workspace)
+        else:
+            self.path = Path(self.target.target)
+            self.files_dir = self.path.parent
+            self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
-            self.conn = _connect(self.path, busy_timeout_s)
+            self.conn = _connect(self.target, busy_timeout_s)
             migrate(self.conn)
-        except sqlite3.DatabaseError as e:
-            raise CltError(f"{self.path}: not a usable feedback store ({e})") from None
+        except dbbackend.DB_ERRORS as e:
+            detail = storeurl.masked(str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__)
+            raise CltError(f"{self.path}: not a usable feedback store ({detail})") from None
 
     def __enter__(self) -> FeedbackStore:
         return self
@@ -103,16 +117,16 @@ class FeedbackStore:
     @property
     def quarantine_path(self) -> Path:
         """Where rejected import lines are copied: beside the store."""
-        return self.path.with_name(QUARANTINE_NAME)
+        return self.files_dir / QUARANTINE_NAME
 
     @property
     def journal_path(self) -> Path:
         """Where the serve writer appends what it could not store (feedback/journal.py)."""
-        return self.path.with_name(JOURNAL_NAME)
+        return self.files_dir / JOURNAL_NAME
 
     def transaction(self):
         """One write transaction (taken up front, so concurrent writers queue, not fail)."""
-        return sqlitedb.transaction(self.conn)
+        return dbbackend.transaction(self.conn)
 
     # --- the application API -------------------------------------------------------------
     def log_prediction(self, request_id, input, output, model_version, *, timestamp=None,
@@ -152,6 +166,10 @@ class FeedbackStore:
         """Insert checked prediction rows; request_ids already stored are skipped. -> added."""
         if self.redact:
             rows = [redact_prediction(r, self.redactions) for r in rows]
+        if dbbackend.is_postgres(self.conn):
+            rows = list(rows)
+            if len(rows) >= COPY_MIN_ROWS:
+                return dbbackend.insert_ignoring_known(self.conn, "predictions", PREDICTION_COLUMNS, rows)
         return self.conn.executemany(INSERT_PREDICTION, rows).rowcount
 
     def upsert_feedback(self, rows: list[tuple], *, newer_only: bool = False) -> tuple[int, int]:
@@ -159,7 +177,10 @@ class FeedbackStore:
         a stored row is replaced only by a row whose timestamp is not older (replay)."""
         if self.redact:
             rows = [redact_feedback(r, self.redactions) for r in rows]
-        added = self.conn.executemany(INSERT_FEEDBACK, rows).rowcount
+        if dbbackend.is_postgres(self.conn) and len(rows) >= COPY_MIN_ROWS:
+            added = dbbackend.insert_ignoring_known(self.conn, "feedback", FEEDBACK_COLUMNS, rows)
+        else:
+            added = self.conn.executemany(INSERT_FEEDBACK, rows).rowcount
         if added == len(rows):  # all new: nothing to update (the common, bulk case)
             return added, 0
         update = UPDATE_FEEDBACK_IF_NEWER if newer_only else UPDATE_FEEDBACK
@@ -194,8 +215,15 @@ class FeedbackStore:
         return self.conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]
 
 
+def store_target(workspace: Path | None = None, url: str | None = None) -> storeurl.StoreTarget:
+    """Where the workspace's feedback store is: `url`, $CLT_FEEDBACK_URL, the workspace's
+    clt.yml, else ``workspace_dir()/feedback.db``."""
+    ws = workspace_dir(workspace)
+    return storeurl.resolve("feedback", ws / DB_NAME, explicit=url, workspace=ws)
+
+
 def open_store(workspace: Path | None = None, *, redact: bool | None = None,
-               busy_timeout_s: float = BUSY_TIMEOUT_S) -> FeedbackStore:
-    """The workspace's feedback store (``workspace_dir()/feedback.db``), created if new."""
-    return FeedbackStore(workspace_dir(workspace) / DB_NAME, redact=redact,
-                         busy_timeout_s=busy_timeout_s)
+               busy_timeout_s: float = BUSY_TIMEOUT_S, url: str | None = None) -> FeedbackStore:
+    """The workspace's feedback store (see store_target), created if new."""
+    return FeedbackStore(store_target(workspace, url).target, redact=redact, busy_timeout_s=busy_timeout_s,
+                         workspace=workspace_dir(workspace))

@@ -136,7 +136,7 @@ def rates(conn, model: str | None, default: str | None, window: Window, version:
         where += " AND p.model_version = :version"
     row = conn.execute(
         f"SELECT COUNT(r), COALESCE(SUM(r >= {POSITIVE_MIN}), 0), COALESCE(SUM(r <= {NEGATIVE_MAX}), 0) FROM "
-        f"(SELECT {EFFECTIVE_RATING} AS r FROM predictions p {_JOINS} WHERE {where})",
+        f"(SELECT {EFFECTIVE_RATING} AS r FROM predictions p {_JOINS} WHERE {where}) AS rated",
         {"start": window.start, "end": window.end, "model": model, "default_line": default,
          "version": version}).fetchone()
     return Rates(*row)
@@ -185,7 +185,7 @@ def arm_rows(conn, model: str | None, default: str | None, versions: list[str],
     cur = conn.execute(
         f"SELECT v, COUNT(*), COUNT(r), COALESCE(SUM(r >= {POSITIVE_MIN}), 0), AVG(q), AVG(lat) FROM "
         f"(SELECT p.model_version AS v, p.quality_score AS q, p.latency_ms AS lat, "
-        f"{EFFECTIVE_RATING} AS r FROM predictions p {_JOINS} WHERE {where}) GROUP BY v", params)
+        f"{EFFECTIVE_RATING} AS r FROM predictions p {_JOINS} WHERE {where}) AS rated GROUP BY v", params)
     keys = ("predictions", "rated", "positive", "mean_quality", "mean_latency_ms")
     return {row[0]: dict(zip(keys, row[1:], strict=True)) for row in cur}
 

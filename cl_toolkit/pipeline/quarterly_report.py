@@ -184,14 +184,14 @@ def loss_curves(versions: list[dict]) -> dict:
 
 def production_feedback(workspace: Path, model: str, versions: list[str], quarter: str | None) -> dict | None:
     """The quarter's feedback on the line's versions (None: the workspace has no store)."""
-    from cl_toolkit.feedback.store import DB_NAME, FeedbackStore
+    from cl_toolkit.feedback.store import open_store, store_target
     from cl_toolkit.feedback.summary import newest_quarter, quarter_feedback, quarter_window
 
     if quarter:
         quarter_window(quarter)  # a malformed quarter is refused even without a store
-    if not (workspace / DB_NAME).is_file():
+    if not store_target(workspace).exists():
         return None
-    with FeedbackStore(workspace / DB_NAME) as store:
+    with open_store(workspace) as store:
         chosen = quarter or newest_quarter(store, model, versions)
         return quarter_feedback(store, model, versions, chosen) if chosen else None
 

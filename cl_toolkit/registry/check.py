@@ -30,7 +30,7 @@ def check_registry(reg: RegistryStore) -> CheckReport:
     report = CheckReport()
     integrity = reg.integrity()
     if integrity != "ok":
-        report.problems.append(f"{reg.path}: SQLite integrity check: {integrity}")
+        report.problems.append(f"{reg.path}: database integrity check: {integrity}")
     recs = reg.versions()
     for rec in recs:
         _check_version(reg, rec, report)

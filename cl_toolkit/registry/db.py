@@ -1,11 +1,15 @@
-"""The SQLite registry of trained versions (`workspace/registry/registry.db`, WAL).
+"""The registry of trained versions: a SQLite file (`workspace/registry/registry.db`, WAL)
+or a PostgreSQL database shared by a team (a URL: core/storeurl.py says how one is chosen).
 
 Tables: `versions` (one immutable row per model and version), `artifacts` (the SHA-256 of
 every file copied into the version's artifact folder), `aliases` ((model, alias) ->
 version: champion, challenger), `events` (append-only: what, who, when, why, forced) and
 `gates` (gate results recorded for a candidate against a baseline). Every write is one
 `BEGIN IMMEDIATE` transaction, so concurrent writers are serialised and a process killed
-mid-write leaves the state from before it.
+mid-write leaves the state from before it. On PostgreSQL the invariants are the database's
+own: one holder per alias (the primary key of `aliases`), promotion, rollback and archive
+under row locks on the line's versions (`lock_line`: SELECT ... FOR UPDATE), and triggers
+that refuse any UPDATE, DELETE or TRUNCATE of `events`.
 """
 
 from __future__ import annotations
@@ -14,13 +18,12 @@ import getpass
 import json
 import os
 import re
-import sqlite3
 import sys
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
-from cl_toolkit.core import sqlitedb
+from cl_toolkit.core import dbbackend, sqlitedb, storeurl
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.semver import parse as parse_semver
 from cl_toolkit.core.timefmt import utc_now
@@ -36,6 +39,10 @@ from cl_toolkit.registry.artifacts import ArtifactFile, artifact_store, local_ro
 ARTIFACT_ROOT_ENV = "CLT_REGISTRY_ARTIFACTS"  # a local folder or an fsspec URL
 PAUSE_ENV = "CLT_TEST_PAUSE_AT"  # tests: stop at a named point so they can SIGKILL us there
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+# every table -> its primary key (the order `clt store migrate` copies and hashes in)
+TABLES = {"versions": ("model", "version"), "artifacts": ("model", "version", "path"),
+          "aliases": ("model", "alias"), "events": ("id",), "gates": ("id",),
+          "scores": ("model", "version", "suite", "suite_sha256")}
 
 # schema 1: the registry as first shipped, one table
 _V1 = [
@@ -167,17 +174,29 @@ class RegistryStore:
     `clt registry check` reports the local ones). Every record handed out has them
     resolved back to absolute paths, so callers use them as they are."""
 
-    def __init__(self, path: Path, artifact_root: str | os.PathLike | None = None,
+    def __init__(self, path: Path | str, artifact_root: str | os.PathLike | None = None,
                  workspace: Path | None = None):
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # the registry lives at <workspace>/registry/registry.db
-        self.workspace = Path(workspace or self.path.parent.parent).resolve()
-        self.artifact_root = str(artifact_root or self.path.parent / "artifacts")
+        target = storeurl.parse(path)
+        if target.is_postgres:  # `path` as messages show it: the URL without a password
+            self.path = str(target)
+            self.workspace = Path(workspace or workspace_dir()).resolve()
+            default_root = self.workspace / "registry" / "artifacts"
+        else:
+            self.path = Path(target.target)
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # the registry lives at <workspace>/registry/registry.db
+            self.workspace = Path(workspace or self.path.parent.parent).resolve()
+            default_root = self.path.parent / "artifacts"
+        self.artifact_root = str(artifact_root or default_root)
         self.local_root = local_root(self.artifact_root)
         self._artifacts = None  # built on first use (fsspec imports only then)
-        self._conn = sqlitedb.connect(self.path, synchronous="FULL", busy_timeout_s=30)
-        sqlitedb.migrate(self._conn, self.migrations(), f"registry {self.path}")
+        self._conn = dbbackend.connect(target, what="registry", rows="row", synchronous="FULL", busy_timeout_s=30)
+        dbbackend.migrate(self._conn, self.migrations(), f"registry {self.path}", store="registry")
+
+    @property
+    def conn(self):
+        """The database connection (sqlite3, or core/dbbackend.py's PgConnection)."""
+        return self._conn
 
     def close(self) -> None:
         self._conn.close()
@@ -201,8 +220,16 @@ class RegistryStore:
         return [(1, _V1), (2, _V2), (3, self._relative_paths), (4, _V4)]
 
     def transaction(self):
-        """One write transaction; BEGIN IMMEDIATE takes the write lock up front."""
-        return sqlitedb.transaction(self._conn)
+        """One write transaction; BEGIN IMMEDIATE takes the write lock up front (on
+        PostgreSQL: BEGIN, and the writes that read first call lock_line)."""
+        return dbbackend.transaction(self._conn)
+
+    def lock_line(self, model: str) -> None:
+        """Inside a transaction: lock the model line's version rows (SELECT ... FOR UPDATE
+        on PostgreSQL), so promotions, rollbacks and archives of one line run one at a time
+        and each reads the aliases the previous one left. SQLite holds the whole file."""
+        self._conn.execute(dbbackend.for_update("SELECT version FROM versions WHERE model=? ORDER BY version",
+                                                self._conn), (model,)).fetchall()
 
     # -- stored paths ----------------------------------------------------------------------
 
@@ -232,7 +259,7 @@ class RegistryStore:
         """Every version exactly as stored (paths unresolved): what `check` inspects."""
         return [_record(r) for r in self._conn.execute("SELECT * FROM versions ORDER BY model, created_at, rowid")]
 
-    def _relative_paths(self, conn: sqlite3.Connection) -> None:
+    def _relative_paths(self, conn) -> None:
         """Migration 3: absolute paths inside the workspace (artifact root) made relative,
         in the versions and in the evaluation paths of recorded gate results. The register
         events keep the absolute folder they named then: the history is append-only."""
@@ -270,6 +297,7 @@ class RegistryStore:
         published = False
         try:
             with self.transaction():
+                dbbackend.lock_key(self._conn, f"registry:{rec.model}:{rec.version}")  # no row to lock yet
                 if self.get(rec.model, rec.version):
                     raise BadInput(f"{rec.model} {rec.version} is already registered")
                 store.publish(staging, final)
@@ -433,7 +461,7 @@ class RegistryStore:
         the bytes it was last evaluated with (an edited suite file starts its column afresh)."""
         rows = self._conn.execute(
             """SELECT s.* FROM scores s JOIN (
-                   SELECT suite, suite_sha256 FROM scores s2 WHERE model=:m AND evaluated_at = (
+                   SELECT suite, MAX(suite_sha256) AS suite_sha256 FROM scores s2 WHERE model=:m AND evaluated_at = (
                        SELECT MAX(evaluated_at) FROM scores s3 WHERE s3.model=:m AND s3.suite=s2.suite)
                    GROUP BY suite) cur
                ON s.suite = cur.suite AND s.suite_sha256 = cur.suite_sha256
@@ -441,7 +469,7 @@ class RegistryStore:
         return [dict(r) for r in rows]
 
     def integrity(self) -> str:
-        return self._conn.execute("PRAGMA quick_check").fetchone()[0]
+        return dbbackend.integrity(self._conn)
 
 
 def _normalise(rec: VersionRecord) -> VersionRecord:
@@ -463,7 +491,7 @@ def _stored(rec: VersionRecord, final: str, local: bool) -> VersionRecord:
     return replace(rec, artifact_dir=final, adapter_dir=adapter)
 
 
-def _record(row: sqlite3.Row) -> VersionRecord:
+def _record(row) -> VersionRecord:
     d = dict(row)
     d["metrics"] = json.loads(d["metrics"] or "{}")
     # rows from schema 1 got parents '[]' from migration 2: their one parent is the list
@@ -471,9 +499,18 @@ def _record(row: sqlite3.Row) -> VersionRecord:
     return VersionRecord(**d)
 
 
-def open_registry(workspace: Path | None = None, *, artifact_root: str | None = None) -> RegistryStore:
-    """The registry of a workspace (default: $CLT_HOME). Artifacts go to `artifact_root`,
-    else $CLT_REGISTRY_ARTIFACTS, else workspace/registry/artifacts."""
+def registry_target(workspace: Path | None = None, url: str | None = None) -> storeurl.StoreTarget:
+    """Where a workspace's registry is: `url`, $CLT_REGISTRY_URL, the workspace's clt.yml,
+    else workspace/registry/registry.db."""
+    ws = Path(workspace) if workspace else workspace_dir()
+    return storeurl.resolve("registry", ws / "registry" / "registry.db", explicit=url, workspace=ws)
+
+
+def open_registry(workspace: Path | None = None, *, artifact_root: str | None = None,
+                  url: str | None = None) -> RegistryStore:
+    """The registry of a workspace (default: $CLT_HOME; where it is: registry_target).
+    Artifacts go to `artifact_root`, else $CLT_REGISTRY_ARTIFACTS, else
+    workspace/registry/artifacts."""
     ws = Path(workspace) if workspace else workspace_dir()
     root = artifact_root or os.environ.get(ARTIFACT_ROOT_ENV) or None
-    return RegistryStore(ws / "registry" / "registry.db", artifact_root=root, workspace=ws)
+    return RegistryStore(registry_target(ws, url).target, artifact_root=root, workspace=ws)

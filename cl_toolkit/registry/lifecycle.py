@@ -59,6 +59,7 @@ def promote(reg: RegistryStore, model: str, version: str, *, to: str = "champion
         raise BadInput(f"alias must be one of {', '.join(ALIASES)}, not {to!r}")
     why = _reason(reason)
     with reg.transaction():
+        reg.lock_line(model)
         rec = _active(reg, model, version)
         current = reg.alias(model, to)
         if current == version:
@@ -85,6 +86,7 @@ def rollback(reg: RegistryStore, model: str, *, to: str | None = None, reason: s
     why = _reason(reason)
     check_names(model, to)
     with reg.transaction():
+        reg.lock_line(model)
         current = reg.alias(model, "champion")
         if current is None:
             raise BadInput(f"{model} has no champion to roll back")
@@ -135,6 +137,7 @@ def archive(reg: RegistryStore, model: str, version: str, *, reason: str, who: s
     Returns False when it was archived already."""
     why = _reason(reason)
     with reg.transaction():
+        reg.lock_line(model)
         rec = reg.require(model, version)
         if rec.status == "archived":
             return False

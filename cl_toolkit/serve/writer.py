@@ -23,7 +23,6 @@ before it reaches the store or the journal.
 from __future__ import annotations
 
 import queue
-import sqlite3
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from cl_toolkit.core.dbbackend import DB_ERRORS
 from cl_toolkit.core.errors import BadInput, CltError, Problem
 from cl_toolkit.feedback import journal
 from cl_toolkit.feedback.records import (
@@ -195,7 +195,7 @@ class StoreWriter:
         while True:
             try:
                 return write()
-            except (sqlite3.Error, OSError) as e:
+            except (*DB_ERRORS, OSError) as e:
                 self.stats.retries += 1
                 _rollback(store)
                 now = time.monotonic()
@@ -310,7 +310,7 @@ class StoreWriter:
         """Try to replay the journal; on success direct writes resume, else back off."""
         try:
             summary = journal.replay(store)
-        except (sqlite3.Error, OSError):
+        except (*DB_ERRORS, OSError):
             self._probe_wait = min(self._probe_wait * 2, PROBE_MAX_S)
             self._probe_at = time.monotonic() + self._probe_wait
             return
@@ -330,7 +330,7 @@ def _rollback(store: FeedbackStore) -> None:
     try:
         if store.conn.in_transaction:
             store.conn.execute("ROLLBACK")
-    except sqlite3.Error:
+    except DB_ERRORS:
         pass
 
 
@@ -364,5 +364,5 @@ def _maybe_stored(store: FeedbackStore, request_id: str) -> bool:
     """Whether the store has the request; True when even reading fails (journal it then)."""
     try:
         return store.has_prediction(request_id)
-    except sqlite3.Error:
+    except DB_ERRORS:
         return True

@@ -22,6 +22,7 @@ from cl_toolkit.core.workspace import resolve_path
 from cl_toolkit.core.yamlio import LineMap, display, format_key, load_yaml
 from cl_toolkit.recipe.model import LoadedRecipe, thaw
 from cl_toolkit.registry import open_registry
+from cl_toolkit.registry.db import registry_target
 from cl_toolkit.training.axolotl_check import unknown_keys
 from cl_toolkit.training.profiles import load_profile
 from cl_toolkit.training.strategies import STRATEGIES
@@ -93,13 +94,13 @@ def registry_problems(lr: LoadedRecipe, locate: RecipeLocator, planned: set = fr
     lacks and `planned` ({(model, version)} validated together) does not hold; none when
     the workspace has no registry yet (nothing is created)."""
     refs = [(at, v) for at, v in version_refs(lr) if (lr.recipe.model, v) not in planned]
-    db = lr.workspace / "registry" / "registry.db"
-    if not refs or not db.is_file():
+    db = registry_target(lr.workspace)
+    if not refs or not db.exists():
         return []
     model = lr.recipe.model
     with open_registry(lr.workspace) as reg:
         missing = [(at, v) for at, v in refs if reg.get(model, v) is None]
-    return [locate.problem(at, f"{model} {v} is not in this workspace's registry ({display(db)}): "
+    return [locate.problem(at, f"{model} {v} is not in this workspace's registry ({db if db.is_postgres else display(db.target)}): "
                                f"it was never trained here{_train_hint(lr.source, v)}") for at, v in missing]
 
 
