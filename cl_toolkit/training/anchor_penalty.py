@@ -114,7 +114,8 @@ class AnchoredTrainerMixin:
                    and self.compute_loss_func is None)
         steps = getattr(self, "current_gradient_accumulation_steps", self.args.gradient_accumulation_steps)
         loss, logs = self.anchor.add_to(loss, penalty_scale(divides, steps))
-        self.store_metrics(logs)
+        if hasattr(self, "store_metrics"):  # Axolotl's trainers: averaged into the next log line
+            self.store_metrics(logs)
         return (loss, outputs) if return_outputs else loss
 
 
