@@ -267,6 +267,16 @@ def _safe(check, value) -> bool:
         return False  # the schema reports a value of the wrong type
 
 
+def _anchor_problems(data: dict, lines: LineMap, fname: str, strategies: Mapping[str, Any]) -> list[Problem]:
+    """`train.anchor` only for a strategy whose plan anchors to the parent's adapter."""
+    if "anchor" not in (data.get("train") or {}) or getattr(strategies[data["strategy"]], "anchors", False):
+        return []
+    able = " or ".join(n for n, s in strategies.items() if getattr(s, "anchors", False)) or "none here"
+    return [Problem(fname, f"train.anchor pulls the weights toward the parent's adapter, which strategy "
+                           f"{data['strategy']} does not continue (use {able})",
+                    lines.line_for(["train", "anchor"]), "train.anchor")]
+
+
 def _todo_problems(data: dict, lines: LineMap, fname: str) -> list[Problem]:
     """A description that still says TODO (as `clt init` and `clt recipe new` write it):
     the registry and the report show it, so it must say why the version exists."""
@@ -348,6 +358,7 @@ def _load_recipe(path: Path, overrides, workspace, check_files, strategies, trus
         raise BadInput(problems)
     data = apply_overrides(data, parsed)
     problems = _schema_problems(data, lines, fname, schema_for(strategies))
+    problems = problems or _anchor_problems(data, lines, fname, strategies)
     if problems:
         raise BadInput(problems)
     explicit_resample = "resample" in (data["data"].get("rehearsal") or {})

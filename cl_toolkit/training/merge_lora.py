@@ -36,7 +36,7 @@ def merge_key(base_model: str, adapter_dir: str) -> str:
 
 def merge_config(parent_config: dict, rec: VersionRecord, out_dir: Path) -> dict:
     """The parent's own rendered config, pointed at its adapter and a scratch output folder."""
-    cfg = {k: v for k, v in parent_config.items() if k not in ("plugins",) and not k.startswith("kd_")}
+    cfg = {k: v for k, v in parent_config.items() if k not in ("plugins",) and not k.startswith(("kd_", "anchor_"))}
     cfg.update({"base_model": rec.base_model, "lora_model_dir": rec.adapter_dir, "output_dir": str(out_dir),
                 "dataset_prepared_path": str(out_dir / "prepared")})
     return cfg

@@ -97,13 +97,16 @@ def passthrough(lr: LoadedRecipe) -> dict:
 
 
 FIXED_KEYS = frozenset({"datasets", "dataset_prepared_path", "output_dir"})  # set by render itself
+# `train:` keys that are not Axolotl's: the strategy renders them (continued_lora's anchor)
+STRATEGY_TRAIN_KEYS = frozenset({"anchor"})
 
 
 def compose_config(lr: LoadedRecipe, profile: Profile, plan: Plan, run_dir: Path) -> dict:
     """The Axolotl config: profile < strategy < tracking < recipe.train < recipe.axolotl < fixed paths."""
     recipe = lr.recipe
+    train = {k: v for k, v in thaw(recipe.train).items() if k not in STRATEGY_TRAIN_KEYS}
     cfg = {**profile.axolotl, **plan.keys, **tracking_keys(thaw(recipe.tracking), recipe.run_name, display(lr.source)),
-           **thaw(recipe.train), **passthrough(lr)}
+           **train, **passthrough(lr)}
     cfg.setdefault("seed", recipe.data.seed)
     cfg["datasets"] = [{"path": str(run_dir / "data" / "train.jsonl"), **plan.dataset}]
     cfg["dataset_prepared_path"] = str(run_dir / "prepared")
@@ -139,9 +142,9 @@ def _config_header(training: dict | None) -> str:
             f"{training['epochs']} epochs would take.\n")
 
 
-def _manifest(lr: LoadedRecipe, profile: Profile, mix: Mix, outputs: dict) -> dict:
+def _manifest(lr: LoadedRecipe, profile: Profile, mix: Mix, outputs: dict, extra: dict) -> dict:
     r = lr.recipe
-    return {
+    return {**extra,
         "toolkit_version": __version__, "model": r.model, "version": r.version, "parent": r.parent,
         "strategy": r.strategy, "seed": r.data.seed,
         "recipe": {"path": portable_path(lr.source, lr.root, lr.workspace), "sha256": lr.sha256,
@@ -188,7 +191,8 @@ def render(lr: LoadedRecipe, out_dir: Path, registry: RegistryStore, *, validate
         check, deferred = DEFERRED, {"at": "launch", "toolkit_keys": sorted(toolkit_set)}
     elif validate:
         check = _check(cfg, lr, profile, world_size, toolkit_set, out_dir)
-    return dataclasses.replace(_write(lr, profile, mix, cfg, out_dir, deferred, training), check=check)
+    return dataclasses.replace(_write(lr, profile, mix, cfg, out_dir, deferred, training, plan.manifest),
+                               check=check)
 
 
 def _check(cfg: dict, lr: LoadedRecipe, profile: Profile, world_size: int, toolkit_set: set, run_dir: Path) -> str:
@@ -246,7 +250,7 @@ def resolved_recipe(lr: LoadedRecipe) -> bytes:
 
 
 def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Path, deferred: dict | None,
-           training: dict | None) -> Rendered:
+           training: dict | None, extra: dict) -> Rendered:
     blobs = {
         "axolotl.yml": (_config_header(training) + dump_yaml(cfg, sort_keys=True, allow_unicode=True)).encode(),
         "recipe.yml": resolved_recipe(lr),
@@ -257,7 +261,7 @@ def _write(lr: LoadedRecipe, profile: Profile, mix: Mix, cfg: dict, out_dir: Pat
     outputs = {name: {"sha256": sha256_bytes(b)} for name, b in blobs.items()}
     outputs["data/train.jsonl"]["rows"] = len(mix.rows)
     outputs["data/new.jsonl"]["rows"] = len(mix.new_rows)
-    manifest = _manifest(lr, profile, mix, outputs)
+    manifest = _manifest(lr, profile, mix, outputs, extra)
     if deferred:
         manifest["axolotl_check"] = deferred
     if training:

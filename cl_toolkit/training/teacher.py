@@ -18,8 +18,10 @@ from cl_toolkit.core.progress import Bar
 from cl_toolkit.registry import VersionRecord
 
 
-def load_version_model(rec: VersionRecord):
-    """A registered version as a plain transformers model (adapter merged in memory) and its tokenizer."""
+def load_version_model(rec: VersionRecord, *, trainable_adapter: bool = False):
+    """A registered version as a plain transformers model (adapter merged in memory) and its
+    tokenizer; with `trainable_adapter` the adapter stays a trainable PEFT adapter (the Fisher
+    of its weights, training/fisher.py)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -27,7 +29,8 @@ def load_version_model(rec: VersionRecord):
     if rec.adapter_dir:
         from peft import PeftModel
 
-        model = PeftModel.from_pretrained(model, rec.adapter_dir).merge_and_unload()
+        model = PeftModel.from_pretrained(model, rec.adapter_dir, is_trainable=trainable_adapter)
+        model = model if trainable_adapter else model.merge_and_unload()
     tok = AutoTokenizer.from_pretrained(rec.adapter_dir or rec.base_model)
     return model.eval(), tok
 

@@ -1,4 +1,5 @@
-"""continued_lora: keep training the parent's LoRA adapter on the new data (plus rehearsal)."""
+"""continued_lora: keep training the parent's LoRA adapter on the new data (plus rehearsal),
+optionally anchored to the parent's weights (`train.anchor`: L2-SP or EWC, training/anchor.py)."""
 
 from __future__ import annotations
 
@@ -6,14 +7,16 @@ import json
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
-from cl_toolkit.recipe.model import LoadedRecipe
+from cl_toolkit.recipe.model import LoadedRecipe, thaw
 from cl_toolkit.registry import RegistryStore
+from cl_toolkit.training.fisher import ANCHOR_PLUGIN, anchor_plan
 from cl_toolkit.training.profiles import Profile
 from cl_toolkit.training.strategies.interface import CHAT_DATASET, Plan, ScaffoldDefaults, Strategy
 
 
 def plan(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, rows: list[dict]) -> Plan:
-    """Start from the parent's adapter, trainable; rank and alpha come from its config."""
+    """Start from the parent's adapter, trainable; rank and alpha come from its config.
+    With `train.anchor`, the anchor plugin's keys (EWC: the parent's Fisher, computed or reused)."""
     parent = registry.require(lr.recipe.model, lr.recipe.parent)
     if not parent.adapter_dir or not (Path(parent.adapter_dir) / "adapter_config.json").is_file():
         raise BadInput(f"{lr.recipe.model} {parent.version} has no LoRA adapter to continue from")
@@ -22,7 +25,13 @@ def plan(lr: LoadedRecipe, registry: RegistryStore, profile: Profile, rows: list
             "lora_r": adapter_cfg["r"], "lora_alpha": adapter_cfg["lora_alpha"]}
     if adapter_cfg.get("modules_to_save"):
         keys["lora_modules_to_save"] = list(adapter_cfg["modules_to_save"])
-    return Plan(keys, CHAT_DATASET)
+    manifest = {}
+    if anchor := lr.recipe.train.get("anchor"):
+        max_len = int(lr.recipe.axolotl.get("sequence_len") or profile.axolotl.get("sequence_len") or 2048)
+        anchor_keys, manifest = anchor_plan(lr, registry, parent, thaw(anchor), max_len)
+        plugins = [*(profile.axolotl.get("plugins") or []), *anchor_keys.pop("plugins")]
+        keys.update(anchor_keys, plugins=list(dict.fromkeys(plugins)))  # the profile's plugins kept
+    return Plan(keys, CHAT_DATASET, manifest=manifest)
 
 
 def scaffold(source: dict) -> ScaffoldDefaults:
@@ -32,4 +41,4 @@ def scaffold(source: dict) -> ScaffoldDefaults:
 
 
 STRATEGY = Strategy(about="the parent's adapter loaded trainable (lora_model_dir), rank and alpha from its config",
-                    plan=plan, scaffold=scaffold)
+                    plan=plan, scaffold=scaffold, plugins=(ANCHOR_PLUGIN,), anchors=True)

@@ -18,12 +18,14 @@ __all__ = ["CHAT_DATASET", "PARENT_FORBIDDEN", "PARENT_REQUIRED", "Plan", "Scaff
 @dataclass(frozen=True)
 class Plan:
     """What a strategy contributes to the rendered run: Axolotl keys (above the profile,
-    below the recipe's `train:` and `axolotl:`), the dataset entry, and (for distillation)
-    the rows to train on instead of the plain mix."""
+    below the recipe's `train:` and `axolotl:`), the dataset entry, (for distillation)
+    the rows to train on instead of the plain mix, and entries for the run's manifest
+    (continued_lora's `anchor`: the reference adapter and the Fisher, with their hashes)."""
 
     keys: dict
     dataset: dict
     rows: list[dict] | None = None
+    manifest: dict = field(default_factory=dict)
 
 
 # the dataset entry of every strategy that trains on plain chat rows
@@ -55,7 +57,9 @@ class Strategy:
       new rows (deduplicated with them); None: nothing.
     - rehearses_parent_data: False drops `parent_data` rehearsal (already in the history).
     - new_base: the version's base is not its parent's (so a new lineage is a major bump).
-    - plugins: the Axolotl plugins its plan adds (validation knows their keys before any plan runs)."""
+    - plugins: the Axolotl plugins its plan adds (validation knows their keys before any plan runs).
+    - anchors: its plan honours `train.anchor` (a penalty toward the parent's adapter);
+      validation refuses that block for every other strategy."""
 
     about: str
     plan: PlanHook
@@ -66,3 +70,4 @@ class Strategy:
     rehearses_parent_data: bool = True
     new_base: bool = False
     plugins: tuple[str, ...] = ()
+    anchors: bool = False
