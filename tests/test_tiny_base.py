@@ -1,0 +1,50 @@
+"""The tiny base knows things: pretraining repeats the general Q&A so the base answers the
+general questions before any domain training (the benchmark measures their forgetting).
+The slow test pretrains a reduced base (a slice of the corpus and 24 of the questions,
+its own tokenizer) through Axolotl and asks it those questions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import REPO
+
+from cl_toolkit.training.profiles import TinySpec, load_profile
+from cl_toolkit.training.tiny_model import make_tiny_model, pretraining_rows
+
+
+def test_pretraining_repeats_each_general_question():
+    text, qa = pretraining_rows(REPO, 3)
+    general = [json.loads(line) for line in (REPO / "data/general/general.jsonl").read_text().splitlines()]
+    assert qa == general * 3 and len(text) > 1000 and all(set(r) == {"text"} for r in text)
+
+
+def test_the_tiny_profile_pretrains_with_repeated_questions(tmp_path):
+    spec = load_profile(REPO / "configs/profiles/tiny-cpu.yml", REPO, tmp_path).tiny_model
+    assert (spec.pretrain_epochs, spec.pretrain_qa_repeats) == (3, 16)
+
+
+def reduced_project(root: Path, questions: int = 24, sentences: int = 300) -> list[dict]:
+    """A project holding only general data: the first `sentences` corpus lines and every
+    fifth general question (capitals, arithmetic, science...), up to `questions`."""
+    (root / "data" / "general").mkdir(parents=True)
+    corpus = (REPO / "data/general/corpus.txt").read_text().splitlines()[:sentences]
+    (root / "data/general/corpus.txt").write_text("\n".join(corpus) + "\n")
+    rows = (REPO / "data/general/general.jsonl").read_text().splitlines()[::5][:questions]
+    (root / "data/general/general.jsonl").write_text("\n".join(rows) + "\n")
+    return [json.loads(r) for r in rows]
+
+
+@pytest.mark.slow
+def test_a_reduced_base_answers_the_general_questions_it_was_given(tmp_path):
+    from cl_toolkit.evaluation.generate import generate, load_model
+    from cl_toolkit.evaluation.matchers import MATCHERS
+
+    rows = reduced_project(tmp_path / "proj")
+    spec = TinySpec(pretrain_epochs=3, pretrain_qa_repeats=16)
+    make_tiny_model(tmp_path / "base", spec, tmp_path / "proj")
+    answers = generate(load_model(str(tmp_path / "base")), [r["messages"][0]["content"] for r in rows]).outputs
+    right = [MATCHERS["exact"](a, r["messages"][-1]["content"], 0.0) for a, r in zip(answers, rows, strict=True)]
+    assert sum(right) / len(right) >= 0.9, list(zip(answers, right, strict=True))
