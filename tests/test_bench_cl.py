@@ -49,7 +49,8 @@ def test_one_experience_has_no_backward_metrics_and_bad_matrices_are_refused():
 def test_the_bundled_streams_load():
     s3, s6 = load_stream(STREAM3, REPO), load_stream(STREAM6, REPO)
     assert [e.name for e in s3.experiences] == ["q1", "q2", "q3"] and s3.seeds == (42, 43, 44)
-    assert s3.suites == ("asked", "paraphrased") and dict(s3.general) == {"asked": "data/general/general.jsonl"}
+    assert s3.suites == ("asked", "paraphrased")
+    assert dict(s3.general) == {"asked": "data/general/general.jsonl", "heldout": "data/general/general_heldout.jsonl"}
     assert {"naive", "continued_r0.1", "continued_r0.2", "continued_r0.33", "merge_and_retrain",
             "distillation"} <= {s.name for s in s3.strategies}
     assert [e.name for e in s6.experiences] == [f"q{n}" for n in range(1, 7)]
@@ -218,7 +219,7 @@ def test_cases_ask_each_experiences_suites_then_the_general_questions():
 
     s = load_stream(STREAM3, REPO)
     cases = build_cases(s, REPO)
-    assert len(cases) == 3 * 48 * 2 + 120
+    assert len(cases) == 3 * 48 * 2 + 2 * 120
     by_id = {c["id"]: c for c in cases}
     asked = [json.loads(line) for line in (REPO / "data/firefighter/q2_asked.jsonl").read_text().splitlines()]
     assert by_id["q2/asked/005"]["input"] == asked[4]["input"]
@@ -227,12 +228,13 @@ def test_cases_ask_each_experiences_suites_then_the_general_questions():
     assert by_id["general/asked/001"] | {"tags": None} == {
         "id": "general/asked/001", "input": general[0]["messages"][0]["content"], "match": "exact",
         "expected": general[0]["messages"][-1]["content"], "criticality": "low", "domain": "general", "tags": None}
-    assert len(build_cases(narrow(s, BenchSettings(experiences=2)), REPO, 8)) == 2 * 8 * 2 + 120
+    assert by_id["general/heldout/001"]["expected"] == by_id["general/asked/001"]["expected"]
+    assert len(build_cases(narrow(s, BenchSettings(experiences=2)), REPO, 8)) == 2 * 8 * 2 + 2 * 120
     assert len(parse_suite("".join(json.dumps(c) + "\n" for c in cases).encode(), "suite")) == len(cases)
 
 
 def test_accuracy_is_split_by_experience_suite_and_general(tmp_path):
-    s = narrow(load_stream(STREAM3, REPO), BenchSettings(experiences=2))
+    s = narrow(one_general(), BenchSettings(experiences=2))
     cases = [{"id": "q1/asked/001", "passed": True}, {"id": "q1/asked/002", "passed": False},
              {"id": "q1/paraphrased/001", "passed": False}, {"id": "q2/asked/001", "passed": True},
              {"id": "q2/paraphrased/001", "passed": True}, {"id": "general/asked/001", "passed": True},
@@ -262,16 +264,24 @@ def test_a_difference_smaller_than_the_combined_std_is_within_noise():
     assert stats.noise_label(stats.mean_std([0.5]), stats.mean_std([0.9]))["label"] == "noise unknown (one seed)"
 
 
+def one_general():
+    """The bundled stream with only its first general suite (constructed results need less)."""
+    from dataclasses import replace
+
+    s = load_stream(STREAM3, REPO)
+    return replace(s, general=s.general[:1])
+
+
 def _run(seed: int, r: list[list[float]], general: list[float], tokens: list[int]) -> dict:
     steps = [{"asked": row, "paraphrased": row, "general": {"asked": g}, "optimizer_steps": 10, "training_tokens": t,
               "trainer_seconds": 1.0, "train_seconds": 5.0, "step_seconds": 6.0}
              for row, g, t in zip(r, general, tokens, strict=True)]
     return {"seed": seed, "workspace": f"strategies/x/seed-{seed}", "steps": steps,
-            **stats.line_metrics(steps, load_stream(STREAM3, REPO))}
+            **stats.line_metrics(steps, one_general())}
 
 
 def _doc() -> dict:
-    s = load_stream(STREAM3, REPO)
+    s = one_general()
     forget = [[1.0, 0, 0], [0.0, 1.0, 0], [0.0, 0.0, 1.0]]
     keep = [[1.0, 0, 0], [1.0, 1.0, 0], [1.0, 1.0, 1.0]]
     keep2 = [[1.0, 0, 0], [0.9, 1.0, 0], [0.8, 0.9, 1.0]]

@@ -15,15 +15,30 @@ from cl_toolkit.training.profiles import TinySpec, load_profile
 from cl_toolkit.training.tiny_model import make_tiny_model, pretraining_rows
 
 
-def test_pretraining_repeats_each_general_question():
+def test_pretraining_repeats_each_general_question_in_every_training_wording():
     text, qa = pretraining_rows(REPO, 3)
-    general = [json.loads(line) for line in (REPO / "data/general/general.jsonl").read_text().splitlines()]
-    assert qa == general * 3 and len(text) > 1000 and all(set(r) == {"text"} for r in text)
+    general = [json.loads(line) for name in ("general.jsonl", "general_phrasings.jsonl")
+               for line in (REPO / "data/general" / name).read_text().splitlines()]
+    assert qa == general * 3 and len(general) == 360 and len(text) > 1000 and all(set(r) == {"text"} for r in text)
+    held = [json.loads(line)["messages"][0]["content"] for line in (REPO / "data/general/general_heldout.jsonl").read_text().splitlines()]
+    assert len(held) == 120 and not set(held) & {r["messages"][0]["content"] for r in qa}  # never trained on
+
+
+def test_the_phrasings_are_what_their_script_writes(tmp_path, monkeypatch):
+    import runpy
+    import shutil
+
+    (tmp_path / "data/general").mkdir(parents=True)
+    shutil.copy(REPO / "data/general/general.jsonl", tmp_path / "data/general")
+    monkeypatch.chdir(tmp_path)
+    runpy.run_path(str(REPO / "data/_source/phrasings.py"), run_name="__main__")
+    for name in ("general_phrasings.jsonl", "general_heldout.jsonl"):
+        assert (tmp_path / "data/general" / name).read_bytes() == (REPO / "data/general" / name).read_bytes()
 
 
 def test_the_tiny_profile_pretrains_with_repeated_questions(tmp_path):
     spec = load_profile(REPO / "configs/profiles/tiny-cpu.yml", REPO, tmp_path).tiny_model
-    assert (spec.pretrain_epochs, spec.pretrain_qa_repeats) == (3, 16)
+    assert (spec.pretrain_epochs, spec.pretrain_qa_repeats) == (3, 6)
 
 
 def reduced_project(root: Path, questions: int = 24, sentences: int = 300) -> list[dict]:

@@ -216,8 +216,8 @@ def training_tokens(run: Path, tokenizer) -> int:
     as the chat template lays it out (cut at sequence_len), times its epochs."""
     cfg = read_yaml(run / "axolotl.yml")
     limit = int(cfg.get("sequence_len") or 1 << 30)
-    per_epoch = sum(min(len(tokenizer.apply_chat_template(row["messages"], tokenize=True)), limit)
-                    for row in _read_jsonl(run / "data" / "train.jsonl"))
+    texts = [tokenizer.apply_chat_template(row["messages"], tokenize=False) for row in _read_jsonl(run / "data" / "train.jsonl")]
+    per_epoch = sum(min(len(ids), limit) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else 0
     return int(per_epoch * float(cfg.get("num_epochs") or 1))
 
 
@@ -318,22 +318,23 @@ def machine() -> dict:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-def setup_base(stream: Stream, settings: BenchSettings, root: Path, work: Path, say) -> dict:
-    """The base every line starts from. A profile with a `tiny_model:` block gets it built
-    under the work folder (once) and copied to where the profile expects it in each line's
-    workspace; any other profile's base (a hub id, a local folder) is used as it is."""
+def setup_base(stream: Stream, settings: BenchSettings, root: Path, work: Path, say) -> tuple[dict, str]:
+    """The base every line starts from, as the result document describes it and as a path
+    or hub id to load. A profile with a `tiny_model:` block gets it built under the work
+    folder (once) and copied to where the profile expects it in each line's workspace
+    (`copy_to`); any other profile's base (a hub id, a local folder) is used as it is."""
     probe = work / "strategies" / "_probe"
     profile = load_profile(resolve_path(stream.profile, root, probe), root, probe)
     inside = profile.base_is_local and Path(profile.base_model).is_relative_to(probe)
     if not (profile.tiny_model and inside):
-        return {"path": portable_path(profile.base_model, root, work), "local": False}
+        return {"path": portable_path(profile.base_model, root, work), "local": False}, profile.base_model
     spec = profile.tiny_model
     if settings.pretrain_epochs is not None:
         spec = replace(spec, pretrain_epochs=settings.pretrain_epochs)
     out = work / "base" / Path(profile.base_model).name
     base = prepare_base(out, spec, root, say)
-    return {**base, "path": portable_rel(out, work), "local": True,
-            "copy_to": Path(profile.base_model).relative_to(probe).as_posix()}
+    return ({**base, "path": portable_rel(out, work), "local": True,
+             "copy_to": Path(profile.base_model).relative_to(probe).as_posix()}, str(out))
 
 
 def run_benchmark(stream: Stream, root: Path, work: Path, workspace: Path, settings: BenchSettings,
@@ -350,8 +351,7 @@ def run_benchmark(stream: Stream, root: Path, work: Path, workspace: Path, setti
     suite = load_suite(work / "suite.jsonl")
     progress = Progress(len(stream.strategies) * len(stream.seeds) * len(stream.experiences), say)
     with thread_env(settings.train_threads):
-        base = setup_base(stream, settings, root, work, say)
-        base_dir = str(work / base["path"]) if base["local"] else base["path"]
+        base, base_dir = setup_base(stream, settings, root, work, say)
         base["accuracy"] = evaluate(work / "base", base_record(stream.model, base_dir), suite, stream, settings)
         say("base: " + ", ".join(f"general ({k}) {v:.0%}" for k, v in base["accuracy"][GENERAL].items()))
         tokenizer = AutoTokenizer.from_pretrained(base_dir)
@@ -367,7 +367,7 @@ def run_benchmark(stream: Stream, root: Path, work: Path, workspace: Path, setti
         "work_dir": portable_path(work, root, workspace),
         "suite": {"path": "suite.jsonl", "sha256": suite.sha256, "cases": len(suite.cases)},
         "profile": {"path": stream.profile, "sha256": sha256_file(root / stream.profile)},
-        "base": {**base, "path": base["path"]}, "runs": runs,
+        "base": base, "runs": runs,
         "strategies": {s.name: {"about": s.about, **stats.summarize_runs(runs[s.name], base, stream)}
                        for s in stream.strategies},
         "comparison": stats.compare_all(runs, base, stream),

@@ -184,16 +184,20 @@ def make_tiny_model(out: Path, spec: TinySpec, root: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
+GENERAL_QA = ("general.jsonl", "general_phrasings.jsonl")  # data/general/: the questions, other wordings of them
+
+
 def pretraining_rows(root: Path, qa_repeats: int = 1) -> tuple[list[dict], list[dict]]:
     """The general corpus as short text rows (sentences fit the tiny context), and the
-    general Q&A as chat rows, each `qa_repeats` times: the base learns the language, the
-    ChatML turn format and the answers to the general questions (which the benchmark asks
-    it before any domain training, so their forgetting can be measured)."""
-    root = Path(root).resolve()
-    text = (root / "data" / "general" / "corpus.txt").read_text(encoding="utf-8")
+    general Q&A as chat rows (each question as asked and in the other wordings of
+    general_phrasings.jsonl, where there is one), each `qa_repeats` times: the base learns the
+    language, the ChatML turn format and the answers to the general questions (which the
+    benchmark asks it before any domain training, so their forgetting can be measured)."""
+    general = Path(root).resolve() / "data" / "general"
+    text = (general / "corpus.txt").read_text(encoding="utf-8")
     sentences = [s.strip() for line in text.splitlines() for s in line.replace("? ", "?\n").replace(". ", ".\n").splitlines()]
-    chat = [json.loads(line) for line in (root / "data" / "general" / "general.jsonl").read_text(encoding="utf-8").splitlines()
-            if line.strip()]
+    chat = [json.loads(line) for name in GENERAL_QA if (general / name).is_file()
+            for line in (general / name).read_text(encoding="utf-8").splitlines() if line.strip()]
     return [{"text": s} for s in sentences if len(s) > 3], chat * qa_repeats
 
 
