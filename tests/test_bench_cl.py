@@ -389,3 +389,13 @@ def test_a_reduced_stream_trains_through_axolotl(clt, tmp_path, monkeypatch):
     assert ratio == pytest.approx(mine[1]["training_tokens"] / naive[1]["training_tokens"], abs=1e-3) and ratio > 1
     assert doc["comparison"]["strategies"]["mine"]["deltas"]["acc"]["label"] == "noise unknown (one seed)"
     assert (out / "stream.png").is_file() and "| mine |" in (out / "stream.md").read_text() and "| naive |" in table
+
+
+def test_the_documented_stream_example_is_a_valid_stream(tmp_path):
+    import re
+
+    text = (REPO / "docs/continual_learning.md").read_text()
+    section = text.split("## The stream file", 1)[1]
+    (example,) = re.findall(r"```yaml\n(.*?)```", section.split("### Your own stream")[0], re.DOTALL)
+    s = load_stream(write(tmp_path, example), REPO)
+    assert [e.name for e in s.experiences] == ["q1", "q2"] and s.strategy("continued_r0.2").first_set
