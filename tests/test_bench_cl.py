@@ -357,7 +357,8 @@ def test_a_reduced_stream_trains_through_axolotl(clt, tmp_path, monkeypatch):
     ws = tmp_path / "ws"
     monkeypatch.setenv("CLT_HOME", str(ws))
     out = tmp_path / "results"
-    code, table, err = clt("bench", "cl", "--stream", write(tmp_path, REDUCED), "--max-rows", 8, "--epochs", 2,
+    ws.mkdir()
+    code, table, err = clt("bench", "cl", "--stream", write(ws, REDUCED), "--max-rows", 8, "--epochs", 2,
                            "--pretrain-epochs", 1, "--out", out)
     assert code == 0, err[-3000:]
     assert "training 1/4: naive, seed 7, a (1/2)" in err and "training 4/4: mine, seed 7, b (2/2)" in err
@@ -365,6 +366,7 @@ def test_a_reduced_stream_trains_through_axolotl(clt, tmp_path, monkeypatch):
     doc = json.loads((out / "stream.json").read_text())
     assert absolute_strings(doc) == []  # every path relative (to the work folder, the project, the workspace)
     assert doc["work_dir"] == "workspace:bench-cl/stream" and doc["suite"]["path"] == "suite.jsonl"
+    assert doc["stream"]["path"] == "workspace:stream.yml"
     work = ws / "bench-cl" / "stream"
     assert doc["base"]["reused"] is False and doc["base"]["spec"]["pretrain_epochs"] == 1
     assert (work / doc["base"]["path"] / "model.safetensors").is_file()

@@ -362,7 +362,7 @@ def run_benchmark(stream: Stream, root: Path, work: Path, workspace: Path, setti
         "benchmark": "continual-learning", "toolkit_version": __version__, "started_at": started_at,
         "wall_seconds": round(time.monotonic() - start, 2),
         "machine": {**host, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "stream": stream_doc(stream), "settings": {**asdict(settings), "strategies": [s.name for s in stream.strategies],
+        "stream": stream_doc(stream, root, workspace), "settings": {**asdict(settings), "strategies": [s.name for s in stream.strategies],
                                                    "seeds": list(stream.seeds)},
         "work_dir": portable_path(work, root, workspace),
         "suite": {"path": "suite.jsonl", "sha256": suite.sha256, "cases": len(suite.cases)},
@@ -374,7 +374,8 @@ def run_benchmark(stream: Stream, root: Path, work: Path, workspace: Path, setti
     }
 
 
-def stream_doc(stream: Stream) -> dict:
-    return {"path": stream.path, "name": stream.name, "suites": list(stream.suites),
+def stream_doc(stream: Stream, root: Path, workspace: Path) -> dict:
+    """The stream as the result document records it (its file as a portable path)."""
+    return {"path": portable_path(root / stream.path, root, workspace), "name": stream.name, "suites": list(stream.suites),
             "general": [name for name, _ in stream.general],
             "experiences": [{"name": e.name, "train": list(e.train), "tests": dict(e.tests)} for e in stream.experiences]}
