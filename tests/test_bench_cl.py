@@ -401,3 +401,15 @@ def test_the_documented_stream_example_is_a_valid_stream(tmp_path):
     (example,) = re.findall(r"```yaml\n(.*?)```", section.split("### Your own stream")[0], re.DOTALL)
     s = load_stream(write(tmp_path, example), REPO)
     assert [e.name for e in s.experiences] == ["q1", "q2"] and s.strategy("continued_r0.2").first_set
+
+
+def test_stored_paths_are_relative_to_the_work_folder_project_or_workspace(tmp_path):
+    from cl_toolkit.bench.cl import portable_rel, stream_doc
+
+    work = tmp_path / "ws" / "bench-cl" / "s"
+    assert portable_rel(work / "strategies" / "naive" / "seed-42", work) == "strategies/naive/seed-42"
+    s = load_stream(STREAM3, REPO)
+    assert stream_doc(s, REPO, tmp_path / "ws")["path"] == "benchmarks/streams/firefighter-3q.yml"
+    (tmp_path / "ws").mkdir()
+    mine = load_stream(write(tmp_path / "ws", GOOD), REPO)
+    assert stream_doc(mine, REPO, tmp_path / "ws")["path"] == "workspace:stream.yml"
