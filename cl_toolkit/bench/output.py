@@ -45,7 +45,7 @@ def summary_table(doc: dict) -> str:
     general = doc["stream"]["general"][:1]
     head = ["strategy", "seeds", *(f"{LABELS[m]}" for m in METRICS)]
     head += [x for g in general for x in (f"general ({g})", "general drop")]
-    head += ["tokens / experience vs naive", "training s"]
+    head += [f"tokens / experience vs {doc['comparison']['reference']}", "training s"]
     rows = []
     for name in _order(doc):
         s, c = doc["strategies"][name], doc["comparison"]["strategies"][name]
