@@ -29,7 +29,7 @@ help:
 	@echo "make test-fast  the suite without tests marked slow"
 	@echo "make lint       ruff"
 	@echo "make bench      every benchmarks/bench_*.py, printed as tables"
-	@echo "make bench-cl   the continual-learning benchmark (forgetting per strategy, ~30 min)"
+	@echo "make bench-cl   the continual-learning benchmark: benchmarks/streams/firefighter-3q.yml, 3 seeds (BENCH_CL_ARGS=--stream ...)"
 	@echo "make quarter RECIPE=recipes/<model>/<version>.yml   one resumable cycle (clt cycle)"
 	@echo "make dry-run    the CI path: 1.0.0 then 1.1.0 cycles on the tiny model, short epochs, in CLT_HOME/dry-run"
 	@echo "make setup      create .venv with everything installed (idempotent)"
@@ -61,7 +61,8 @@ bench: $(STAMP)
 	if [ -n "$$failed" ]; then echo "missed a target:$$failed"; exit 1; fi
 
 bench-cl: $(STAMP)
-	$(BIN)/clt bench cl $(BENCH_CL_ARGS)
+	@start=$$(date +%s); $(BIN)/clt bench cl $(BENCH_CL_ARGS); code=$$?; t=$$(( $$(date +%s) - start )); \
+	echo "make bench-cl: $$(( t / 60 )) min $$(( t % 60 )) s"; exit $$code
 
 quarter: $(STAMP)
 	@test -n "$(RECIPE)" || { echo "usage: make quarter RECIPE=recipes/<model>/<version>.yml"; exit 2; }

@@ -56,6 +56,8 @@ def test_train_env_turns_off_telemetry_and_hub():
         "HF_HUB_DISABLE_TELEMETRY": "1",
         "TOKENIZERS_PARALLELISM": "false",
         "PYTHONUNBUFFERED": "1",
+        "PYTHONHASHSEED": "0",  # reproducible runs (training/determinism.py)
+        "CUBLAS_WORKSPACE_CONFIG": ":4096:8",
     }
     # a recipe that tracks to W&B keeps the caller's WANDB_MODE (its key is in that environment)
     assert train_env({"WANDB_MODE": "online"}, wandb=True)["WANDB_MODE"] == "online"

@@ -34,7 +34,7 @@ GENERATION = ["batch_size", "max_new_tokens", "device", "threads"]
 SERVE = ["host", "port", "challenger_share", "salt", "device", "threads", "max_tokens", "max_body_bytes",
          "max_pending", "reload_interval", "api_key"]
 TOPOLOGY = ["nproc", "nnodes", "node_rank", "master_addr", "master_port", "launcher"]
-BENCH = ["experiences", "epochs", "learning_rate", "seed", "threads", "train_threads"]
+BENCH = ["threads", "train_threads"]  # the rest default to the stream file's own
 TINY = ["seed", "hidden_size", "num_layers", "vocab_size", "pretrain_epochs"]
 
 # (command path, click parameter, the default it must equal)
@@ -44,7 +44,6 @@ TWINS = (
     + [(("serve",), n, field_default(ServeSettings, n)) for n in SERVE]
     + [((verb,), n, field_default(Topology, n)) for verb in ("train", "cycle") for n in TOPOLOGY]
     + [(("bench", "cl"), n, field_default(BenchSettings, n)) for n in BENCH]
-    + [(("bench", "cl"), "strategies", ",".join(field_default(BenchSettings, "strategies")))]
     + [(("tiny-model",), n, field_default(TinySpec, n)) for n in TINY]
     + [(("feedback", "import"), n, arg_default(importer.import_files, n)) for n in ("batch_size", "max_line_bytes")]
     + [(("feedback", "extract"), n, arg_default(extract, n)) for n in ("fmt", "min_rating", "max_bad_rating")]

@@ -63,7 +63,7 @@ def test_fresh_workspace_builds_and_pretrains_the_tiny_model_first(clt, empty_wo
     assert (empty_workspace / "models" / "tiny-llama" / "model.safetensors").is_file()
     assert (empty_workspace / "models" / "tiny-llama" / "tokenizer.json").is_file()
     spec = json.loads((empty_workspace / "models" / "tiny-llama" / "tiny_spec.json").read_text())
-    assert spec["pretrain_epochs"] == 5
+    assert spec["pretrain_epochs"] == 3 and spec["pretrain_qa_repeats"] == 6
     from safetensors.torch import load_file
 
     from cl_toolkit.training.tiny_model import TinySpec, build_tiny_model, bundled_corpus

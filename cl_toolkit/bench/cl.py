@@ -1,12 +1,13 @@
-"""The continual-learning benchmark: a stream of quarterly experiences (Q1, Q2, Q3 of the
-bundled firefighter facts) learned one after the other by each strategy, through the real
-toolkit path: shipped recipe + overrides -> load_recipe -> train (Axolotl) -> registry ->
-evaluate_version. Every registered version is asked every experience's facts, both as
-trained and paraphrased, plus the general Q&A the base was pretrained on.
+"""The continual-learning benchmark: a stream of experiences (a stream file, bench/stream.py)
+learned one after the other by each strategy, with several seeds, through the real toolkit
+path: recipe + overrides -> load_recipe -> train (Axolotl) -> registry -> evaluate_version.
+Every registered version is asked every experience's test suites and the stream's general
+questions, which the base is asked too.
 
-Plan first (`step_recipe`, `build_cases`: pure, tested exactly), then execute
-(`run_benchmark`): the pretrained tiny base is built once and copied into each strategy's
-own workspace, so strategies never share a registry, a merge cache or a teacher cache."""
+Plan first (`step_recipe`, `build_cases`, `plan_steps`: pure, tested exactly), then execute
+(`run_benchmark`): a tiny base is built once and copied into each (strategy, seed)'s own
+workspace, so runs never share a registry, a merge cache or a teacher cache. Numbers are
+summarised over the seeds in bench/stats.py."""
 
 from __future__ import annotations
 
@@ -21,13 +22,15 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from cl_toolkit import __version__
-from cl_toolkit.bench import metrics
-from cl_toolkit.core.errors import BadInput
+from cl_toolkit.bench import stats
+from cl_toolkit.bench.stream import StrategySpec, Stream
+from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.files import jsonl_bytes, sha256_file
 from cl_toolkit.core.timefmt import utc_now
+from cl_toolkit.core.workspace import portable_path, resolve_path
+from cl_toolkit.core.yamlio import dump_yaml, read_yaml
 from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version
-from cl_toolkit.evaluation.matchers import MATCHERS
-from cl_toolkit.evaluation.suite import load_suite
+from cl_toolkit.evaluation.suite import load_suite, parse_suite
 from cl_toolkit.registry import VersionRecord, open_registry
 from cl_toolkit.training.profiles import load_profile
 from cl_toolkit.training.strategies import STRATEGIES as TRAINING_STRATEGIES
@@ -35,137 +38,149 @@ from cl_toolkit.training.strategies import load_recipe
 from cl_toolkit.training.tiny_model import TinySpec, describe, make_tiny_model
 from cl_toolkit.training.train import train
 
-STREAM = ("q1", "q2", "q3")  # data/firefighter/<q>.jsonl to train, <q>_test.jsonl paraphrased
-PHRASINGS = ("asked", "paraphrased")  # as in training / reworded (the bundled *_test.jsonl)
-RECIPES = "recipes/firefighter"
-GENERAL = "data/general/general.jsonl"
-MODEL = "firefighter"
-
-
-@dataclass(frozen=True)
-class Variant:
-    """How a line learns experiences 2..T: a training strategy (a name in
-    training.strategies.STRATEGIES), the shipped recipe of it it starts from, and its
-    rehearsal ratio (None: the recipe's own). Experience 1 is always recipes 1.0.0
-    (initial_lora), with the same ratio of general rehearsal (None: 1.0.0's own)."""
-
-    strategy: str
-    recipe: str
-    rehearsal: float | None
-    about: str
-
-    @property
-    def major(self) -> bool:
-        """Every experience gets a new base (merge): a major version bump."""
-        return TRAINING_STRATEGIES[self.strategy].new_base
-
-
-# name -> the benchmark's variant of a training strategy
-STRATEGIES: dict[str, Variant] = {
-    "naive": Variant("continued_lora", "1.1.0.yml", 0.0, "continued LoRA on the new quarter only, no rehearsal"),
-    "continued_r0.1": Variant("continued_lora", "1.1.0.yml", 0.1, "continued LoRA, 10% rehearsal (earlier quarters + general)"),
-    "continued_r0.2": Variant("continued_lora", "1.1.0.yml", 0.2, "continued LoRA, 20% rehearsal (earlier quarters + general)"),
-    "continued_r0.5": Variant("continued_lora", "1.1.0.yml", 0.5, "continued LoRA, 50% rehearsal (earlier quarters + general)"),
-    "merge_and_retrain": Variant("merge_and_retrain", "2.0.0.yml", None,
-                                 "merge the previous version into the base; fresh LoRA on every quarter so far + general"),
-    "distillation": Variant("distillation", "2.1.0.yml", None,
-                            "fresh LoRA student distilled from the previous version over new + rehearsal"),
-}
+GENERAL = "general"  # the prefix of the general questions' case ids
 
 
 @dataclass(frozen=True)
 class BenchSettings:
-    """What one benchmark run does. Defaults are the full benchmark (`make bench-cl`)."""
+    """What one run of a stream does. None everywhere: the stream file's own."""
 
-    strategies: tuple[str, ...] = tuple(STRATEGIES)
-    experiences: int = len(STREAM)  # how many quarters of the stream
-    max_rows: int | None = None  # facts per experience (None: all 48)
-    # One training budget for every strategy and experience, so strategies differ only in
-    # their data and starting point (the shipped recipes differ: 1.1.0 trains at 1e-3, and
-    # at that rate a continued LoRA learned 27% of a new quarter). None: each recipe's own.
-    epochs: int | None = 20
-    learning_rate: float | None = 0.003
+    strategies: tuple[str, ...] | None = None  # a subset of the stream's, in this order
+    experiences: int | None = None  # only the first N experiences
+    seeds: tuple[int, ...] | None = None
+    max_rows: int | None = None  # rows of each training file and cases of each test suite (the first N)
+    epochs: int | None = None  # train.num_epochs of every training (over the stream's budget)
+    learning_rate: float | None = None
     pretrain_epochs: int | None = None  # of the tiny base (None: the profile's)
-    seed: int = 42  # data.seed of every recipe (the mix and Axolotl's seed)
     threads: int = 1  # torch threads while evaluating (2 threads on a busy 2-core box: 13x slower)
     eval_batch_size: int = 64  # prompts per generate() batch
     train_threads: int = 1  # OMP/MKL threads of each training process (a hidden-64 model gains nothing from more)
-    profile: str = "configs/profiles/tiny-cpu.yml"
 
-    def check(self) -> None:
-        unknown = [s for s in self.strategies if s not in STRATEGIES]
-        if unknown or not self.strategies:
-            raise BadInput(f"unknown strategy {', '.join(unknown) or '(none given)'}; known: {', '.join(STRATEGIES)}")
-        if not 1 <= self.experiences <= len(STREAM):
-            raise BadInput(f"experiences must be between 1 and {len(STREAM)}")
+
+def narrow(stream: Stream, settings: BenchSettings) -> Stream:
+    """The stream as this run sees it: its strategies, experiences and seeds narrowed."""
+    names = [s.name for s in stream.strategies]
+    wanted = settings.strategies or tuple(names)
+    unknown = [s for s in wanted if s not in names]
+    if unknown:
+        raise BadInput(f"unknown strategy {', '.join(unknown)} (the stream {stream.path} has: {', '.join(names)})")
+    n = settings.experiences or len(stream.experiences)
+    if not 1 <= n <= len(stream.experiences):
+        raise BadInput(f"experiences must be between 1 and {len(stream.experiences)} (the stream's)")
+    if settings.seeds is not None and (not settings.seeds or len(set(settings.seeds)) != len(settings.seeds)):
+        raise BadInput("seeds must be distinct, at least one")
+    return replace(stream, strategies=tuple(stream.strategy(s) for s in wanted), experiences=stream.experiences[:n],
+                   seeds=tuple(settings.seeds or stream.seeds))
 
 
 # ---- the plan: pure ----------------------------------------------------------------------
 
-def version_of(strategy: Variant, i: int) -> str:
-    return f"{i + 1}.0.0" if strategy.major else f"1.{i}.0"
+def _recipe_strategy(root: Path, recipe: str) -> str:
+    return read_yaml(root / recipe)["strategy"]
 
 
-def _rehearsal(ratio: float, i: int) -> str:
-    sources = ([] if i == 0 else ["{parent_data: true}"]) + [f"{{path: {GENERAL}}}"]
-    return f"data.rehearsal={{ratio: {ratio}, sources: [{', '.join(sources) if ratio else ''}]}}"
+def version_of(major: bool, i: int) -> str:
+    """Experience i's version: a major bump per experience when every one gets a new base."""
+    return f"{i + 1}.0.0" if major else f"1.{i}.0"
 
 
-def step_recipe(name: str, i: int, settings: BenchSettings) -> tuple[str, list[str]]:
-    """The shipped recipe (relative to the project root) and the --set overrides that make
-    experience `i` (0-based) of strategy `name`."""
-    s = STRATEGIES[name]
-    recipe = f"{RECIPES}/{'1.0.0.yml' if i == 0 else s.recipe}"
-    parent = version_of(s, i - 1) if i else None
+def yaml_value(value) -> str:
+    """A value as `--set` reads it back (one line of flow-style YAML)."""
+    return dump_yaml(value, default_flow_style=True, width=1 << 30).strip().removesuffix("...").strip()
+
+
+def _rehearsal(ratio: float, i: int, sources: tuple[str, ...]) -> str:
+    items = (["{parent_data: true}"] if i else []) + [f"{{path: {p}}}" for p in sources]
+    return f"data.rehearsal={{ratio: {ratio}, sources: [{', '.join(items) if ratio else ''}]}}"
+
+
+def is_major(spec: StrategySpec, root: Path) -> bool:
+    """Whether every later experience gets a new base (merge): a major version bump each."""
+    return TRAINING_STRATEGIES[_recipe_strategy(root, spec.recipe)].new_base
+
+
+def step_recipe(stream: Stream, spec: StrategySpec, i: int, seed: int, settings: BenchSettings,
+                root: Path) -> tuple[str, list[str]]:
+    """The recipe (relative to the project root) and the --set overrides that make
+    experience `i` (0-based) of strategy `spec` with `seed`."""
+    exp, major = stream.experiences[i], is_major(spec, root)
+    parent = version_of(major, i - 1) if i else None
     rows = f", max_rows: {settings.max_rows}" if settings.max_rows else ""
-    overrides = [f"version={version_of(s, i)}", f"parent={parent or 'null'}",
-                 f"data.train=[{{path: data/firefighter/{STREAM[i]}.jsonl{rows}}}]", f"data.seed={settings.seed}"]
-    if s.rehearsal is not None:
-        overrides.append(_rehearsal(s.rehearsal, i))
-    if settings.epochs:
-        overrides.append(f"train.num_epochs={settings.epochs}")
-    if settings.learning_rate:
-        overrides.append(f"train.learning_rate={settings.learning_rate}")
-    if i:  # versions the shipped recipe names (distillation's teacher) become the previous one
-        overrides += [f"{key}={parent}" for key in TRAINING_STRATEGIES[s.strategy].parent_refs]
+    train = ", ".join(f"{{path: {p}{rows}}}" for p in exp.train)
+    overrides = [f"version={version_of(major, i)}", f"parent={parent or 'null'}", f"data.train=[{train}]",
+                 f"data.seed={seed}"]
+    if spec.rehearsal is not None:
+        overrides.append(_rehearsal(spec.rehearsal, i, stream.rehearsal_sources))
+    budget = dict(stream.budget)
+    budget.update({k: v for k, v in (("num_epochs", settings.epochs), ("learning_rate", settings.learning_rate)) if v})
+    overrides += [f"train.{k}={yaml_value(v)}" for k, v in budget.items()]
+    recipe = spec.first if i == 0 else spec.recipe
+    if i:  # versions the recipe names (distillation's teacher) become the previous one
+        overrides += [f"{key}={parent}" for key in TRAINING_STRATEGIES[_recipe_strategy(root, recipe)].parent_refs]
+    overrides += [f"{k}={yaml_value(v)}" for k, v in (spec.first_set if i == 0 else spec.set)]
     return recipe, overrides
+
+
+def plan_steps(stream: Stream, settings: BenchSettings, root: Path, workspace: Path) -> dict:
+    """Every step's recipe and overrides, per strategy, for the first seed; each loaded
+    (validated) now, so a bad recipe or override stops the run before any training.
+    Problems name the stream file and the strategy."""
+    plan, problems = {}, []
+    for spec in stream.strategies:
+        steps = []
+        for i, exp in enumerate(stream.experiences):
+            recipe, overrides = step_recipe(stream, spec, i, stream.seeds[0], settings, root)
+            try:
+                load_recipe(root / recipe, overrides, workspace=workspace)
+            except BadInput as e:
+                problems += [Problem(stream.path, f"strategy {spec.name}, experience {exp.name}: {p}",
+                                     key=f"strategies.{spec.name}") for p in e.problems]
+            steps.append({"experience": exp.name, "recipe": recipe, "overrides": overrides})
+        plan[spec.name] = {"major": is_major(spec, root), "steps": steps}
+    if problems:
+        raise BadInput(problems)
+    return plan
 
 
 def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def build_cases(root: Path, experiences: int, max_rows: int | None) -> list[dict]:
-    """The benchmark's suite: for each experience its facts asked as trained and
-    paraphrased (ids `<q>/<phrasing>/<n>`), then the general Q&A (`general/<n>`, exact).
-    The bundled test files hold one paraphrase per training row, in the same order: each
-    pairing is checked (the expected value must match the training answer)."""
-    cases = []
-    for q in STREAM[:experiences]:
-        train = _read_jsonl(root / "data" / "firefighter" / f"{q}.jsonl")[:max_rows]
-        tests = _read_jsonl(root / "data" / "firefighter" / f"{q}_test.jsonl")[:max_rows]
-        for n, (row, case) in enumerate(zip(train, tests, strict=True), 1):
-            question, answer = row["messages"][0]["content"], row["messages"][-1]["content"]
-            if not MATCHERS[case["match"]](answer, case["expected"], case.get("tolerance", 0.0)):
-                raise BadInput(f"{q}_test.jsonl case {n} ({case['expected']!r}) does not match {q}.jsonl row {n}")
-            cases.append({**case, "id": f"{q}/asked/{n:03d}", "input": question,
-                          "tags": [t for t in case.get("tags", []) if t != "paraphrase"] + ["asked"]})
-            cases.append({**case, "id": f"{q}/paraphrased/{n:03d}"})
-    for n, row in enumerate(_read_jsonl(root / GENERAL), 1):
-        cases.append({"id": f"general/{n:03d}", "input": row["messages"][0]["content"],
-                      "expected": row["messages"][-1]["content"], "match": "exact", "criticality": "low",
-                      "domain": "general", "tags": ["general"]})
-    return cases
+def _suite_cases(path: Path, limit: int | None) -> list[dict]:
+    """A test file's cases: a regression suite as it is, chat rows (`messages`) as exact
+    questions (the user turn asked, the last assistant turn expected)."""
+    rows = _read_jsonl(path)
+    if rows and "messages" in rows[0]:
+        cases = [{"id": f"row-{n}", "input": r["messages"][0]["content"], "expected": r["messages"][-1]["content"],
+                  "match": "exact", "criticality": "low", "domain": GENERAL, "tags": []} for n, r in enumerate(rows, 1)]
+    else:
+        cases = [c.as_dict() for c in parse_suite(path.read_bytes(), str(path))]
+    return cases[:limit]
 
 
-def split_accuracy(cases: list[dict], experiences: int) -> dict:
-    """Accuracy per phrasing per experience, and on the general Q&A, from scored cases."""
+def build_cases(stream: Stream, root: Path, max_rows: int | None = None) -> list[dict]:
+    """The benchmark's one suite: each experience's test suites (ids `<experience>/<suite>/<n>`;
+    `max_rows` keeps the first N cases of each, matching the first N training rows of the
+    bundled files), then the general questions (`general/<suite>/<n>`, all of them)."""
+    out = []
+    for exp in stream.experiences:
+        for suite, path in exp.tests:
+            for n, case in enumerate(_suite_cases(root / path, max_rows), 1):
+                out.append({**case, "id": f"{exp.name}/{suite}/{n:03d}"})
+    for suite, path in stream.general:
+        for n, case in enumerate(_suite_cases(root / path, None), 1):
+            out.append({**case, "id": f"{GENERAL}/{suite}/{n:03d}", "tags": [*case.get("tags", []), GENERAL]})
+    return out
+
+
+def split_accuracy(cases: list[dict], stream: Stream) -> dict:
+    """Accuracy per suite per experience, and per general suite, from scored cases."""
     def acc(prefix: str) -> float:
         hits = [c["passed"] for c in cases if c["id"].startswith(prefix)]
         return round(sum(hits) / len(hits), 6)
 
-    out = {p: [acc(f"{q}/{p}/") for q in STREAM[:experiences]] for p in PHRASINGS}
-    return {**out, "general": acc("general/")}
+    out = {s: [acc(f"{e.name}/{s}/") for e in stream.experiences] for s in stream.suites}
+    return {**out, GENERAL: {s: acc(f"{GENERAL}/{s}/") for s, _ in stream.general}}
 
 
 # ---- execution ---------------------------------------------------------------------------
@@ -181,59 +196,100 @@ def prepare_base(out: Path, spec: TinySpec, root: Path, say: Callable[[str], Non
     return {**describe(out), "spec": asdict(spec), "reused": False, "build_seconds": round(time.monotonic() - start, 2)}
 
 
-def evaluate(ws: Path, rec: VersionRecord, suite, settings: BenchSettings) -> dict:
+def evaluate(ws: Path, rec: VersionRecord, suite, stream: Stream, settings: BenchSettings) -> dict:
     start = time.monotonic()
-    result = evaluate_version(ws, rec, suite, EvalSettings(batch_size=settings.eval_batch_size, threads=settings.threads), fresh=True)
-    return {**split_accuracy(result["cases"], settings.experiences), "eval_seconds": round(time.monotonic() - start, 2)}
+    result = evaluate_version(ws, rec, suite, EvalSettings(batch_size=settings.eval_batch_size, threads=settings.threads),
+                              fresh=True)
+    return {**split_accuracy(result["cases"], stream), "eval_seconds": round(time.monotonic() - start, 2)}
 
 
-def base_record(base: Path) -> VersionRecord:
-    """The pretrained base as a pseudo-version (no adapter), so it is scored the same way."""
-    sha = sha256_file(base / "model.safetensors")
-    return VersionRecord(model=MODEL, version="0.0.0", parent=None, strategy="base", base_model=str(base),
+def base_record(model: str, base: str) -> VersionRecord:
+    """The base as a pseudo-version (no adapter), so it is scored the same way."""
+    weights = Path(base) / "model.safetensors"
+    sha = sha256_file(weights) if weights.is_file() else base
+    return VersionRecord(model=model, version="0.0.0", parent=None, strategy="base", base_model=base,
                          recipe_sha256=sha, data_sha256=sha, run_dir=str(base), adapter_dir=None)
 
 
-def run_step(name: str, i: int, ws: Path, reg, suite, settings: BenchSettings, root: Path) -> dict:
-    """Train experience `i` of strategy `name` in workspace `ws`, then evaluate the version."""
-    recipe, overrides = step_recipe(name, i, settings)
+def training_tokens(run: Path, tokenizer) -> int:
+    """Tokens the training process went through: every row of the rendered training file,
+    as the chat template lays it out (cut at sequence_len), times its epochs."""
+    cfg = read_yaml(run / "axolotl.yml")
+    limit = int(cfg.get("sequence_len") or 1 << 30)
+    texts = [tokenizer.apply_chat_template(row["messages"], tokenize=False) for row in _read_jsonl(run / "data" / "train.jsonl")]
+    per_epoch = sum(min(len(ids), limit) for ids in tokenizer(texts, add_special_tokens=False)["input_ids"]) if texts else 0
+    return int(per_epoch * float(cfg.get("num_epochs") or 1))
+
+
+def run_step(spec: StrategySpec, i: int, seed: int, ws: Path, reg, suite, stream: Stream,
+             settings: BenchSettings, root: Path, tokenizer) -> dict:
+    """Train experience `i` of a strategy in workspace `ws`, then evaluate the version."""
+    recipe, overrides = step_recipe(stream, spec, i, seed, settings, root)
     lr = load_recipe(root / recipe, overrides, workspace=ws)
+    counted: dict = {}
     start = time.monotonic()
-    rec = train(lr, reg).record
+    rec = train(lr, reg, on_progress=lambda info: counted.update(info) if set(info) == {"steps"} else None).record
     wall = time.monotonic() - start
     run = Path(rec.run_dir)
     mix = json.loads((run / "manifest.json").read_text())["mix"]
     summary = next((x for x in json.loads((run / "metrics.json").read_text())["losses"] if "train_runtime" in x), {})
-    return {"experience": STREAM[i], "version": rec.version, "parent": rec.parent, "strategy": rec.strategy,
-            "recipe": recipe, "recipe_sha256": lr.sha256, "overrides": overrides, "base_model": rec.base_model,
+    return {"experience": stream.experiences[i].name, "version": rec.version, "parent": rec.parent,
+            "strategy": rec.strategy, "recipe": recipe, "recipe_sha256": lr.sha256, "overrides": overrides,
             "mix": mix, "train_loss": rec.metrics.get("train_loss"),
+            "optimizer_steps": counted.get("steps"), "training_tokens": training_tokens(run, tokenizer),
             "trainer_seconds": summary.get("train_runtime"),  # Axolotl's training loop alone
             "train_seconds": rec.train_seconds,  # the whole training process, imports included
             "step_seconds": round(wall, 2),  # render (merge, teacher log-probs) + training process
-            **evaluate(ws, rec, suite, settings)}
+            **evaluate(ws, rec, suite, stream, settings)}
 
 
-def run_strategy(name: str, work: Path, base: Path, suite, settings: BenchSettings, root: Path,
-                 say: Callable[[str], None]) -> dict:
-    """Learn the stream with one strategy in a fresh workspace; its matrices and metrics."""
-    ws = work / "strategies" / name
+class Progress:
+    """One line per training: which of how many, and the time left at the pace so far."""
+
+    def __init__(self, total: int, say: Callable[[str], None]):
+        self.total, self.done, self.say, self.start = total, 0, say, time.monotonic()
+
+    def begin(self, what: str) -> None:
+        left = ""
+        if self.done:
+            pace = (time.monotonic() - self.start) / self.done
+            left = f", about {pace * (self.total - self.done) / 60:.0f} min left"
+        self.say(f"training {self.done + 1}/{self.total}: {what}{left}")
+
+    def end(self, line: str) -> None:
+        self.done += 1
+        self.say(line)
+
+
+def run_line(spec: StrategySpec, seed: int, work: Path, base: dict, suite, stream: Stream,
+             settings: BenchSettings, root: Path, tokenizer, progress: Progress) -> dict:
+    """Learn the stream with one strategy and one seed in a fresh workspace."""
+    ws = work / "strategies" / spec.name / f"seed-{seed}"
     shutil.rmtree(ws, ignore_errors=True)
-    shutil.copytree(base, ws / "models" / "tiny-llama")
+    ws.mkdir(parents=True)
+    if base.get("copy_to"):
+        shutil.copytree(work / base["path"], ws / base["copy_to"])
     steps = []
     with open_registry(ws) as reg:
-        for i in range(settings.experiences):
-            say(f"[{name}] experience {i + 1}/{settings.experiences} ({STREAM[i]})")
-            steps.append(run_step(name, i, ws, reg, suite, settings, root))
-            say(f"[{name}] {steps[-1]['version']}: trained in {steps[-1]['step_seconds']:.0f} s; as trained "
-                f"{_pct(steps[-1]['asked'])}, paraphrased {_pct(steps[-1]['paraphrased'])}, general {steps[-1]['general']:.0%}")
-    return {"about": STRATEGIES[name].about, "workspace": str(ws), "steps": steps,
-            "metrics": {p: metrics.summarize([s[p] for s in steps]) for p in PHRASINGS},
-            "general": [s["general"] for s in steps],
-            **{k: round(sum(s[k] or 0 for s in steps), 2) for k in ("trainer_seconds", "train_seconds", "step_seconds")}}
+        for i, exp in enumerate(stream.experiences):
+            progress.begin(f"{spec.name}, seed {seed}, {exp.name} ({i + 1}/{len(stream.experiences)})")
+            s = run_step(spec, i, seed, ws, reg, suite, stream, settings, root, tokenizer)
+            steps.append(s)
+            head = stream.suites[0]
+            general = "".join(f", general {v:.0%}" for v in list(s[GENERAL].values())[:1])
+            progress.end(f"  {spec.name} {s['version']} (seed {seed}): {s['step_seconds']:.0f} s, "
+                         f"{s['optimizer_steps'] or '?'} steps, {s['training_tokens']} tokens; "
+                         f"{head} {_pct(s[head])}{general}")
+    return {"seed": seed, "workspace": portable_rel(ws, work), "steps": steps, **stats.line_metrics(steps, stream)}
 
 
 def _pct(values: list[float]) -> str:
     return "/".join(f"{v:.0%}" for v in values)
+
+
+def portable_rel(path: Path, work: Path) -> str:
+    """A path under the benchmark's work folder, relative to it (results travel with it)."""
+    return Path(path).resolve().relative_to(Path(work).resolve()).as_posix()
 
 
 @contextmanager
@@ -262,36 +318,64 @@ def machine() -> dict:
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()]}
 
 
-def run_benchmark(root: Path, work: Path, settings: BenchSettings, say: Callable[[str], None] = lambda m: None) -> dict:
-    """Run every strategy over the stream; the whole result document (see write_results)."""
-    settings.check()
-    start, started_at = time.monotonic(), utc_now()
-    host = machine()
-    profile = load_profile(root / settings.profile, root, work)
-    spec = profile.tiny_model or TinySpec()
+def setup_base(stream: Stream, settings: BenchSettings, root: Path, work: Path, say) -> tuple[dict, str]:
+    """The base every line starts from, as the result document describes it and as a path
+    or hub id to load. A profile with a `tiny_model:` block gets it built under the work
+    folder (once) and copied to where the profile expects it in each line's workspace
+    (`copy_to`); any other profile's base (a hub id, a local folder) is used as it is."""
+    probe = work / "strategies" / "_probe"
+    profile = load_profile(resolve_path(stream.profile, root, probe), root, probe)
+    inside = profile.base_is_local and Path(profile.base_model).is_relative_to(probe)
+    if not (profile.tiny_model and inside):
+        return {"path": portable_path(profile.base_model, root, work), "local": False}, profile.base_model
+    spec = profile.tiny_model
     if settings.pretrain_epochs is not None:
         spec = replace(spec, pretrain_epochs=settings.pretrain_epochs)
-    base_dir = work / "base" / "tiny-llama"
+    out = work / "base" / Path(profile.base_model).name
+    base = prepare_base(out, spec, root, say)
+    return ({**base, "path": portable_rel(out, work), "local": True,
+             "copy_to": Path(profile.base_model).relative_to(probe).as_posix()}, str(out))
+
+
+def run_benchmark(stream: Stream, root: Path, work: Path, workspace: Path, settings: BenchSettings,
+                  say: Callable[[str], None] = lambda m: None) -> dict:
+    """Run every strategy with every seed over the stream; the whole result document."""
+    from transformers import AutoTokenizer
+
+    stream = narrow(stream, settings)
+    start, started_at = time.monotonic(), utc_now()
+    host = machine()
+    plan_steps(stream, settings, root, work / "strategies" / "_plan")  # every step valid before any trains
     (work / "suite.jsonl").parent.mkdir(parents=True, exist_ok=True)
-    (work / "suite.jsonl").write_bytes(jsonl_bytes(build_cases(root, settings.experiences, settings.max_rows)))
+    (work / "suite.jsonl").write_bytes(jsonl_bytes(build_cases(stream, root, settings.max_rows)))
     suite = load_suite(work / "suite.jsonl")
+    progress = Progress(len(stream.strategies) * len(stream.seeds) * len(stream.experiences), say)
     with thread_env(settings.train_threads):
-        base = prepare_base(base_dir, spec, root, say)
-        base["accuracy"] = evaluate(work / "base", base_record(base_dir), suite, settings)
-        results = {name: run_strategy(name, work, base_dir, suite, settings, root, say) for name in settings.strategies}
+        base, base_dir = setup_base(stream, settings, root, work, say)
+        base["accuracy"] = evaluate(work / "base", base_record(stream.model, base_dir), suite, stream, settings)
+        say("base: " + ", ".join(f"general ({k}) {v:.0%}" for k, v in base["accuracy"][GENERAL].items()))
+        tokenizer = AutoTokenizer.from_pretrained(base_dir)
+        runs = {s.name: [run_line(s, seed, work, base, suite, stream, settings, root,
+                                  tokenizer, progress) for seed in stream.seeds] for s in stream.strategies}
+    base.pop("copy_to", None)
     return {
         "benchmark": "continual-learning", "toolkit_version": __version__, "started_at": started_at,
         "wall_seconds": round(time.monotonic() - start, 2),
         "machine": {**host, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
-        "settings": {**asdict(settings), "strategies": list(settings.strategies)},
-        "stream": [{"experience": q, "train": f"data/firefighter/{q}.jsonl", "test": f"data/firefighter/{q}_test.jsonl",
-                    "facts": sum(c["id"].startswith(f"{q}/asked/") for c in suite_rows(suite))}
-                   for q in STREAM[:settings.experiences]],
-        "suite": {"path": str(work / "suite.jsonl"), "sha256": suite.sha256, "cases": len(suite.cases)},
-        "profile": {"path": settings.profile, "sha256": sha256_file(root / settings.profile)},
-        "base": base, "strategies": results,
+        "stream": stream_doc(stream, root, workspace), "settings": {**asdict(settings), "strategies": [s.name for s in stream.strategies],
+                                                   "seeds": list(stream.seeds)},
+        "work_dir": portable_path(work, root, workspace),
+        "suite": {"path": "suite.jsonl", "sha256": suite.sha256, "cases": len(suite.cases)},
+        "profile": {"path": stream.profile, "sha256": sha256_file(root / stream.profile)},
+        "base": base, "runs": runs,
+        "strategies": {s.name: {"about": s.about, **stats.summarize_runs(runs[s.name], base, stream)}
+                       for s in stream.strategies},
+        "comparison": stats.compare_all(runs, base, stream),
     }
 
 
-def suite_rows(suite) -> list[dict]:
-    return [c.as_dict() for c in suite.cases]
+def stream_doc(stream: Stream, root: Path, workspace: Path) -> dict:
+    """The stream as the result document records it (its file as a portable path)."""
+    return {"path": portable_path(root / stream.path, root, workspace), "name": stream.name, "suites": list(stream.suites),
+            "general": [name for name, _ in stream.general],
+            "experiences": [{"name": e.name, "train": list(e.train), "tests": dict(e.tests)} for e in stream.experiences]}

@@ -1,99 +1,171 @@
-"""The continual-learning benchmark's outputs: the JSON document with every number, a
-Markdown table, and a plot (matplotlib, Agg) of the accuracy matrices and the metrics."""
+"""The continual-learning benchmark's outputs: the JSON document with every number, Markdown
+tables (mean ± std over seeds, differences labelled against the noise, compute per
+experience, the cost-matched view) and a plot (matplotlib, Agg)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from cl_toolkit.bench.cl import PHRASINGS
+from cl_toolkit.bench.stats import GENERAL, METRICS
 from cl_toolkit.core.files import atomic_write_json, atomic_write_text
 
-LABELS = {"asked": "as trained", "paraphrased": "paraphrased"}
+LABELS = {"acc": "ACC", "bwt": "BWT", "forgetting": "forgetting", "plasticity_mean": "plasticity"}
+COST_BOUND = 1.5  # training tokens per experience, as a multiple of naive's, that counts as bounded
 
 
 def _order(doc: dict) -> list[str]:
     """Strategies in the order they were asked for (the JSON file sorts its keys)."""
-    return [n for n in doc["settings"].get("strategies", doc["strategies"]) if n in doc["strategies"]]
+    return [n for n in doc["settings"]["strategies"] if n in doc["strategies"]]
 
 
 def _pct(v: float | None) -> str:
     return "—" if v is None else f"{v * 100:.0f}"
 
 
-def _signed(v: float | None) -> str:
-    return "—" if v is None else f"{v * 100:+.0f}"
+def pm(m: dict, signed: bool = False) -> str:
+    """A mean_std result in points of %: `53 ± 4`, or `53` with one seed."""
+    if m["mean"] is None:
+        return "—"
+    mean = f"{m['mean'] * 100:+.0f}" if signed else f"{m['mean'] * 100:.0f}"
+    return mean if m["std"] is None else f"{mean} ± {m['std'] * 100:.0f}"
+
+
+def _row(cells: list[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return [_row(head), "|" + "---|" * len(head), *map(_row, rows)]
 
 
 def summary_table(doc: dict) -> str:
-    """One row per strategy: ACC, BWT, forgetting and plasticity for both phrasings (in
-    points of %), general Q&A after the last experience, training time."""
-    head = ["strategy"]
-    for p in PHRASINGS:
-        head += [f"ACC {LABELS[p]}", "BWT", "forgetting", "plasticity"]
-    head += ["general Q&A", "loop s", "process s", "step s"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    """One row per strategy, the headline suite's metrics, general knowledge (after the last
+    experience, and its drop from the base) and compute: mean ± std over the seeds."""
+    suite = doc["stream"]["suites"][0]
+    general = doc["stream"]["general"][:1]
+    head = ["strategy", "seeds", *(f"{LABELS[m]}" for m in METRICS)]
+    head += [x for g in general for x in (f"general ({g})", "general drop")]
+    head += [f"tokens / experience vs {doc['comparison']['reference']}", "training s"]
+    rows = []
     for name in _order(doc):
-        res, cells = doc["strategies"][name], [name]
-        for p in PHRASINGS:
-            m = res["metrics"][p]
-            cells += [_pct(m["acc"]), _signed(m["bwt"]), _pct(m["forgetting"]), _pct(m["plasticity_mean"])]
-        cells += [_pct(res["general"][-1]), *(f"{res[k]:.0f}" for k in ("trainer_seconds", "train_seconds", "step_seconds"))]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        s, c = doc["strategies"][name], doc["comparison"]["strategies"][name]
+        cells = [name, str(len(s["seeds"]))] + [pm(s["metrics"][suite][m], signed=m == "bwt") for m in METRICS]
+        for g in general:
+            cells += [pm(s[GENERAL][g]["final"]), pm(s[GENERAL][g]["drop"])] if g in s[GENERAL] else ["—", "—"]
+        ratio = c["max_tokens_vs_reference"]
+        cells += ["—" if ratio is None else f"≤ {ratio:.2f}×", _seconds(s["totals"]["train_seconds"])]
+        rows.append(cells)
+    return "\n".join(_table(head, rows))
 
 
-def matrix_table(doc: dict, phrasing: str) -> str:
-    """R[i][j] of every strategy, one row per (strategy, experience trained)."""
-    stream = [s["experience"] for s in doc["stream"]]
-    head = ["strategy", "after"] + [f"on {q}" for q in stream] + ["general"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+def _seconds(m: dict) -> str:
+    if m["mean"] is None:
+        return "—"
+    return f"{m['mean']:.0f}" if m["std"] is None else f"{m['mean']:.0f} ± {m['std']:.0f}"
+
+
+def comparison_table(doc: dict) -> str:
+    """Each strategy minus the reference, in points, labelled within / beyond noise."""
+    comp = doc["comparison"]
+    keys = [*METRICS, *(f"general:{g}" for g in doc["stream"]["general"][:1])]
+    head = ["strategy", *(f"Δ {LABELS.get(k, k.replace('general:', 'general ('))}" + (")" if k.startswith("general") else "")
+                          for k in keys)]
+    rows = []
+    for name in _order(doc):
+        if name == comp["reference"]:
+            continue
+        deltas = comp["strategies"][name]["deltas"]
+        rows.append([name, *(_delta(deltas[k]) for k in keys if k in deltas)])
+    return "\n".join(_table(head, rows))
+
+
+def _delta(d: dict) -> str:
+    if d["delta"] is None:
+        return "—"
+    noise = "" if d["noise"] is None else f" (noise {d['noise'] * 100:.0f})"
+    return f"{d['delta'] * 100:+.0f}{noise}: {d['label']}"
+
+
+def compute_table(doc: dict) -> str:
+    """Per strategy: optimizer steps, training tokens and seconds of each experience (mean over
+    the seeds), tokens as a multiple of the reference's, and the totals."""
+    names = [e["name"] for e in doc["stream"]["experiences"]]
+    head = ["strategy", "measure", *names, "total"]
+    rows = []
+    for name in _order(doc):
+        s, c = doc["strategies"][name], doc["comparison"]["strategies"][name]
+        for key, label in (("optimizer_steps", "optimizer steps"), ("training_tokens", "training tokens"),
+                           ("train_seconds", "training process s")):
+            rows.append([name, label, *(_num(v) for v in s["compute"][key]), _num(s["totals"][key]["mean"])])
+        rows.append([name, f"tokens vs {doc['comparison']['reference']}",
+                     *("—" if r is None else f"{r:.2f}×" for r in c["tokens_vs_reference"]), ""])
+    return "\n".join(_table(head, rows))
+
+
+def _num(v: float | None) -> str:
+    return "—" if v is None else f"{v:,.0f}"
+
+
+def matrix_table(doc: dict, suite: str) -> str:
+    """Mean R[i][j] over the seeds, one row per (strategy, experience trained)."""
+    names = [e["name"] for e in doc["stream"]["experiences"]]
+    general = doc["stream"]["general"][:1]
+    head = ["strategy", "after", *(f"on {q}" for q in names), *(f"general ({g})" for g in general)]
     base = doc["base"]["accuracy"]
-    lines.append("| " + " | ".join(["(base)", "—", *map(_pct, base[phrasing]), _pct(base["general"])]) + " |")
+    rows = [["(base)", "—", *map(_pct, base[suite]), *(_pct(base[GENERAL][g]) for g in general)]]
     for name in _order(doc):
-        for step in doc["strategies"][name]["steps"]:
-            cells = [name, f"{step['experience']} ({step['version']})", *map(_pct, step[phrasing]), _pct(step["general"])]
-            lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)
+        r = doc["strategies"][name]["metrics"][suite]["R"]
+        runs = doc["runs"][name]
+        for i, q in enumerate(names):
+            gen = [sum(run[GENERAL][g][i] for run in runs) / len(runs) for g in general]
+            rows.append([name, q, *map(_pct, r[i]), *map(_pct, gen)])
+    return "\n".join(_table(head, rows))
 
 
 def markdown(doc: dict) -> str:
-    s, m = doc["settings"], doc["machine"]
-    facts = ", ".join(f"{q['experience']} {q['facts']}" for q in doc["stream"])
-    base = doc["base"]
-    built = "reused" if base["reused"] else f"built in {base['build_seconds']:.0f} s"
+    st, m, base = doc["stream"], doc["machine"], doc["base"]
+    suite = st["suites"][0]
+    built = "" if not base.get("local") else ("; base reused" if base["reused"] else
+                                                f"; base pretrained in {base['build_seconds']:.0f} s")
+    general = ", ".join(f"{k} {v * 100:.0f}%" for k, v in base["accuracy"][GENERAL].items())
     return "\n".join([
-        "# Continual-learning benchmark", "",
-        f"Stream: {facts} facts; tiny base pretrained {base['spec']['pretrain_epochs']} epochs ({built}). "
-        f"Every training: {s['epochs'] or 'the recipe’s'} epochs at learning rate {s.get('learning_rate') or 'the recipe’s'}; "
-        f"seed {s['seed']}; {m['nproc']} CPU cores; "
-        f"{doc['wall_seconds'] / 60:.1f} min in all (load average at start {m['load_average_at_start'][0]}).", "",
-        "Accuracy in %, BWT in points (negative = forgetting). ACC: mean over every experience after the "
-        "last; forgetting: mean drop from the best accuracy an experience ever had to its final one; "
-        "plasticity: mean accuracy on an experience right after learning it; general Q&A: exact answers "
-        "to the 120 general questions, after the last experience. Seconds, summed over the stream: "
-        "loop = Axolotl's training loop, process = the whole training process (imports included), "
-        "step = render (merge, teacher log-probs) + process.", "",
+        f"# Continual-learning benchmark: {st['name']}", "",
+        f"Stream `{st['path']}`: {', '.join(e['name'] for e in st['experiences'])}; seeds "
+        f"{', '.join(map(str, doc['settings']['seeds']))}{built}; the base answers the general questions: "
+        f"{general or '—'}. {m['nproc']} CPU cores; {doc['wall_seconds'] / 60:.1f} min in all "
+        f"(load average at start {m['load_average_at_start'][0]}).", "",
+        f"Accuracy in % on the `{suite}` suites, mean ± standard deviation over the seeds; BWT in points "
+        "(negative = forgetting). ACC: mean over every experience after the last; forgetting: mean drop "
+        "from the best accuracy an experience had to its final one; plasticity: mean accuracy on an "
+        "experience right after learning it; general: the general questions after the last experience, "
+        "and the drop from the base. Tokens: the most training tokens of any experience, as a multiple "
+        f"of {doc['comparison']['reference']}'s in the same experience (≤ {COST_BOUND}× counts as bounded).", "",
         summary_table(doc), "",
-        "## Accuracy matrix R[i][j], facts asked as trained", "", matrix_table(doc, "asked"), "",
-        "## Accuracy matrix R[i][j], facts paraphrased", "", matrix_table(doc, "paraphrased"), "",
+        f"## Against {doc['comparison']['reference']}", "",
+        "Differences in points; \"within noise\" when no larger than the combined standard deviation "
+        "sqrt(sd_a² + sd_b²) of the two strategies' seeds.", "", comparison_table(doc), "",
+        "## Compute per experience (mean over the seeds)", "", compute_table(doc), "",
+        *[x for s in st["suites"] for x in (f"## Accuracy matrix R[i][j], `{s}` suites (mean over the seeds)", "",
+                                            matrix_table(doc, s), "")],
     ])
 
 
 def plot(doc: dict, path: Path) -> Path:
-    """Top: each strategy's accuracy matrix (facts as trained). Bottom: ACC, forgetting and
-    plasticity (as trained), ACC paraphrased and general Q&A, per strategy."""
+    """Top: each strategy's mean accuracy matrix (headline suite). Bottom: ACC, forgetting,
+    plasticity and general knowledge per strategy, with the seeds' standard deviation."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     names = _order(doc)
-    stream = [s["experience"] for s in doc["stream"]]
+    stream = [e["name"] for e in doc["stream"]["experiences"]]
+    suite = doc["stream"]["suites"][0]
     fig = plt.figure(figsize=(max(8, 2.2 * len(names)), 7))
     grid = fig.add_gridspec(2, len(names), height_ratios=[1, 1.3], hspace=0.3)
     for k, name in enumerate(names):
         ax = fig.add_subplot(grid[0, k])
-        r = doc["strategies"][name]["metrics"]["asked"]["R"]
+        r = doc["strategies"][name]["metrics"][suite]["R"]
         ax.imshow(r, vmin=0, vmax=1, cmap="viridis")
         for i, row in enumerate(r):
             for j, v in enumerate(row):
@@ -102,28 +174,27 @@ def plot(doc: dict, path: Path) -> Path:
         ax.set_yticks(range(len(stream)), [f"after {q}" for q in stream] if k == 0 else [], fontsize=8)
         ax.set_title(name, fontsize=9)
     ax = fig.add_subplot(grid[1, :])
-    bars = [("ACC, as trained", lambda r: r["metrics"]["asked"]["acc"]),
-            ("forgetting, as trained", lambda r: r["metrics"]["asked"]["forgetting"] or 0.0),
-            ("plasticity, as trained", lambda r: r["metrics"]["asked"]["plasticity_mean"]),
-            ("ACC, paraphrased", lambda r: r["metrics"]["paraphrased"]["acc"]),
-            ("general Q&A after the last", lambda r: r["general"][-1])]
+    general = doc["stream"]["general"][:1]
+    bars = [(f"{LABELS[m]}, {suite}", lambda s, m=m: s["metrics"][suite][m]) for m in ("acc", "forgetting", "plasticity_mean")]
+    bars += [(f"general ({g}) after the last", lambda s, g=g: s[GENERAL][g]["final"]) for g in general]
     width = 0.8 / len(bars)
     for b, (label, get) in enumerate(bars):
-        values = [get(doc["strategies"][n]) * 100 for n in names]
-        ax.bar([x + b * width - 0.4 + width / 2 for x in range(len(names))], values, width, label=label)
+        vals = [get(doc["strategies"][n]) for n in names]
+        ax.bar([x + b * width - 0.4 + width / 2 for x in range(len(names))], [(v["mean"] or 0) * 100 for v in vals],
+               width, yerr=[(v["std"] or 0) * 100 for v in vals], capsize=2, label=label)
     ax.set_xticks(range(len(names)), names, fontsize=8)
     ax.set_ylabel("%")
     ax.set_ylim(0, 105)
     ax.legend(fontsize=8, ncols=3, loc="upper center", bbox_to_anchor=(0.5, -0.12))
-    fig.suptitle(f"Continual learning on the tiny model: R[i][j] (facts as trained) and metrics, "
-                 f"{doc['machine']['nproc']} CPU cores", fontsize=10)
+    fig.suptitle(f"{doc['stream']['name']}: mean R[i][j] over {len(doc['settings']['seeds'])} seed(s) and metrics "
+                 f"(error bars: std), {doc['machine']['nproc']} CPU cores", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return path
 
 
-def write_results(doc: dict, out_dir: Path, stem: str = "cl") -> dict[str, Path]:
+def write_results(doc: dict, out_dir: Path, stem: str) -> dict[str, Path]:
     """`<stem>.json`, `<stem>.md` and `<stem>.png` in `out_dir`."""
     out_dir = Path(out_dir)
     paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "plot": out_dir / f"{stem}.png"}

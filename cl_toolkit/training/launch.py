@@ -26,6 +26,7 @@ from pathlib import Path
 from cl_toolkit.core.errors import BadInput, CltError
 from cl_toolkit.core.progress import Bar, child_env, debugging, note
 from cl_toolkit.core.secret_scan import redact
+from cl_toolkit.training.determinism import DETERMINISM_ENV
 
 # Settings every Axolotl process needs here (measured: docs/environment.md): telemetry off
 # (else the process hangs after training retrying it), no W&B unless a recipe asks, no hub.
@@ -39,6 +40,7 @@ TRAIN_ENV = {
     "HF_HUB_DISABLE_TELEMETRY": "1",
     "TOKENIZERS_PARALLELISM": "false",
     "PYTHONUNBUFFERED": "1",
+    **DETERMINISM_ENV,  # reproducible runs (determinism.py)
 }
 LAUNCHERS = ("accelerate", "torchrun")
 DEFAULT_PORT = 29500  # torch.distributed's and accelerate's default rendezvous port

@@ -43,6 +43,9 @@ class TinySpec:
     intermediate_size: int = 256
     max_positions: int = 512
     pretrain_epochs: int = 0  # >0: full fine-tune on the bundled general text through Axolotl
+    # each general Q&A row this many times per pretraining epoch (so the base answers them:
+    # docs/environment.md has the measurements)
+    pretrain_qa_repeats: int = 6
 
 
 def _defaults_schema() -> dict:

@@ -26,6 +26,7 @@ from cl_toolkit.recipe.model import LoadedRecipe, thaw
 from cl_toolkit.recipe.passthrough import refuse_plugins, resolve_paths
 from cl_toolkit.registry import RegistryStore
 from cl_toolkit.training.axolotl_check import RENDERED, validate_with_axolotl
+from cl_toolkit.training.determinism import with_plugin
 from cl_toolkit.training.launch import Topology, fill_topology
 from cl_toolkit.training.mix import Mix, build_mix
 from cl_toolkit.training.profiles import Profile, load_profile
@@ -102,12 +103,14 @@ STRATEGY_TRAIN_KEYS = frozenset({"anchor"})
 
 
 def compose_config(lr: LoadedRecipe, profile: Profile, plan: Plan, run_dir: Path) -> dict:
-    """The Axolotl config: profile < strategy < tracking < recipe.train < recipe.axolotl < fixed paths."""
+    """The Axolotl config: profile < strategy < tracking < recipe.train < recipe.axolotl < fixed paths;
+    the determinism plugin first in `plugins:`."""
     recipe = lr.recipe
     train = {k: v for k, v in thaw(recipe.train).items() if k not in STRATEGY_TRAIN_KEYS}
     cfg = {**profile.axolotl, **plan.keys, **tracking_keys(thaw(recipe.tracking), recipe.run_name, display(lr.source)),
            **train, **passthrough(lr)}
     cfg.setdefault("seed", recipe.data.seed)
+    cfg["plugins"] = with_plugin(cfg.get("plugins"))  # seeded before the model is built (determinism.py)
     cfg["datasets"] = [{"path": str(run_dir / "data" / "train.jsonl"), **plan.dataset}]
     cfg["dataset_prepared_path"] = str(run_dir / "prepared")
     cfg["output_dir"] = str(run_dir / "adapter")

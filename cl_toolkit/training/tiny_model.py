@@ -16,6 +16,7 @@ from cl_toolkit.core.files import publish_dir, sha256_file
 from cl_toolkit.core.progress import note
 from cl_toolkit.core.workspace import resolve_path, toolkit_root
 from cl_toolkit.recipe.model import LoadedRecipe
+from cl_toolkit.training.determinism import with_plugin
 from cl_toolkit.training.launch import plan_launch, run_training
 from cl_toolkit.training.profiles import TinySpec, load_profile
 
@@ -183,13 +184,21 @@ def make_tiny_model(out: Path, spec: TinySpec, root: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def pretraining_rows(root: Path) -> tuple[list[dict], Path]:
+GENERAL_QA = ("general.jsonl", "general_phrasings.jsonl")  # data/general/: the questions, other wordings of them
+
+
+def pretraining_rows(root: Path, qa_repeats: int = 1) -> tuple[list[dict], list[dict]]:
     """The general corpus as short text rows (sentences fit the tiny context), and the
-    general chat data, so the base knows both language and the ChatML turn format."""
-    root = Path(root).resolve()
-    text = (root / "data" / "general" / "corpus.txt").read_text(encoding="utf-8")
+    general Q&A as chat rows (each question as asked and in the other wordings of
+    general_phrasings.jsonl, where there is one), each `qa_repeats` times: the base learns the
+    language, the ChatML turn format and the answers to the general questions (which the
+    benchmark asks it before any domain training, so their forgetting can be measured)."""
+    general = Path(root).resolve() / "data" / "general"
+    text = (general / "corpus.txt").read_text(encoding="utf-8")
     sentences = [s.strip() for line in text.splitlines() for s in line.replace("? ", "?\n").replace(". ", ".\n").splitlines()]
-    return [{"text": s} for s in sentences if len(s) > 3], root / "data" / "general" / "general.jsonl"
+    chat = [json.loads(line) for name in GENERAL_QA if (general / name).is_file()
+            for line in (general / name).read_text(encoding="utf-8").splitlines() if line.strip()]
+    return [{"text": s} for s in sentences if len(s) > 3], chat * qa_repeats
 
 
 def pretrain(init: Path, scratch: Path, spec: TinySpec, root: Path) -> None:
@@ -197,9 +206,10 @@ def pretrain(init: Path, scratch: Path, spec: TinySpec, root: Path) -> None:
     (`accelerate launch -m axolotl.cli.train`); the result lands in scratch/out."""
     import yaml
 
-    rows, chat = pretraining_rows(root)
-    corpus = scratch / "corpus.jsonl"
+    rows, qa = pretraining_rows(root, spec.pretrain_qa_repeats)
+    corpus, chat = scratch / "corpus.jsonl", scratch / "general_qa.jsonl"
     corpus.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows), encoding="utf-8")
+    chat.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in qa), encoding="utf-8")
     cfg = {
         "base_model": str(init), "model_type": "AutoModelForCausalLM", "tokenizer_type": "AutoTokenizer",
         "chat_template": "tokenizer_default", "sequence_len": 128, "sample_packing": False,
@@ -212,7 +222,7 @@ def pretrain(init: Path, scratch: Path, spec: TinySpec, root: Path) -> None:
         "learning_rate": 0.003, "optimizer": "adamw_torch", "lr_scheduler": "cosine", "warmup_steps": 10,
         "weight_decay": 0.0, "bf16": False, "fp16": False, "tf32": False, "save_strategy": "no",
         "logging_steps": 20, "val_set_size": 0.0, "dataset_num_proc": 1, "seed": spec.seed,
-        "train_on_inputs": False, "save_safetensors": True,
+        "train_on_inputs": False, "save_safetensors": True, "plugins": with_plugin(None),
     }
     (scratch / "pretrain.yml").write_text(yaml.safe_dump(cfg, sort_keys=True))
     plan = plan_launch(scratch / "pretrain.yml", {"cpu": True, "num_processes": 1, "threads": 1})
