@@ -397,9 +397,12 @@ def test_a_bad_upstream_url_is_bad_input(clt, ws, monkeypatch):
 
 # --- two router processes, one upstream, one store ---------------------------------------------
 
-def start_router_process(ws, upstream_url: str, share: float) -> tuple[subprocess.Popen, int, list[str]]:
-    cmd = [sys.executable, "-m", "cl_toolkit", "--workspace", str(ws), "serve", MODEL, "--host", HOST,
-           "--port", "0", "--upstream", upstream_url, "--challenger-share", str(share),
+def start_router_process(ws, upstream_url: str | None, share: float,
+                         extra: list[str] = ()) -> tuple[subprocess.Popen, int, list[str]]:
+    """`clt serve` in a process of its own: a router, or (no `upstream_url`) the built-in
+    server; `extra` are options of the `clt` group (--store-url ...)."""
+    cmd = [sys.executable, "-m", "cl_toolkit", "--workspace", str(ws), *extra, "serve", MODEL, "--host", HOST,
+           "--port", "0", *(["--upstream", upstream_url] if upstream_url else []), "--challenger-share", str(share),
            "--reload-interval", "0.2", "--max-tokens", "4"]
     proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
