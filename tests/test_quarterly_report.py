@@ -350,3 +350,21 @@ def test_a_line_without_a_report_gets_none_after_a_move(quarter):
     done = clt(quarter, "registry", "promote", MODEL, "1.1.0", "--reason", "no report yet")
     assert done.returncode == 0 and "report" not in done.stdout + done.stderr
     assert not (quarter / "reports").exists()
+
+
+def test_a_per_epoch_version_shows_one_epochs_rows_and_what_its_epochs_covered(tmp_path):
+    """`resample: per_epoch` writes every epoch into train.jsonl: its totals are over all epochs,
+    so the report shows one epoch's rows beside the quarter's new ones, and the coverage."""
+    from cl_toolkit.pipeline.quarterly_report import data_used
+    from cl_toolkit.pipeline.report_sections import data_section
+
+    mix = {"new": 48, "resample": "per_epoch", "epochs": 20, "total": 20 * 60,
+           "rehearsal": {"parent_data": {"rows": 20 * 12, "pool": 48, "seen": {"distinct": 48}}}}
+    d = data_used({"mix": mix, "inputs": [{"role": "train", "source": "data/ff/q2.jsonl", "rows": 48}]}, tmp_path, {})
+    assert (d["new"], d["rehearsal"], d["total"]) == (48, {"parent_data": 12}, 60)
+    record = type("Rec", (), {"version": "1.1.0"})()
+    [row] = [line for line in data_section([{"record": record, "data": d}]) if line.startswith("| 1.1.0 |")]
+    assert "| 12 parent_data (48 of 48 seen over 20 epochs) | 60 |" in row
+    once = data_used({"mix": {**mix, "resample": "once", "total": 60, "rehearsal": {"parent_data": {"rows": 12}}}},
+                     tmp_path, {})
+    assert (once["rehearsal"], once["total"], once["covered"]) == ({"parent_data": 12}, 60, {})

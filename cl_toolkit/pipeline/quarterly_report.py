@@ -150,14 +150,19 @@ def data_used(manifest: dict | None, workspace: Path, extracts: dict) -> dict | 
     feedback = [i for i in train if _is_feedback(i, extracts)]
     fb_rows = sum(int(i.get("rows") or 0) for i in feedback)
     new = int(mix.get("new", 0))
-    rehearsal = {src: int(meta.get("rows", 0)) for src, meta in mix.get("rehearsal", {}).items()}
+    # resample: per_epoch writes every epoch out: one epoch's rows are what compares with `new`
+    epochs = int(mix.get("epochs") or 1) if mix.get("resample") == "per_epoch" else 1
+    rehearsal = {src: int(meta.get("rows", 0)) // epochs for src, meta in mix.get("rehearsal", {}).items()}
+    covered = {src: (meta["seen"]["distinct"], int(meta.get("pool", 0)))
+               for src, meta in mix.get("rehearsal", {}).items() if epochs > 1 and "seen" in meta}
     parts = {"new": new - fb_rows, "feedback-extracted": fb_rows}
     if mix.get("history"):
         parts["history (ancestors, in full)"] = int(mix["history"])
     parts.update({f"rehearsal: {src}": n for src, n in rehearsal.items()})
     return {"new": new - fb_rows, "feedback": fb_rows, "feedback_sources": [i["source"] for i in feedback],
             "new_sources": [i["source"] for i in train if i not in feedback], "history": int(mix.get("history") or 0),
-            "rehearsal": rehearsal, "total": int(mix.get("total", sum(parts.values()))), "parts": parts}
+            "rehearsal": rehearsal, "total": int(mix.get("total", sum(parts.values()))) // epochs, "parts": parts,
+            "epochs": epochs, "covered": covered}
 
 
 def loss_curves(versions: list[dict]) -> dict:

@@ -108,13 +108,17 @@ def data_section(versions: list[dict]) -> list[str]:
         if d is None:
             rows.append([v["record"].version, "no manifest", "", "", "", "", ""])
             continue
-        rehearsal = ", ".join(f"{n} {src}" for src, n in d["rehearsal"].items()) or "0"
+        rehearsal = ", ".join(f"{n} {src}" + (f" ({d['covered'][src][0]} of {d['covered'][src][1]} seen over "
+                                                f"{d['epochs']} epochs)" if src in d.get("covered", {}) else "")
+                              for src, n in d["rehearsal"].items()) or "0"
         rows.append([v["record"].version, d["new"], d["feedback"], d["history"], rehearsal, d["total"],
                      ", ".join(d["new_sources"] + [f"{s} (feedback)" for s in d["feedback_sources"]])])
     return ["", "## Data used", "",
             "Rows each version trained on: new rows of the quarter, rows extracted from production feedback "
             "(`clt feedback extract`), earlier versions' rows trained on again in full (history) and "
-            "rehearsal rows per source, from each run's manifest."] + _table(
+            "rehearsal rows per source, from each run's manifest. A version whose rehearsal was drawn afresh "
+            "each epoch (`resample: per_epoch`) shows one epoch's rows, and how many of each source's rows "
+            "its epochs replayed."] + _table(
         ["version", "new", "feedback-extracted", "history", "rehearsal", "total", "new data from"], rows)
 
 
