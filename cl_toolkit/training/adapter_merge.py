@@ -39,7 +39,7 @@ from cl_toolkit.core.files import dump_json, jsonl_bytes, sha256_file
 from cl_toolkit.core.progress import Bar
 from cl_toolkit.core.yamlio import read_yaml
 from cl_toolkit.registry import RegistryStore, VersionRecord, artifact_file
-from cl_toolkit.training.mix import dedupe, read_chat_jsonl
+from cl_toolkit.training.chat_rows import dedupe, read_chat_jsonl
 
 DELTA_METHODS = ("cat", "ties_svd", "dare_ties_svd", "magnitude_max")
 OLD_NAMES = {"linear": "cat", "ties": "ties_svd", "dare_ties": "dare_ties_svd"}
