@@ -83,6 +83,8 @@ def test_the_weight_the_scores_favour_is_chosen_and_the_merge_is_its_delta_combi
     assert m["method"] == "cat" and m["parent"]["version"] == "1.0.0" and m["fresh"]["path"] == "runs/ff-1.1.0/fresh_adapter"
     assert (run / "fresh_adapter" / "adapter_model.safetensors").read_bytes() == fresh_sha
     assert manifest["outputs"]["adapter/adapter_model.safetensors"]["sha256"] == m["merged_sha256"]
+    assert m["selection"]["suites"] == {"holdout": "workspace:runs/ff-1.1.0/data/holdout.jsonl",
+                                        "regression": "data/firefighter/regression.jsonl"}  # no machine's path
     # the version's adapter is 0.5 · fresh + 0.5 · parent, delta by delta
     base = line / "models" / "tiny-llama"
     df, dp, dm = (deltas(d, base) for d in (run / "fresh_adapter", reg_adapter(line), rec.adapter_dir))

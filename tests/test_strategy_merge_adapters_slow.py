@@ -9,11 +9,14 @@ import json
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import REPO
 from merge_support import deltas
+
+from cl_toolkit.core.files import sha256_file
 
 pytestmark = pytest.mark.slow
 RECIPES = REPO / "recipes" / "firefighter"
@@ -46,8 +49,10 @@ def test_merge_adapters_trains_merges_and_registers(line, version):
     with open_registry(line) as reg:
         rec, parent = reg.require("firefighter", version), reg.require("firefighter", "1.0.0")
     run = line / "runs" / f"firefighter-{version}"
-    assert rec.strategy == "merge_adapters" and rec.parent == "1.0.0" and rec.adapter_dir == str(run / "adapter")
+    assert rec.strategy == "merge_adapters" and rec.parent == "1.0.0"
     m = json.loads((run / "manifest.json").read_text())["merge"]
+    registered = Path(rec.adapter_dir) / "adapter_model.safetensors"  # the registry's copy of the merge
+    assert sha256_file(registered) == sha256_file(run / "adapter" / "adapter_model.safetensors") == m["merged_sha256"]
     assert m["parent"]["version"] == "1.0.0" and m["fresh"]["path"] == f"runs/firefighter-{version}/fresh_adapter"
     assert [g["weight"] for g in m["grid"]] == [0.3, 0.7]
     for g in m["grid"]:  # real accuracies on the held-out slice and the parent's suites (q2 is learning)

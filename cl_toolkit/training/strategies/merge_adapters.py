@@ -24,7 +24,7 @@ from cl_toolkit.core.files import (
     publish_dir,
     sha256_file,
 )
-from cl_toolkit.core.workspace import relative_inside, resolve_path
+from cl_toolkit.core.workspace import portable_path, relative_inside, resolve_path
 from cl_toolkit.core.yamlio import display
 from cl_toolkit.recipe.model import LoadedRecipe, recipe_schema, thaw
 from cl_toolkit.registry import RegistryStore
@@ -168,7 +168,8 @@ def _manifest_block(lr, run_dir, parent, info, grid, best, n_held, suites) -> di
         "method": info["method"], "rank": info["rank"], **({"density": info["density"]} if "density" in info else {}),
         "weight": best["weight"], "parent_weight": round(1 - best["weight"], 12), "score": best["score"],
         "grid": [{k: g[k] for k in ("weight", "scores", "score")} for g in grid],
-        "selection": {"holdout_rows": n_held, "suites": {n: rel(p) for n, p in suites.items()},
+        "selection": {"holdout_rows": n_held,
+                      "suites": {n: portable_path(p, lr.root, lr.workspace) for n, p in suites.items()},
                       "score": "mean of the held-out accuracy and the parent suites' mean accuracy; "
                                "the first of equal scores in grid order"},
         "merged_sha256": sha256_file(run_dir / "adapter" / "adapter_model.safetensors"),
