@@ -1,5 +1,6 @@
-"""`clt adapters merge`: PEFT's add_weighted_adapter over real LoRA adapters (with an lm_head
-copy, as the tiny profile trains them), registered with every source as a parent."""
+"""`clt adapters merge` on the adapters' weight deltas: real LoRA adapters (different ranks
+and scalings, with an lm_head copy as the tiny profile trains them), the merged delta
+checked against the combination of the source deltas computed here from the files alone."""
 
 from __future__ import annotations
 
@@ -7,26 +8,14 @@ import dataclasses
 import json
 import shutil
 
+import numpy as np
 import pytest
+from merge_support import deltas, magnitude_max, real_adapter, ties, truncation_error
 from test_registry_support import make_run, record
 
 from cl_toolkit.registry import open_registry
 
-
-def real_adapter(base, out, seed):
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    torch.manual_seed(seed)
-    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
-    peft = get_peft_model(model, LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "v_proj"],
-                                            modules_to_save=["lm_head"]))
-    with torch.no_grad():
-        for name, p in peft.named_parameters():
-            if "lora_B" in name or "modules_to_save" in name:
-                p.add_(torch.randn_like(p) * 0.05)
-    peft.save_pretrained(out)
+W = (0.75, 0.25)
 
 
 @pytest.fixture
@@ -34,44 +23,91 @@ def two_sources(tmp_path, monkeypatch, tiny_model_dir):
     ws = tmp_path / "ws"
     monkeypatch.setenv("CLT_HOME", str(ws))
     with open_registry(ws) as reg:
-        for version, parent, seed in (("1.0.0", None, 1), ("1.0.1", "1.0.0", 2)):
+        for version, parent, seed, r, alpha in (("1.0.0", None, 1, 4, 8), ("1.0.1", "1.0.0", 2, 2, 6)):
             run = make_run(ws, version, model="ff")
             shutil.rmtree(run / "adapter")
-            real_adapter(tiny_model_dir, run / "adapter", seed)
+            real_adapter(tiny_model_dir, run / "adapter", seed, r=r, alpha=alpha)
             reg.register(dataclasses.replace(record(run, version, parent, model="ff"), base_model=str(tiny_model_dir)))
     return ws
 
 
-@pytest.mark.parametrize("method", ["linear", "ties", "dare_ties"])
-def test_adapters_merge_registers_a_loadable_adapter_with_all_parents(two_sources, clt, tiny_model_dir, method):
+def merged(ws, clt, method, weights=W, *extra):
+    code, out, err = clt("adapters", "merge", "ff", "1.0.0", "1.0.1", "--into", "1.1.0", "--method", method,
+                         "--weights", ",".join(map(str, weights)), *extra)
+    assert code == 0, err
+    with open_registry(ws) as reg:
+        rec, a, b = (reg.require("ff", v) for v in ("1.1.0", "1.0.0", "1.0.1"))
+    return rec, a, b, err
+
+
+def test_cat_is_the_exact_weighted_sum_of_the_deltas(two_sources, clt, tiny_model_dir):
+    rec, a, b, err = merged(two_sources, clt, "cat")
+    assert "now merges" not in err
+    da, db, dm = (deltas(x.adapter_dir, tiny_model_dir) for x in (a, b, rec))
+    assert set(dm) == set(da) and any(k.startswith("full:") for k in dm)
+    for key in da:
+        assert np.abs(dm[key] - (W[0] * da[key] + W[1] * db[key])).max() < 1e-5, key
+    assert json.loads((two_sources / "runs/ff-1.1.0/adapter/adapter_config.json").read_text())["r"] == 6
+    manifest = json.loads((two_sources / "runs" / "ff-1.1.0" / "manifest.json").read_text())
+    assert manifest["merge"]["sources"] == ["1.0.0", "1.0.1"] and manifest["merge"]["method"] == "cat"
+    assert manifest["merge"]["weights"] == list(W) and manifest["merge"]["peft_combination"] == "cat"
+    assert [i["source"] for i in manifest["inputs"]] == ["ff:1.0.0", "ff:1.0.1"]
+    assert rec.parents == ("1.0.0", "1.0.1") and rec.strategy == "adapter_merge"
+    assert len((two_sources / "runs/ff-1.1.0/data/new.jsonl").read_text().splitlines()) == 6  # both sources'
+    assert clt("registry", "check")[0] == 0
+
+
+@pytest.mark.parametrize(("method", "density", "combine"), [
+    ("ties_svd", 0.5, lambda ds: ties(ds, W, 0.5)),
+    ("dare_ties_svd", 1.0, lambda ds: ties(ds, W, 1.0)),  # density 1: DARE drops nothing, rescales by 1
+    ("magnitude_max", 0.5, lambda ds: magnitude_max(ds, W)),
+])
+def test_svd_merges_are_the_combination_of_the_deltas_up_to_the_rank_truncation(
+        two_sources, clt, tiny_model_dir, method, density, combine):
+    rec, a, b, _ = merged(two_sources, clt, method, W, "--density", str(density))
+    rank = json.loads((two_sources / "runs/ff-1.1.0/adapter/adapter_config.json").read_text())["r"]
+    assert rank == 6  # the sum of the sources' ranks
+    da, db, dm = (deltas(x.adapter_dir, tiny_model_dir) for x in (a, b, rec))
+    truncated = 0
+    for key in da:
+        want = combine([da[key], db[key]])
+        err = np.linalg.norm(dm[key] - want)
+        if key.startswith("full:"):  # a whole module: combined exactly, no SVD
+            assert np.abs(dm[key] - want).max() < 1e-5, key
+            continue
+        bound = truncation_error(want, rank)  # Eckart-Young: the best any rank-6 matrix can do
+        assert err <= bound * (1 + 1e-4) + 1e-6, (key, err, bound)
+        assert err >= bound * (1 - 1e-3) - 1e-6, (key, err, bound)  # and the SVD reaches it
+        truncated += bound > 1e-4
+    assert truncated  # the bound was not trivially zero everywhere
+
+
+@pytest.mark.parametrize(("old", "new"), [("linear", "cat"), ("ties", "ties_svd"), ("dare_ties", "dare_ties_svd")])
+def test_old_method_names_say_which_delta_merge_they_mean(two_sources, clt, tiny_model_dir, old, new):
+    rec, a, b, err = merged(two_sources, clt, old, W, "--density", "1.0")
+    notes = [line for line in err.splitlines() if "now merges on the deltas" in line]
+    assert len(notes) == 1 and f"--method {old} now merges on the deltas: {new}," in notes[0]
+    manifest = json.loads((two_sources / "runs" / "ff-1.1.0" / "manifest.json").read_text())
+    assert manifest["merge"]["method"] == new and manifest["merge"]["requested_method"] == old
+    if old == "linear":  # the delta sum, not PEFT's linear on A and B one by one
+        da, db, dm = (deltas(x.adapter_dir, tiny_model_dir) for x in (a, b, rec))
+        assert all(np.abs(dm[k] - (W[0] * da[k] + W[1] * db[k])).max() < 1e-5 for k in da)
+
+
+def test_a_linear_merge_with_weights_1_0_reproduces_the_first_sources_logits(two_sources, clt, tiny_model_dir):
     import torch
     from peft import PeftModel
-    from safetensors.torch import load_file
     from transformers import AutoModelForCausalLM
 
-    code, out, err = clt("adapters", "merge", "ff", "1.0.0", "1.0.1", "--into", "1.1.0", "--method", method,
-                         "--weights", "0.75,0.25")
-    assert code == 0, err
-    with open_registry(two_sources) as reg:
-        rec = reg.require("ff", "1.1.0")
-        a, b = reg.require("ff", "1.0.0"), reg.require("ff", "1.0.1")
-    assert rec.parents == ("1.0.0", "1.0.1") and rec.strategy == "adapter_merge"
-    merged = load_file(f"{rec.adapter_dir}/adapter_model.safetensors")
-    ta, tb = load_file(f"{a.adapter_dir}/adapter_model.safetensors"), load_file(f"{b.adapter_dir}/adapter_model.safetensors")
-    head = next(k for k in merged if "lm_head" in k)
-    assert torch.allclose(merged[head], 0.75 * ta[head] + 0.25 * tb[head], atol=1e-6)
-    lora_keys = [k for k in merged if "lora_" in k]
-    assert lora_keys and any(not torch.equal(merged[k], ta[k]) for k in lora_keys if k in ta)
-    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
-    model = PeftModel.from_pretrained(base, rec.adapter_dir).eval()
-    ids = torch.tensor([[1, 5, 9, 12]])
+    rec, a, b, _ = merged(two_sources, clt, "linear", (1.0, 0.0))
+    ids = torch.tensor([[1, 5, 9, 12, 40, 77, 3]])
+    logits = {}
     with torch.no_grad():
-        assert torch.isfinite(model(ids).logits).all()
-    new_rows = (two_sources / "runs" / "ff-1.1.0" / "data" / "new.jsonl").read_text().splitlines()
-    assert len(new_rows) == 6  # both sources' data, for descendants' rehearsal
-    manifest = json.loads((two_sources / "runs" / "ff-1.1.0" / "manifest.json").read_text())
-    assert [i["source"] for i in manifest["inputs"]] == ["ff:1.0.0", "ff:1.0.1"]
-    assert clt("registry", "check")[0] == 0
+        for name, adapter in (("merged", rec.adapter_dir), ("first", a.adapter_dir), ("second", b.adapter_dir)):
+            base = AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32)
+            logits[name] = PeftModel.from_pretrained(base, adapter).eval()(ids).logits
+    assert (logits["merged"] - logits["first"]).abs().max().item() < 1e-5
+    assert (logits["merged"] - logits["second"]).abs().max().item() > 1e-3  # the test can tell them apart
 
 
 def test_adapters_merge_refuses_bad_input(two_sources, clt):
@@ -81,3 +117,5 @@ def test_adapters_merge_refuses_bad_input(two_sources, clt):
     assert code == 2 and "--weights" in err
     code, _, err = clt("adapters", "merge", "ff", "1.0.0", "1.0.1", "--into", "1.0.0")
     assert code == 2 and "already registered" in err
+    code, _, err = clt("adapters", "merge", "ff", "1.0.0", "1.0.1", "--into", "1.1.0", "--weights", "1,2,3")
+    assert code == 2 and "3 weights for 2" in err

@@ -77,7 +77,8 @@ def test_a_table_strategy_scaffolds_with_its_defaults(tmp_path, monkeypatch, wid
         shutil.copytree(REPO / sub, root / sub)
     monkeypatch.chdir(root)
     monkeypatch.setenv("CLT_HOME", str(root / "ws"))
-    assert scaffold_names() == ["initial_lora", "continued_lora", "merge_and_retrain", "distillation", "wide_lora"]
+    assert scaffold_names() == ["initial_lora", "continued_lora", "merge_and_retrain", "distillation", "merge_adapters",
+                              "wide_lora"]
     path = new_recipe(root / "recipes" / "firefighter", "2.1.0", "wide_lora", "minor", ["data/firefighter/q3.jsonl"])
     data = yaml.safe_load(path.read_text())
     assert (data["version"], data["parent"], data["strategy"]) == ("2.2.0", "2.1.0", "wide_lora")

@@ -14,6 +14,7 @@ from cl_toolkit.cli.options import (
 )
 from cl_toolkit.cli.output import print_dry_run, say
 from cl_toolkit.core.yamlio import display
+from cl_toolkit.evaluation.candidate import adapter_scorer
 from cl_toolkit.registry import open_registry
 from cl_toolkit.training.launch import Topology
 from cl_toolkit.training.strategies import load_recipe
@@ -44,7 +45,7 @@ def cli(recipe: Path, dry: bool, overrides: tuple[str, ...], trust_remote_code: 
     if dry:
         return dry_run(lr, topology)
     with open_registry(lr.workspace) as reg:
-        rec = train(lr, reg, topology=topology).record  # the launch draws the progress bar
+        rec = train(lr, reg, topology=topology, scorer=adapter_scorer()).record  # the launch draws the bar
     if rec is None:
         return click.echo(f"node {topology.node_rank} finished; node 0 registers {lr.recipe.run_name}")
     click.echo(f"trained {rec.model} {rec.version} in {rec.train_seconds:.1f} s -> {display(rec.adapter_dir)}")

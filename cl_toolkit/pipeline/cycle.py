@@ -31,6 +31,7 @@ from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_json, jsonl_bytes, sha256_bytes, sha256_file
 from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.core.workspace import relative_inside, resolve_path
+from cl_toolkit.evaluation.candidate import adapter_scorer
 from cl_toolkit.evaluation.evaluate import EvalSettings
 from cl_toolkit.evaluation.gate import default_policy, recipe_suites, suite_problems
 from cl_toolkit.pipeline.cycle_summary import overhead, step_timing, timing_text
@@ -39,6 +40,7 @@ from cl_toolkit.registry import VersionRecord, open_registry
 from cl_toolkit.training.launch import Topology
 from cl_toolkit.training.mix import Mix, build_mix
 from cl_toolkit.training.train import (
+    finish_run,
     launch,
     launch_plan,
     load_rendered,
@@ -194,6 +196,8 @@ def _train(c: Context) -> dict:
     c.waited["axolotl"] = outcome["train_seconds"]  # the whole training process, imports included
     if c.topology is not None and c.topology.node_rank != 0:  # node 0 holds the adapter
         return {"node_rank": c.topology.node_rank, "seconds": outcome["train_seconds"]}
+    with open_registry(c.lr.workspace) as reg:  # the strategy's step after training (merge_adapters merges)
+        outcome = finish_run(c.lr, reg, c.run_dir, outcome, adapter_scorer(c.eval_settings))
     atomic_write_json(c.stamps / "train_outcome.json", outcome)
     return {"adapter": sha256_file(c.run_dir / "adapter" / "adapter_model.safetensors"),
             "seconds": outcome["train_seconds"]}

@@ -107,6 +107,7 @@ class Recipe:
     data: DataSpec
     train: MappingProxyType
     distillation: MappingProxyType | None
+    merge: MappingProxyType | None
     gate: MappingProxyType | None
     tracking: MappingProxyType | None
     axolotl: MappingProxyType
@@ -151,6 +152,7 @@ def build_recipe(data: dict) -> Recipe:
         ),
         train=freeze(data.get("train", {})),
         distillation=freeze(data["distillation"]) if "distillation" in data else None,
+        merge=freeze(data["merge"]) if "merge" in data else None,
         gate=freeze(data["gate"]) if "gate" in data else None,
         tracking=freeze(data["tracking"]) if "tracking" in data else None,
         axolotl=freeze(data.get("axolotl", {})),

@@ -6,6 +6,7 @@
 - `launch`: run the launch command for this node (`accelerate launch -m axolotl.cli.train`),
   with the deferred check beside the training process's start: a config Axolotl rejects
   stops the process and raises the check's error, at the recipe's line, as render would;
+- `finish_run`: the strategy's step after training, if it has one (merge_adapters merges);
 - `register_run`: register the version, only when the adapter is really there.
 
 A failed or interrupted run records nothing in the registry."""
@@ -32,6 +33,8 @@ from cl_toolkit.training.launch import (
 )
 from cl_toolkit.training.profiles import load_profile
 from cl_toolkit.training.render import Rendered, check_rendered, render
+from cl_toolkit.training.strategies import STRATEGIES
+from cl_toolkit.training.strategies.interface import Scorer
 from cl_toolkit.training.tiny_model import ensure_base
 
 
@@ -106,9 +109,11 @@ def load_rendered(lr: LoadedRecipe) -> Rendered:
 
 
 def train(lr: LoadedRecipe, registry: RegistryStore, *, dry_run: bool = False,
-          on_progress: Callable[[dict], None] = lambda info: None, topology: Topology | None = None) -> TrainResult:
-    """prepare → launch → register (unless dry_run). With a multi-node `topology` every node
-    runs this with its own node_rank; only node 0 registers."""
+          on_progress: Callable[[dict], None] = lambda info: None, topology: Topology | None = None,
+          scorer: Scorer | None = None) -> TrainResult:
+    """prepare → launch → finish → register (unless dry_run). With a multi-node `topology`
+    every node runs this with its own node_rank; only node 0 finishes and registers.
+    `scorer` (the evaluation layer's) is what a strategy's finish step scores adapters with."""
     rendered = prepare(lr, registry, topology, check_now=dry_run)
     plan = launch_plan(rendered, topology)
     if dry_run:
@@ -116,8 +121,22 @@ def train(lr: LoadedRecipe, registry: RegistryStore, *, dry_run: bool = False,
     outcome = launch(rendered, plan, lr.workspace, topology, on_progress)
     if topology is not None and topology.node_rank != 0:  # node 0 holds the adapter and registers
         return TrainResult(None, rendered, plan.argv, plan.env)
+    outcome = finish_run(lr, registry, rendered.run_dir, outcome, scorer)
     record = register_run(lr, registry, rendered.run_dir, outcome)
     return TrainResult(record, rendered, plan.argv, plan.env)
+
+
+def finish_run(lr: LoadedRecipe, registry: RegistryStore, run_dir: Path, outcome: dict,
+               scorer: Scorer | None) -> dict:
+    """The strategy's step after training (`Strategy.finish`), if it has one: the outcome
+    with what the step reports under `finish` (register_run adds it to the metrics)."""
+    hook = STRATEGIES[lr.recipe.strategy].finish
+    if hook is None:
+        return outcome
+    if scorer is None:
+        raise BadInput(f"strategy {lr.recipe.strategy} scores adapters after training: pass a scorer "
+                       f"(clt train and clt cycle do)")
+    return {**outcome, "finish": hook(lr, registry, run_dir, scorer)}
 
 
 def register_run(lr: LoadedRecipe, registry: RegistryStore, run_dir: Path, outcome: dict) -> VersionRecord:
@@ -130,7 +149,7 @@ def register_run(lr: LoadedRecipe, registry: RegistryStore, run_dir: Path, outco
     logged = [x for x in outcome["losses"] if "loss" in x]
     summary = next((x for x in outcome["losses"] if "train_loss" in x), {})
     metrics = {"train_loss": summary.get("train_loss"), "train_loss_last": logged[-1]["loss"] if logged else None,
-               "train_rows": manifest["mix"]["total"]}
+               "train_rows": manifest["mix"]["total"], **outcome.get("finish", {})}
     atomic_write_json(run_dir / "metrics.json", {**metrics, "losses": outcome["losses"],
                                                   "train_seconds": outcome["train_seconds"]})
     recipe = lr.recipe

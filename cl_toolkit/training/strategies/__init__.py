@@ -18,6 +18,7 @@ from cl_toolkit.training.strategies import (
     continued_lora,
     distillation,
     initial_lora,
+    merge_adapters,
     merge_and_retrain,
 )
 from cl_toolkit.training.strategies.interface import Strategy
@@ -27,6 +28,7 @@ STRATEGIES: dict[str, Strategy] = {
     "continued_lora": continued_lora.STRATEGY,
     "merge_and_retrain": merge_and_retrain.STRATEGY,
     "distillation": distillation.STRATEGY,
+    "merge_adapters": merge_adapters.STRATEGY,
 }
 
 

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from cl_toolkit.recipe.model import LoadedRecipe
 from cl_toolkit.recipe.scaffold import ScaffoldDefaults
 from cl_toolkit.registry import RegistryStore
 from cl_toolkit.training.profiles import Profile
 
-__all__ = ["CHAT_DATASET", "PARENT_FORBIDDEN", "PARENT_REQUIRED", "Plan", "ScaffoldDefaults", "Strategy"]
+__all__ = ["CHAT_DATASET", "PARENT_FORBIDDEN", "PARENT_REQUIRED", "Plan", "ScaffoldDefaults", "Scorer", "Strategy"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,10 @@ PARENT_FORBIDDEN = {"properties": {"parent": {"type": "null"}}}
 PlanHook = Callable[[LoadedRecipe, RegistryStore, Profile, list[dict]], Plan]
 HistoryHook = Callable[[LoadedRecipe, RegistryStore], tuple[list[dict], list[dict]]]
 ScaffoldHook = Callable[[dict], ScaffoldDefaults]
+# scorer(base_model, adapter_dir, {name: suite JSONL}) -> {name: accuracy}: the evaluation
+# layer's, handed in by the caller (`clt train`, the cycle), which sits above training
+Scorer = Callable[[str, Path, dict[str, Path]], dict[str, float]]
+FinishHook = Callable[[LoadedRecipe, RegistryStore, Path, Scorer], dict]
 
 
 @dataclass(frozen=True)
@@ -59,7 +64,11 @@ class Strategy:
     - new_base: the version's base is not its parent's (so a new lineage is a major bump).
     - plugins: the Axolotl plugins its plan adds (validation knows their keys before any plan runs).
     - anchors: its plan honours `train.anchor` (a penalty toward the parent's adapter);
-      validation refuses that block for every other strategy."""
+      validation refuses that block for every other strategy;
+    - finish(lr, registry, run_dir, scorer) -> dict: a step after training and before the
+      version is registered (merge_adapters: merge the trained adapter with the parent's).
+      It leaves the version's adapter in run_dir/adapter and returns what it reports (kept
+      in the version's metrics); `scorer` evaluates an adapter on suites. None: nothing."""
 
     about: str
     plan: PlanHook
@@ -71,3 +80,4 @@ class Strategy:
     new_base: bool = False
     plugins: tuple[str, ...] = ()
     anchors: bool = False
+    finish: FinishHook | None = None
