@@ -17,12 +17,10 @@ import argparse
 import http.client
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -32,9 +30,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_serve import (  # noqa: E402
     HOST,
     MODEL,
-    REPO,
     REQUEST_TIMEOUT_S,
-    START_TIMEOUT_S,
+    launch_serve,
     logged,
     setup,
     stop_server,
@@ -45,25 +42,7 @@ VERSION = "1.0.0"  # the champion: what the router forwards every request to (sh
 
 def start(ws: Path, *extra: str) -> tuple[subprocess.Popen, int]:
     """`clt serve MODEL` on a free loopback port, in its own process."""
-    cmd = [sys.executable, "-m", "cl_toolkit", "--workspace", str(ws), "serve", MODEL, "--host", HOST,
-           "--port", "0", "--threads", "1", *extra]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-    found: list[int] = []
-
-    def read() -> None:
-        for line in proc.stdout:
-            if not found and (m := re.search(rf"on http://{re.escape(HOST)}:(\d+)", line)):
-                found.append(int(m[1]))
-
-    threading.Thread(target=read, daemon=True).start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not found and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    if not found:
-        proc.kill()
-        raise SystemExit(f"clt serve did not start within {START_TIMEOUT_S} s (exit {proc.poll()})")
-    return proc, found[0]
+    return launch_serve(ws, "--threads", "1", *extra)
 
 
 def timed(conn: http.client.HTTPConnection, model: str, stream: bool, max_tokens: int) -> float | None:

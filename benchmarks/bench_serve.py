@@ -72,9 +72,14 @@ def setup(ws: Path, share: float) -> str:
 
 
 def start_server(ws: Path, args) -> tuple[subprocess.Popen, int]:
+    return launch_serve(ws, "--threads", str(args.threads), "--max-tokens", str(args.max_tokens),
+                        "--challenger-share", str(args.share))
+
+
+def launch_serve(ws: Path, *options: str) -> tuple[subprocess.Popen, int]:
+    """`clt serve MODEL OPTIONS` on a free loopback port, in its own process: (process, port)."""
     cmd = [sys.executable, "-m", "cl_toolkit", "--workspace", str(ws), "serve", MODEL, "--host", HOST,
-           "--port", "0", "--threads", str(args.threads), "--max-tokens", str(args.max_tokens),
-           "--challenger-share", str(args.share)]
+           "--port", "0", *options]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
     found: list[int] = []

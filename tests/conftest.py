@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -83,6 +85,12 @@ def clt(capsys):
         return code, out.out, out.err
 
     return run
+
+
+def clt_proc(ws, *args) -> subprocess.CompletedProcess:
+    """The real `clt --workspace WS ARGS` in a process of its own, from the repository, output kept."""
+    return subprocess.run([sys.executable, "-m", "cl_toolkit", "--workspace", str(ws), *map(str, args)],
+                          cwd=REPO, capture_output=True, text=True)
 
 
 def files_under(path: Path) -> set[str]:

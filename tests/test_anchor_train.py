@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, clt_proc
 
 pytestmark = pytest.mark.slow
 RECIPES = REPO / "recipes" / "firefighter"
@@ -27,11 +25,6 @@ RUNS = {  # version -> extra overrides
     "1.1.3": ["--set", "train.anchor.method=ewc", "--set", "train.anchor.strength=3000",
               "--set", "train.anchor.fisher_samples=16"],
 }
-
-
-def clt_proc(ws, *args):
-    return subprocess.run([sys.executable, "-m", "cl_toolkit", "--workspace", str(ws), *map(str, args)],
-                          cwd=REPO, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

@@ -8,19 +8,12 @@ import json
 import math
 import re
 import shutil
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, clt_proc
 
 pytestmark = pytest.mark.slow
 RECIPES = REPO / "recipes" / "firefighter"
-
-
-def clt_proc(ws, *args):
-    return subprocess.run([sys.executable, "-m", "cl_toolkit", "--workspace", str(ws), *map(str, args)],
-                          cwd=REPO, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

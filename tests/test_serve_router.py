@@ -431,10 +431,12 @@ def stop(proc: subprocess.Popen) -> int:
         return proc.wait()
 
 
-def test_two_routers_share_one_store_split_traffic_and_both_follow_a_rollback(ws, upstream):
-    share, n = 0.1, 400
-    before = count(upstream.settings.workspace)
-    routers = [start_router_process(ws, f"{upstream.url}/v1", share) for _ in range(2)]
+def two_routers(ws, upstream_url: str, share: float = 0.1, n: int = 400) -> tuple[dict, dict]:
+    """Two router processes in front of `upstream_url`, sharing ws's store and registry: n
+    requests at a `share` challenger split, then a rollback, which both must follow without a
+    restart, and 20 champion-routed requests. -> ({client ref: answer}, {client ref: version
+    the routing implies}); the routers' exits are checked."""
+    routers = [start_router_process(ws, upstream_url, share) for _ in range(2)]
     ports = [port for _, port, _ in routers]
     refs = [f"req-{i}" for i in range(n)]
 
@@ -455,21 +457,26 @@ def test_two_routers_share_one_store_split_traffic_and_both_follow_a_rollback(ws
         for port in ports:
             poll_health(Client(port), champion="1.0.0")
         after = [f"after-{i}" for i in range(200) if route(f"after-{i}", share) == "champion"][:20]
-        answers_after = dict(send(i, ref) for i, ref in enumerate(after))
+        answers |= dict(send(i, ref) for i, ref in enumerate(after))
     finally:
         codes = [stop(proc) for proc, _, _ in routers]
     assert codes == [0, 0], [''.join(err) for _, _, err in routers]
     expected = {ref: "1.2.0" if route(ref, share) == "challenger" else "1.1.0" for ref in refs}
     expected |= {ref: "1.0.0" for ref in after}
-    answers |= answers_after
-    assert count(ws) == len(answers) == n + len(after)  # every answer logged, once
+    challengers = sum(1 for ref in refs if expected[ref] == "1.2.0")
+    sigma = (n * share * (1 - share)) ** 0.5
+    assert abs(challengers - n * share) <= 4 * sigma, challengers
+    return answers, expected
+
+
+def test_two_routers_share_one_store_split_traffic_and_both_follow_a_rollback(ws, upstream):
+    before = count(upstream.settings.workspace)
+    answers, expected = two_routers(ws, f"{upstream.url}/v1")
+    assert count(ws) == len(answers) == 420  # every answer logged, once
     for ref, body in answers.items():
         row = stored(ws, body["id"])
         assert (row["model_version"], row["metadata"]["client_request_id"]) == (expected[ref], ref)
         assert body["model"] == f"{MODEL}@{expected[ref]}"
-    challengers = sum(1 for ref in refs if expected[ref] == "1.2.0")
-    sigma = (n * share * (1 - share)) ** 0.5
-    assert abs(challengers - n * share) <= 4 * sigma, challengers
     deadline = time.monotonic() + 30  # the upstream answered each forwarded request once
     while count(upstream.settings.workspace) - before < len(answers) and time.monotonic() < deadline:
         time.sleep(0.1)

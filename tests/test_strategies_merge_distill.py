@@ -6,20 +6,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 
 import pytest
-from conftest import REPO
+from conftest import REPO, clt_proc
 
 pytestmark = pytest.mark.slow
 RECIPES = REPO / "recipes" / "firefighter"
 FAST = ["--set", "train.num_epochs=2", "--set", "axolotl.logging_steps=1"]
-
-
-def clt_proc(ws, *args):
-    return subprocess.run([sys.executable, "-m", "cl_toolkit", "--workspace", str(ws), *map(str, args)],
-                          cwd=REPO, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")

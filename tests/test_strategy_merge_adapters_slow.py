@@ -7,13 +7,11 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, clt_proc
 from merge_support import deltas
 
 from cl_toolkit.core.files import sha256_file
@@ -23,11 +21,6 @@ RECIPES = REPO / "recipes" / "firefighter"
 ONE_EPOCH = ["--set", "train.num_epochs=1"]
 MERGE = ["--set", "strategy=merge_adapters", "--set", "merge={weights: [0.3, 0.7]}",
          "--set", "data.rehearsal.ratio=0.2", "--set", "train.learning_rate=0.003", *ONE_EPOCH]
-
-
-def clt_proc(ws, *args):
-    return subprocess.run([sys.executable, "-m", "cl_toolkit", "--workspace", str(ws), *map(str, args)],
-                          cwd=REPO, capture_output=True, text=True)
 
 
 @pytest.fixture(scope="module")
