@@ -18,6 +18,7 @@ from project import line_of, recipe_text, write_recipe
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import jsonl_bytes, sha256_bytes, sha256_file
 from cl_toolkit.training.chat_rows import read_chat_jsonl
+from cl_toolkit.training.determinism import PLUGIN as DETERMINISM
 
 RECIPES = REPO / "recipes" / "firefighter"
 CONTINUED = {"version": "1.1.0", "parent": "1.0.0", "strategy": "continued_lora"}
@@ -224,7 +225,8 @@ def test_render_adds_the_plugin_keys_and_records_the_fisher(workspace, parent, t
     with open_registry(workspace) as reg:
         out = render(ewc_recipe(workspace), tmp_path / "r", reg, validate=False)
     cfg = out.config
-    assert cfg["plugins"] == ["cl_toolkit.training.anchor.AnchorPlugin"] and "anchor" not in cfg
+    # the determinism plugin first (it seeds before the model is built), then the anchor
+    assert cfg["plugins"] == [DETERMINISM, "cl_toolkit.training.anchor.AnchorPlugin"] and "anchor" not in cfg
     assert (cfg["anchor_method"], cfg["anchor_strength"]) == ("ewc", 1.5)
     assert cfg["anchor_reference"] == os.path.join(parent.adapter_dir, "adapter_model.safetensors")
     (fisher,) = fisher_files(workspace)

@@ -148,3 +148,68 @@ def test_a_file_of_only_bad_lines_is_batched_too(store, tmp_path, monkeypatch, c
     assert len(store.quarantine_path.read_text().splitlines()) == 95
     code, _, err = run_main(["feedback", "import", str(path)], capsys)
     assert code == 2 and "... and 75 more rejected lines" in err
+
+
+def _store_rows(store) -> tuple[list, list]:
+    return (store.conn.execute("SELECT * FROM predictions ORDER BY request_id").fetchall(),
+            store.conn.execute("SELECT request_id, source, rating, thumbs, correction, notes, timestamp "
+                               "FROM feedback ORDER BY request_id, source").fetchall())
+
+
+def _mixed_log(tmp_path, n: int = 3000):
+    """n good lines with bad lines and blanks among them, some rows twice."""
+    lines = []
+    for i in range(n):
+        lines.append(json.dumps(row(f"r{i}", rating=1 + i % 5, domain=f"d{i % 7}")).encode())
+        if i % 251 == 0:
+            lines.append(BAD_LINES[(i // 251) % len(BAD_LINES)][0])
+        if i % 397 == 0:
+            lines += [b"", json.dumps(row(f"r{i // 2}", rating=5)).encode()]
+    return write_jsonl(tmp_path / "mixed.jsonl", lines)
+
+
+def test_a_large_file_parsed_in_worker_processes_imports_exactly_as_in_one(tmp_path, monkeypatch):
+    """Over PARALLEL_MIN_BYTES the lines are parsed by worker processes, a batch each, and
+    committed in file order: the store, the counts, the problems and the quarantine are
+    exactly those of the one-process import."""
+    from cl_toolkit.feedback.store import FeedbackStore
+
+    path = _mixed_log(tmp_path)
+    monkeypatch.setattr(importer, "PARALLEL_MIN_BYTES", 0)
+    results = {}
+    for workers in ("1", "2"):
+        monkeypatch.setenv(importer.WORKERS_ENV, workers)
+        assert importer.import_workers(path) == int(workers)
+        with FeedbackStore(tmp_path / f"w{workers}" / "feedback.db", workspace=tmp_path / f"w{workers}") as store:
+            s = import_files(store, [path], batch_size=400, now="2026-01-01T00:00:00.000Z")
+            quarantined = [{k: v for k, v in json.loads(q).items() if k not in ("file", "quarantined_at")}
+                           for q in store.quarantine_path.read_text().splitlines()]
+            results[workers] = (_store_rows(store), quarantined,
+                                (s.lines, s.blank, s.rejected, s.predictions_added, s.predictions_existing,
+                                 s.feedback_added, s.feedback_updated, s.versions, s.shapes),
+                                [(p.line, p.key, p.message) for p in s.problems])
+    one, two = results["1"], results["2"]
+    assert one[2][2] > 0 and one[2][1] > 0 and one[2][4] > 0  # rejects, blanks and repeats were there
+    assert two == one
+
+
+def test_a_naive_timestamp_stops_a_parallel_import_after_the_whole_batches_before_it(store, tmp_path, monkeypatch):
+    lines = [json.dumps(row(f"r{i}")).encode() for i in range(1000)]
+    lines[730] = json.dumps(row("naive", timestamp="2025-04-01T12:00:00")).encode()
+    path = write_jsonl(tmp_path / "naive.jsonl", lines)
+    monkeypatch.setattr(importer, "PARALLEL_MIN_BYTES", 0)
+    monkeypatch.setenv(importer.WORKERS_ENV, "2")
+    with pytest.raises(importer.BadInput) as e:
+        import_files(store, [path], batch_size=300)
+    [problem] = e.value.problems
+    assert problem.line == 731 and "lines 1-600 are stored" in problem.message and "--timezone" in problem.message
+    assert store.count("predictions") == 600
+
+
+def test_the_worker_count_is_checked(tmp_path, monkeypatch):
+    path = write_jsonl(tmp_path / "a.jsonl", [json.dumps(row("a")).encode()])
+    monkeypatch.setenv(importer.WORKERS_ENV, "many")
+    with pytest.raises(importer.BadInput, match="CLT_IMPORT_WORKERS must be a whole number"):
+        importer.import_workers(path)
+    monkeypatch.setenv(importer.WORKERS_ENV, "4")
+    assert importer.import_workers(path) == 1  # a small file: no process is started

@@ -17,7 +17,10 @@ from __future__ import annotations
 
 import gzip
 import json
+import multiprocessing
+import os
 import zlib
+from collections import deque
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -39,6 +42,11 @@ from cl_toolkit.feedback.tables import file_format, read_table
 BATCH_SIZE = 20_000
 MAX_LINE_BYTES = 1 << 20
 QUARANTINE_KEEP_BYTES = 4096  # of a huge line, only its start is copied
+# A JSONL file this large is parsed and checked by worker processes, a batch each, while this
+# process writes the batches in order: parsing is the importer's own cost (the store's insert
+# is the driver's), and it is the part that spreads over cores.
+PARALLEL_MIN_BYTES = 8 << 20
+WORKERS_ENV = "CLT_IMPORT_WORKERS"  # how many parsing processes (1: none); default min(4, cores)
 MAX_PROBLEMS_KEPT = 1000  # in the summary; `rejected` counts them all
 
 
@@ -184,6 +192,12 @@ def import_file(store: FeedbackStore, path: Path, summary: ImportSummary, *, now
     A naive timestamp without `options.timezone` stops the file (BadInput): the batches
     before it are stored, the one in flight is not."""
     opts = options or ImportOptions()
+    workers = import_workers(path)
+    if workers > 1:
+        _import_parallel(store, path, summary, now=now, batch_size=batch_size, limit=max_line_bytes,
+                         progress=progress, opts=opts, workers=workers)
+        summary.files += 1
+        return
     batch = _Batch()
     stored = 0
     try:
@@ -203,6 +217,84 @@ def import_file(store: FeedbackStore, path: Path, summary: ImportSummary, *, now
                                 message=f"{e.err}; {kept}")]) from None
     _commit(store, batch, summary, now)
     summary.files += 1
+
+
+def import_workers(path: Path) -> int:
+    """The parsing processes for `path`: $CLT_IMPORT_WORKERS (default min(4, cores)) for a
+    JSONL file of PARALLEL_MIN_BYTES or more, else 1 (no process is started)."""
+    raw = os.environ.get(WORKERS_ENV, "").strip()
+    try:
+        wanted = int(raw) if raw else min(4, os.cpu_count() or 1)
+    except ValueError:
+        raise BadInput(f"${WORKERS_ENV} must be a whole number of processes, got {raw!r}") from None
+    if wanted <= 1 or file_format(path) != "jsonl":
+        return 1
+    try:
+        return wanted if path.stat().st_size >= PARALLEL_MIN_BYTES else 1
+    except OSError:
+        return 1  # opening it says what is wrong
+
+
+def _line_batches(path: Path, limit: int, batch_size: int) -> Iterator[list[tuple[int, bytes, int]]]:
+    with _open(path) as f:
+        chunk = []
+        for line in _read_lines(f, limit):
+            chunk.append(line)
+            if len(chunk) >= batch_size:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+
+def _parse_batch(job) -> tuple[_Batch, tuple | None]:
+    """In a worker: one batch of lines, as _take adds them; a naive timestamp ends it,
+    (line, message, key) beside the batch so far."""
+    path, lines, limit, now, opts = job
+    batch = _Batch()
+    for number, raw, size in lines:
+        try:
+            _take(batch, path, number, raw, size, limit, now, opts)
+        except _Naive as e:
+            return batch, (e.number, str(e.err), e.err.key)
+    return batch, None
+
+
+def _import_parallel(store: FeedbackStore, path: Path, summary: ImportSummary, *, now: str, batch_size: int,
+                     limit: int, progress, opts: ImportOptions, workers: int) -> None:
+    """import_file's JSONL loop with the parsing in `workers` processes: at most two batches
+    a worker in flight (the file is never read whole), committed in file order, so what is
+    stored, counted and reported is exactly what the loop in this process would give."""
+    stored = 0
+    batches = _line_batches(path, limit, batch_size)
+    # fork: a worker needs nothing but this module's functions, and starts in milliseconds
+    # without importing the caller's __main__ again (spawn would); elsewhere, spawn
+    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
+    with multiprocessing.get_context(method).Pool(workers) as pool:
+        pending: deque = deque()
+
+        def submit() -> None:
+            chunk = next(batches, None)
+            if chunk is not None:
+                pending.append((chunk[-1][0], pool.apply_async(_parse_batch, ((path, chunk, limit, now, opts),))))
+
+        try:
+            for _ in range(2 * workers):
+                submit()
+            while pending:
+                last, result = pending.popleft()
+                batch, naive = result.get()
+                if naive is not None:
+                    kept = f"lines 1-{stored} are stored" if stored else "nothing from this file was stored"
+                    raise BadInput([Problem(file=str(path), line=naive[0], key=naive[2],
+                                            message=f"{naive[1]}; {kept}")])
+                submit()
+                _commit(store, batch, summary, now)
+                stored = last
+                if progress:
+                    progress(summary)
+        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+            raise BadInput([Problem(file=str(path), message=f"not a readable gzip file ({e})")]) from None
 
 
 class _Naive(Exception):
