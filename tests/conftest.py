@@ -62,6 +62,17 @@ def proj(tmp_path, monkeypatch) -> Path:
 
 
 @pytest.fixture
+def shipped_project(tmp_path, monkeypatch) -> Path:
+    """A copy of the project's configs, data and shipped recipes, as cwd, with its own workspace."""
+    root = tmp_path / "proj"
+    for sub in ("configs", "data", "recipes"):
+        shutil.copytree(REPO / sub, root / sub)
+    monkeypatch.chdir(root)
+    monkeypatch.setenv("CLT_HOME", str(root / "ws"))
+    return root
+
+
+@pytest.fixture
 def empty_workspace(tmp_path, monkeypatch) -> Path:
     ws = tmp_path / "ws"
     monkeypatch.setenv("CLT_HOME", str(ws))

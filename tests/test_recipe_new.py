@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import yaml
 from conftest import REPO
@@ -13,13 +11,9 @@ from cl_toolkit.training.strategies import load_recipe
 
 
 @pytest.fixture
-def proj(tmp_path, monkeypatch):
-    root = tmp_path / "proj"
-    for sub in ("configs", "data", "recipes"):
-        shutil.copytree(REPO / sub, root / sub)
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("CLT_HOME", str(root / "ws"))
-    return root
+def proj(shipped_project):
+    """Here the project's shipped recipes too (conftest's proj has an empty recipes/ff/)."""
+    return shipped_project
 
 
 # the tiny-cpu profile's `defaults:` (measured on the firefighter recipes), not the strategies' own

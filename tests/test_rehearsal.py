@@ -100,13 +100,8 @@ def _register(ws, lr, mix) -> None:
 
 
 @pytest.fixture
-def shipped(tmp_path, monkeypatch):
-    root = tmp_path / "proj"
-    for sub in ("configs", "data", "recipes"):
-        shutil.copytree(REPO / sub, root / sub)
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("CLT_HOME", str(root / "ws"))
-    return root
+def shipped(shipped_project):
+    return shipped_project
 
 
 def test_the_shipped_recipes_keep_their_mix_byte_for_byte(shipped):

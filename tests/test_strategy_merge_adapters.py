@@ -124,16 +124,10 @@ def test_finish_needs_a_scorer(proj, line):
         finish_run(lr, reg, proj / "ws" / "runs" / "ff-1.1.0", {"losses": []}, None)
 
 
-def test_recipe_new_writes_a_valid_merge_adapters_recipe(tmp_path, monkeypatch):
-    from project import REPO
-
+def test_recipe_new_writes_a_valid_merge_adapters_recipe(shipped_project):
     from cl_toolkit.training.strategies import new_recipe
 
-    root = tmp_path / "proj"
-    for sub in ("configs", "data", "recipes"):
-        shutil.copytree(REPO / sub, root / sub)
-    monkeypatch.chdir(root)
-    monkeypatch.setenv("CLT_HOME", str(root / "ws"))
+    root = shipped_project
     path = new_recipe(root / "recipes" / "firefighter", "1.1.0", "merge_adapters", "minor", ["data/firefighter/q3.jsonl"])
     text = path.read_text()
     path.write_text(text.replace("TODO: why 1.2.0 exists", "Q3 as a fresh adapter merged with 1.1.0."))
