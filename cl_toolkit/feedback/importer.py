@@ -208,15 +208,26 @@ def import_file(store: FeedbackStore, path: Path, summary: ImportSummary, *, now
                 stored, batch = number, _Batch()
                 if progress:
                     progress(summary)
-    except (gzip.BadGzipFile, EOFError, zlib.error) as e:
+    except GZIP_ERRORS as e:
         # the whole batches before the damage are stored; importing again is a no-op for them
-        raise BadInput([Problem(file=str(path), message=f"not a readable gzip file ({e})")]) from None
+        raise _unreadable_gzip(path, e) from None
     except _Naive as e:
-        kept = f"lines 1-{stored} are stored" if stored else "nothing from this file was stored"
-        raise BadInput([Problem(file=str(path), line=e.number, key=e.err.key,
-                                message=f"{e.err}; {kept}")]) from None
+        raise _naive_stop(path, e.number, str(e.err), e.err.key, stored) from None
     _commit(store, batch, summary, now)
     summary.files += 1
+
+
+GZIP_ERRORS = (gzip.BadGzipFile, EOFError, zlib.error)
+
+
+def _unreadable_gzip(path: Path, e: Exception) -> BadInput:
+    return BadInput([Problem(file=str(path), message=f"not a readable gzip file ({e})")])
+
+
+def _naive_stop(path: Path, line: int, message: str, key: str | None, stored: int) -> BadInput:
+    """A naive timestamp stops the file: what was stored before it, said with the error."""
+    kept = f"lines 1-{stored} are stored" if stored else "nothing from this file was stored"
+    return BadInput([Problem(file=str(path), line=line, key=key, message=f"{message}; {kept}")])
 
 
 def import_workers(path: Path) -> int:
@@ -285,16 +296,14 @@ def _import_parallel(store: FeedbackStore, path: Path, summary: ImportSummary, *
                 last, result = pending.popleft()
                 batch, naive = result.get()
                 if naive is not None:
-                    kept = f"lines 1-{stored} are stored" if stored else "nothing from this file was stored"
-                    raise BadInput([Problem(file=str(path), line=naive[0], key=naive[2],
-                                            message=f"{naive[1]}; {kept}")])
+                    raise _naive_stop(path, *naive, stored)
                 submit()
                 _commit(store, batch, summary, now)
                 stored = last
                 if progress:
                     progress(summary)
-        except (gzip.BadGzipFile, EOFError, zlib.error) as e:
-            raise BadInput([Problem(file=str(path), message=f"not a readable gzip file ({e})")]) from None
+        except GZIP_ERRORS as e:
+            raise _unreadable_gzip(path, e) from None
 
 
 class _Naive(Exception):
