@@ -45,8 +45,8 @@ class Rendered:
     config: dict
     profile: Profile
     manifest: dict
+    loaded: LoadedRecipe  # the recipe it came from (what a deferred check needs)
     check: str = ""  # Axolotl's check: "checked", "cached" (passed before), "deferred", "" (not run)
-    loaded: LoadedRecipe | None = None  # the recipe it came from (what a deferred check needs)
 
 
 def tracking_keys(tracking: dict | None, run_name: str, source: str = "recipe") -> dict:
@@ -208,14 +208,14 @@ def _check(cfg: dict, lr: LoadedRecipe, profile: Profile, world_size: int, toolk
         raise BadInput(_at_sources(e.problems, lr, profile, toolkit_set)) from None
 
 
-def check_rendered(lr: LoadedRecipe, rendered: Rendered, topology: Topology | None = None) -> str:
+def check_rendered(rendered: Rendered, topology: Topology | None = None) -> str:
     """The check a render deferred (manifest `axolotl_check`), on the rendered config: BadInput
     at the recipe's or the profile's line, as render would have raised. "" when render checked."""
     deferred = rendered.manifest.get("axolotl_check")
     if not deferred:
         return ""
     world_size = fill_topology(rendered.profile.launcher, topology).world_size
-    return _check(rendered.config, lr, rendered.profile, world_size, set(deferred["toolkit_keys"]), rendered.run_dir)
+    return _check(rendered.config, rendered.loaded, rendered.profile, world_size, set(deferred["toolkit_keys"]), rendered.run_dir)
 
 
 def _at_sources(problems: list[Problem], lr: LoadedRecipe, profile: Profile, toolkit_set: set) -> list[Problem]:

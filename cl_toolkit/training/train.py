@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
@@ -92,10 +93,9 @@ def launch(rendered: Rendered, plan: LaunchPlan, workspace: Path, topology: Topo
     """Run the launch command in the run folder, the check render deferred beside it; the
     outcome (seconds, losses)."""
     rank = topology.node_rank if topology else 0
-    lr = rendered.loaded
-    preflight = (lambda: check_rendered(lr, rendered, topology)) if lr is not None else None
     return run_training(plan.argv, rendered.run_dir, workspace, on_progress, env=plan.env,
-                        wandb=bool(rendered.config.get("use_wandb")), preflight=preflight,
+                        wandb=bool(rendered.config.get("use_wandb")),
+                        preflight=partial(check_rendered, rendered, topology),
                         log_name="train.log" if rank == 0 else f"train-node{rank}.log")
 
 
