@@ -33,11 +33,10 @@ from cl_toolkit.core.files import (
 )
 from cl_toolkit.core.workspace import resolve_path
 from cl_toolkit.core.yamlio import display
-from cl_toolkit.recipe.domain_source import domain_problem, recorded_domains
 from cl_toolkit.recipe.model import LoadedRecipe, split_key, thaw
 from cl_toolkit.training.chat_rows import dedupe, read_chat_jsonl, source_label
 from cl_toolkit.training.draw import Cycler, Passes, allocate, coverage, take_tokens
-from cl_toolkit.training.pools import Pool, open_pools
+from cl_toolkit.training.pools import Pool, open_pools, source_domains
 from cl_toolkit.training.profiles import Profile, load_profile
 from cl_toolkit.training.strategies import STRATEGIES
 
@@ -51,17 +50,6 @@ class Mix:
     new_rows: list[dict]      # this version's own new data (kept for descendants' rehearsal)
     inputs: list[dict]        # manifest entries: role, source, sha256, rows
     counts: dict              # new, rehearsal per source, total, ratios (per_epoch: epochs, coverage)
-
-
-def _domains(src: dict, path: Path) -> dict:
-    """{"domains": [...]} for a source with `domain:` (checked again: the file may have
-    changed since validation), {} for one without."""
-    if "domain" not in src:
-        return {}
-    why = domain_problem(src, path)
-    if why:
-        raise BadInput(f"{source_label(src['path'])}: {why}")
-    return {"domains": list(recorded_domains(path))}
 
 
 def sample_exact(rows: list[dict], n: int, rng: random.Random) -> list[dict]:
@@ -97,7 +85,7 @@ def _base_rows(lr: LoadedRecipe, registry) -> tuple[list[dict], list[dict], list
         rows = read_chat_jsonl(path, src.get("max_rows"))
         new_rows.extend(rows)
         inputs.append({"role": "train", "source": source_label(src["path"]), "sha256": sha256_file(path), "rows": len(rows),
-                       **_domains(src, path)})
+                       **source_domains(src, path)})
     strategy, base, history = STRATEGIES[recipe.strategy], list(new_rows), None
     if strategy.history is not None:  # trained on in full, with the new rows (merge: every ancestor's data)
         past, past_inputs = strategy.history(lr, registry)
@@ -124,9 +112,6 @@ def build_mix(lr: LoadedRecipe, registry, profile: Profile | None = None) -> Mix
             tokens_of = token_counter(profile, lr.workspace)
     budget = _budget(reh, base, tokens_of) if sources else 0
     pools = open_pools(lr, registry, sources) if budget else []
-    for src, pool in zip(sources, pools, strict=bool(pools)):  # a `domain:` source: checked again, recorded
-        if "path" in src:
-            pool.inputs[0].update(_domains(src, resolve_path(src["path"], lr.root, lr.workspace)))
     mode = reh.resample if budget else "once"  # nothing to draw: nothing to resample (the mix of once)
     for pool in pools:
         inputs.extend(pool.inputs)

@@ -18,8 +18,9 @@ from cl_toolkit.core.errors import BadInput, Problem
 from cl_toolkit.core.files import jsonl_bytes, sha256_bytes, sha256_file
 from cl_toolkit.core.workspace import resolve_path
 from cl_toolkit.core.yamlio import display
+from cl_toolkit.recipe.domain_source import domain_problem, recorded_domains
 from cl_toolkit.recipe.model import LoadedRecipe, source_name
-from cl_toolkit.training.chat_rows import ancestor_rows, parse_row, read_chat_jsonl
+from cl_toolkit.training.chat_rows import ancestor_rows, parse_row, read_chat_jsonl, source_label
 
 STREAM_BYTES = 64 << 20  # a file pool at least this large is indexed and read row by row
 BLOCK = 8 << 20
@@ -108,12 +109,26 @@ def _input(label: str, digest: str, rows: int) -> dict:
     return {"role": "rehearsal", "source": label, "sha256": digest, "rows": rows}
 
 
+def source_domains(src: dict, path: Path) -> dict:
+    """{"domains": [...]} for a source with `domain:` (checked again: the file may have
+    changed since validation), {} for one without."""
+    if "domain" not in src:
+        return {}
+    why = domain_problem(src, path)
+    if why:
+        raise BadInput(f"{source_label(src['path'])}: {why}")
+    return {"domains": list(recorded_domains(path))}
+
+
 def open_pools(lr: LoadedRecipe, registry, sources) -> list[Pool]:
     """The pools of `sources`, in their order."""
     pools = []
     for src in sources:
         if "path" in src:
-            pools.append(file_pool(src["path"], resolve_path(src["path"], lr.root, lr.workspace), src.get("max_rows")))
+            path = resolve_path(src["path"], lr.root, lr.workspace)
+            pool = file_pool(src["path"], path, src.get("max_rows"))
+            pool.inputs[0].update(source_domains(src, path))  # a `domain:` source: checked again, recorded
+            pools.append(pool)
         elif "parent_data" in src:
             rows, inputs = ancestor_rows(lr, registry)
             pools.append(Pool("parent_data", len(rows), inputs, memory=rows))
