@@ -214,6 +214,58 @@ def test_every_step_of_a_bundled_strategy_is_a_valid_recipe(name, tmp_path):
     assert "initial_lora" in strategies and len(strategies) == 2
 
 
+def test_lines_share_a_first_experience_only_when_its_recipe_and_overrides_are_the_same(tmp_path):
+    from cl_toolkit.bench.cl import first_key
+
+    text = GOOD + """  later_only:
+    recipe: recipes/firefighter/1.1.0.yml
+    rehearsal: 0.25
+    set: {train.lora_dropout: 0.2}
+    first_set: {train.lora_dropout: 0.1}
+  other_first:
+    recipe: recipes/firefighter/1.1.0.yml
+    rehearsal: 0.25
+    first_set: {train.lora_dropout: 0.2}
+  same_first:
+    recipe: recipes/firefighter/1.1.0.yml
+    rehearsal: 0.5
+    first_set: {train.lora_dropout: 0.1, data.rehearsal.ratio: 0.25}
+"""
+    s, settings = load_stream(write(tmp_path, text), REPO), BenchSettings()
+    ws = tmp_path / "plan"
+    key = {name: first_key(s, s.strategy(name), 42, settings, REPO, ws)
+           for name in ("naive", "mine", "later_only", "other_first", "same_first")}
+    assert key["mine"] == key["later_only"]  # `set` changes only the later experiences
+    assert key["mine"] == key["same_first"]  # the same recipe once the overrides are applied
+    assert len({key["naive"], key["mine"], key["other_first"]}) == 3  # rehearsal, first_set differ
+    assert first_key(s, s.strategy("mine"), 43, settings, REPO, ws) != key["mine"]  # and the seed
+    assert first_key(s, s.strategy("mine"), 42, BenchSettings(epochs=2), REPO, ws) != key["mine"]
+
+
+@pytest.mark.parametrize("old_data, sources", [
+    ("replay", [{"parent_data": True}, {"path": "data/general/general.jsonl"}]),
+    ("none", [{"path": "data/general/general.jsonl"}]),
+    ("self", [{"self_rehearsal": {"prompts": {"parent_data": True}, "n": 100_000}}, {"path": "data/general/general.jsonl"}]),
+])
+def test_old_data_says_what_rehearsal_takes_from_the_earlier_experiences(old_data, sources, tmp_path):
+    text = GOOD.replace("    rehearsal: 0.25\n", f"    rehearsal: 0.25\n    old_data: {old_data}\n")
+    s = load_stream(write(tmp_path, text), REPO)
+    first = step_recipe(s, s.strategy("mine"), 0, 42, BenchSettings(), REPO)[1]
+    later = step_recipe(s, s.strategy("mine"), 1, 42, BenchSettings(), REPO)[1]
+    assert "data.rehearsal={ratio: 0.25, sources: [{path: data/general/general.jsonl}]}" in first
+    (reh,) = [o for o in later if o.startswith("data.rehearsal=")]
+    import yaml
+
+    assert yaml.safe_load(reh.split("=", 1)[1]) == {"ratio": 0.25, "sources": sources}
+
+
+def test_old_data_needs_a_rehearsal_ratio(tmp_path):
+    text = GOOD.replace("    rehearsal: 0.0\n", "    old_data: none\n")
+    with pytest.raises(BadInput) as e:
+        load_stream(write(tmp_path, text), REPO)
+    assert "[strategies.naive.old_data] old_data says what a rehearsal ratio draws from" in str(e.value)
+
+
 def test_cases_ask_each_experiences_suites_then_the_general_questions():
     from cl_toolkit.evaluation.suite import parse_suite
 
@@ -323,6 +375,18 @@ def test_summaries_comparison_and_tables_of_constructed_runs(tmp_path):
     assert plot(doc, tmp_path / "cl.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_the_tradeoff_plane_places_each_strategy_by_plasticity_and_bwt_and_marks_the_bounded(tmp_path):
+    from cl_toolkit.bench.output import tradeoff_plot, tradeoff_points
+
+    doc = _doc()
+    points = {p["strategy"]: p for p in tradeoff_points(doc)}
+    assert points["naive"]["bwt"]["mean"] == pytest.approx(-1.0) and points["naive"]["plasticity"]["mean"] == 1.0
+    assert points["mine"]["bwt"]["mean"] == pytest.approx(-0.075) and points["mine"]["bounded"] is True  # 1.5x: bounded
+    doc["comparison"]["strategies"]["mine"]["max_tokens_vs_reference"] = 1.51
+    assert tradeoff_points(doc)[1]["bounded"] is False
+    assert tradeoff_plot(doc, tmp_path / "t.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
 # ---- the reduced run ---------------------------------------------------------------------------
 
 REDUCED = GOOD.replace("first: recipes/firefighter/1.0.0.yml", "first: recipes/firefighter/1.0.0.yml\n"
@@ -351,17 +415,23 @@ def absolute_strings(node, at="") -> list[str]:
 
 @pytest.mark.slow
 def test_a_reduced_stream_trains_through_axolotl(clt, tmp_path, monkeypatch):
-    """A stream of one's own: 2 strategies x 2 experiences x 8 facts, 2 epochs, one seed,
-    a base pretrained 1 epoch; the work folder inside the workspace."""
+    """A stream of one's own: 3 strategies x 2 experiences x 8 facts, 2 epochs, one seed,
+    a base pretrained 1 epoch; the work folder inside the workspace. `naive_too` shares
+    naive's first experience (trained once); the first run trains in 2 worker processes, a
+    rerun reuses every line."""
     monkeypatch.chdir(REPO)
     ws = tmp_path / "ws"
     monkeypatch.setenv("CLT_HOME", str(ws))
     out = tmp_path / "results"
     ws.mkdir()
-    code, table, err = clt("bench", "cl", "--stream", write(ws, REDUCED), "--max-rows", 8, "--epochs", 2,
-                           "--pretrain-epochs", 1, "--out", out)
+    stream = write(ws, REDUCED + "  naive_too:\n    recipe: recipes/firefighter/1.1.0.yml\n    rehearsal: 0.0\n"
+                           "    set: {train.lora_dropout: 0.1}\n")
+    args = ("bench", "cl", "--stream", stream, "--max-rows", 8, "--epochs", 2, "--pretrain-epochs", 1, "--out", out)
+    code, table, err = clt(*args, "--jobs", 2)
     assert code == 0, err[-3000:]
-    assert "training 1/4: naive, seed 7, a (1/2)" in err and "training 4/4: mine, seed 7, b (2/2)" in err
+    assert "2 first experiences, then 3 lines, in 2 worker processes" in err
+    assert "training a for naive, naive_too, seed 7 (1/2)" in err and "training mine, seed 7, b (2/2)" in err
+    assert err.count("first experiences: ") == 2 and "lines: 3/3 done" in err
     assert "base: general (asked)" in err
     doc = json.loads((out / "stream.json").read_text())
     assert absolute_strings(doc) == []  # every path relative (to the work folder, the project, the workspace)
@@ -388,13 +458,23 @@ def test_a_reduced_stream_trains_through_axolotl(clt, tmp_path, monkeypatch):
             assert x["train_seconds"] > x["trainer_seconds"] > 0
         assert s["general"]["asked"]["drop"]["mean"] == pytest.approx(
             doc["base"]["accuracy"]["general"]["asked"] - steps[-1]["general"]["asked"], abs=1e-6)
-    naive, mine = doc["runs"]["naive"][0]["steps"], doc["runs"]["mine"][0]["steps"]
+    naive, mine, too = (doc["runs"][n][0]["steps"] for n in ("naive", "mine", "naive_too"))
+    assert too[0] == naive[0] and too[0]["trained_in"] == next(k["trained_in"] for k in doc["firsts"].values()
+                                                               if k["strategies"] == ["naive", "naive_too"])
+    assert too[1]["overrides"][-1] == "train.lora_dropout=0.1" and naive[1]["overrides"][-1] != too[1]["overrides"][-1]
     assert naive[1]["mix"]["total"] == 8 and mine[1]["mix"]["total"] > 2 * 8  # rehearsal only in `mine`
     assert mine[1]["mix"]["resample"] == "per_epoch"  # a continued strategy's default: both epochs written out
     ratio = doc["comparison"]["strategies"]["mine"]["tokens_vs_reference"][1]
     assert ratio == pytest.approx(mine[1]["training_tokens"] / naive[1]["training_tokens"], abs=1e-3) and ratio > 1
     assert doc["comparison"]["strategies"]["mine"]["deltas"]["acc"]["label"] == "noise unknown (one seed)"
     assert (out / "stream.png").is_file() and "| mine |" in (out / "stream.md").read_text() and "| naive |" in table
+    assert (out / "stream-tradeoff.png").read_bytes()[:4] == b"\x89PNG"
+    # the rerun trains nothing: the same lines, kept with the fingerprint of their inputs
+    code, _, err = clt(*args)
+    assert code == 0, err[-3000:]
+    assert err.count("  reused ") == 2 + 3 and "training firefighter" not in err
+    again = json.loads((out / "stream.json").read_text())
+    assert again["runs"] == doc["runs"] and again["strategies"] == doc["strategies"]
 
 
 def test_the_documented_stream_example_is_a_valid_stream(tmp_path):

@@ -15,6 +15,7 @@ import json
 import os
 import platform
 import shutil
+import sys
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -25,12 +26,14 @@ from cl_toolkit import __version__
 from cl_toolkit.bench import stats
 from cl_toolkit.bench.stream import StrategySpec, Stream
 from cl_toolkit.core.errors import BadInput, Problem
-from cl_toolkit.core.files import jsonl_bytes, sha256_file
+from cl_toolkit.core.files import atomic_write_json, jsonl_bytes, sha256_bytes, sha256_file
 from cl_toolkit.core.timefmt import utc_now
 from cl_toolkit.core.workspace import portable_path, resolve_path
-from cl_toolkit.core.yamlio import dump_yaml, read_yaml
+from cl_toolkit.core.yamlio import display, dump_yaml, read_yaml
+from cl_toolkit.evaluation.candidate import adapter_scorer
 from cl_toolkit.evaluation.evaluate import EvalSettings, evaluate_version
 from cl_toolkit.evaluation.suite import load_suite, parse_suite
+from cl_toolkit.recipe.model import thaw
 from cl_toolkit.registry import VersionRecord, open_registry
 from cl_toolkit.training.profiles import load_profile
 from cl_toolkit.training.strategies import STRATEGIES as TRAINING_STRATEGIES
@@ -39,6 +42,7 @@ from cl_toolkit.training.tiny_model import TinySpec, describe, make_tiny_model
 from cl_toolkit.training.train import train
 
 GENERAL = "general"  # the prefix of the general questions' case ids
+FIRSTS = "firsts"  # under the work folder: one workspace per distinct first experience
 
 
 @dataclass(frozen=True)
@@ -55,6 +59,8 @@ class BenchSettings:
     threads: int = 1  # torch threads while evaluating (2 threads on a busy 2-core box: 13x slower)
     eval_batch_size: int = 64  # prompts per generate() batch
     train_threads: int = 1  # OMP/MKL threads of each training process (a hidden-64 model gains nothing from more)
+    jobs: int = 1  # (strategy, seed) lines trained at once, each in its own worker process
+    fresh: bool = False  # train everything again, even what an earlier run kept with the same inputs
 
 
 def narrow(stream: Stream, settings: BenchSettings) -> Stream:
@@ -89,8 +95,13 @@ def yaml_value(value) -> str:
     return dump_yaml(value, default_flow_style=True, width=1 << 30).strip().removesuffix("...").strip()
 
 
-def _rehearsal(ratio: float, i: int, sources: tuple[str, ...]) -> str:
-    items = (["{parent_data: true}"] if i else []) + [f"{{path: {p}}}" for p in sources]
+SELF_PROMPTS = 100_000  # self rehearsal: every earlier prompt (n caps the prompts drawn)
+OLD_SOURCES = {"replay": ["{parent_data: true}"], "none": [],
+               "self": [f"{{self_rehearsal: {{prompts: {{parent_data: true}}, n: {SELF_PROMPTS}}}}}"]}
+
+
+def _rehearsal(ratio: float, i: int, sources: tuple[str, ...], old_data: str = "replay") -> str:
+    items = (OLD_SOURCES[old_data] if i else []) + [f"{{path: {p}}}" for p in sources]
     return f"data.rehearsal={{ratio: {ratio}, sources: [{', '.join(items) if ratio else ''}]}}"
 
 
@@ -110,7 +121,7 @@ def step_recipe(stream: Stream, spec: StrategySpec, i: int, seed: int, settings:
     overrides = [f"version={version_of(major, i)}", f"parent={parent or 'null'}", f"data.train=[{train}]",
                  f"data.seed={seed}"]
     if spec.rehearsal is not None:
-        overrides.append(_rehearsal(spec.rehearsal, i, stream.rehearsal_sources))
+        overrides.append(_rehearsal(spec.rehearsal, i, stream.rehearsal_sources, spec.old_data))
     budget = dict(stream.budget)
     budget.update({k: v for k, v in (("num_epochs", settings.epochs), ("learning_rate", settings.learning_rate)) if v})
     overrides += [f"train.{k}={yaml_value(v)}" for k, v in budget.items()]
@@ -227,15 +238,18 @@ def run_step(spec: StrategySpec, i: int, seed: int, ws: Path, reg, suite, stream
     recipe, overrides = step_recipe(stream, spec, i, seed, settings, root)
     lr = load_recipe(root / recipe, overrides, workspace=ws)
     counted: dict = {}
+    eval_settings = EvalSettings(batch_size=settings.eval_batch_size, threads=settings.threads)
     start = time.monotonic()
-    rec = train(lr, reg, on_progress=lambda info: counted.update(info) if set(info) == {"steps"} else None).record
+    rec = train(lr, reg, on_progress=lambda info: counted.update(info) if set(info) == {"steps"} else None,
+                scorer=adapter_scorer(eval_settings)).record  # merge_adapters scores its merge weights
     wall = time.monotonic() - start
     run = Path(rec.run_dir)
-    mix = json.loads((run / "manifest.json").read_text())["mix"]
+    manifest = json.loads((run / "manifest.json").read_text())
     summary = next((x for x in json.loads((run / "metrics.json").read_text())["losses"] if "train_runtime" in x), {})
     return {"experience": stream.experiences[i].name, "version": rec.version, "parent": rec.parent,
             "strategy": rec.strategy, "recipe": recipe, "recipe_sha256": lr.sha256, "overrides": overrides,
-            "mix": mix, "train_loss": rec.metrics.get("train_loss"),
+            "mix": manifest["mix"], "train_loss": rec.metrics.get("train_loss"),
+            **({"finish": rec.metrics["finish"]} if "finish" in rec.metrics else {}),
             "optimizer_steps": counted.get("steps"), "training_tokens": training_tokens(run, tokenizer),
             "trainer_seconds": summary.get("train_runtime"),  # Axolotl's training loop alone
             "train_seconds": rec.train_seconds,  # the whole training process, imports included
@@ -246,10 +260,13 @@ def run_step(spec: StrategySpec, i: int, seed: int, ws: Path, reg, suite, stream
 class Progress:
     """One line per training: which of how many, and the time left at the pace so far."""
 
-    def __init__(self, total: int, say: Callable[[str], None]):
+    def __init__(self, total: int | None, say: Callable[[str], None]):
+        """`total` None: a worker's trainings, counted by the process that gathers them."""
         self.total, self.done, self.say, self.start = total, 0, say, time.monotonic()
 
     def begin(self, what: str) -> None:
+        if self.total is None:
+            return self.say(f"training {what}")
         left = ""
         if self.done:
             pace = (time.monotonic() - self.start) / self.done
@@ -261,26 +278,218 @@ class Progress:
         self.say(line)
 
 
-def run_line(spec: StrategySpec, seed: int, work: Path, base: dict, suite, stream: Stream,
-             settings: BenchSettings, root: Path, tokenizer, progress: Progress) -> dict:
-    """Learn the stream with one strategy and one seed in a fresh workspace."""
-    ws = work / "strategies" / spec.name / f"seed-{seed}"
+@dataclass(frozen=True)
+class Context:
+    """What every training of a run shares (sent to each worker process of `jobs`)."""
+
+    stream: Stream
+    settings: BenchSettings
+    root: Path
+    work: Path
+    base: dict
+    base_dir: str
+    suite: object
+    firsts: dict  # (strategy, seed) -> the key of its first experience (first_key)
+
+
+_TOKENIZERS: dict = {}
+
+
+def _tokenizer(base_dir: str):
+    """The base's tokenizer, once per process (it counts training tokens)."""
+    if base_dir not in _TOKENIZERS:
+        from transformers import AutoTokenizer
+
+        _TOKENIZERS[base_dir] = AutoTokenizer.from_pretrained(base_dir)
+    return _TOKENIZERS[base_dir]
+
+
+def first_key(stream: Stream, spec: StrategySpec, seed: int, settings: BenchSettings, root: Path,
+              workspace: Path) -> str:
+    """Strategies whose first experience is the same recipe once its overrides are applied
+    (and the same seed) train it once: CPU training is deterministic
+    (training/determinism.py), so the adapter would be the same bytes in every line. The key
+    names that training: a hash of the loaded recipe."""
+    recipe, overrides = step_recipe(stream, spec, 0, seed, settings, root)
+    loaded = load_recipe(root / recipe, overrides, workspace=workspace)
+    return f"seed-{seed}-" + sha256_bytes(json.dumps(thaw(loaded.raw), sort_keys=True, default=str).encode())[:12]
+
+
+def _fresh_workspace(ws: Path, ctx: Context) -> None:
     shutil.rmtree(ws, ignore_errors=True)
     ws.mkdir(parents=True)
-    if base.get("copy_to"):
-        shutil.copytree(work / base["path"], ws / base["copy_to"])
-    steps = []
+    if ctx.base.get("copy_to"):
+        shutil.copytree(ctx.work / ctx.base["path"], ws / ctx.base["copy_to"])
+
+
+def _step_line(spec: StrategySpec, seed: int, s: dict, stream: Stream) -> str:
+    head = stream.suites[0]
+    general = "".join(f", general {v:.0%}" for v in list(s[GENERAL].values())[:1])
+    return (f"  {spec.name} {s['version']} (seed {seed}): {s['step_seconds']:.0f} s, "
+            f"{s['optimizer_steps'] or '?'} steps, {s['training_tokens']} tokens; {head} {_pct(s[head])}{general}")
+
+
+def fingerprint(ctx: Context, spec: StrategySpec, seed: int, steps: range) -> str:
+    """What a stored result depends on: the toolkit, the base, the suite, and per step its
+    recipe (path, bytes and overrides), the profile and every data file it reads. A stored
+    first experience or line with the same fingerprint is reused (training is deterministic);
+    any change trains it again."""
+    stream, root = ctx.stream, ctx.root
+    files = [stream.profile, *stream.rehearsal_sources]
+    parts: list = [__version__, ctx.base.get("spec") or ctx.base.get("path"), ctx.base.get("weights_sha256"), ctx.suite.sha256]
+    for i in steps:
+        recipe, overrides = step_recipe(stream, spec, i, seed, ctx.settings, root)
+        parts.append([recipe, overrides, sha256_file(root / recipe)])
+        files += list(stream.experiences[i].train)
+    parts.append({f: sha256_file(root / f) for f in sorted(set(files))})
+    return sha256_bytes(json.dumps(parts, sort_keys=True, default=str).encode())
+
+
+def _stored(path: Path, key: str, ctx: Context) -> dict | None:
+    """The result kept at `path` when it was made from the same inputs (and --fresh is off)."""
+    if ctx.settings.fresh or not path.is_file():
+        return None
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return doc.get("result") if doc.get("fingerprint") == key else None
+
+
+def run_first(spec: StrategySpec, seed: int, key: str, ctx: Context, progress: Progress) -> dict:
+    """Train the first experience in its own workspace, FIRSTS/<key>, which every line that
+    shares it starts from (a copy); its step is kept there as first.json, and reused by a
+    later run while its fingerprint holds."""
+    ws = ctx.work / FIRSTS / key
+    shared = ", ".join(s.name for s in ctx.stream.strategies if ctx.firsts[(s.name, seed)] == key)
+    what = f"{ctx.stream.experiences[0].name} for {shared}, seed {seed} (1/{len(ctx.stream.experiences)})"
+    sig = fingerprint(ctx, spec, seed, range(1))
+    step = _stored(ws / "first.json", sig, ctx)
+    if step is not None:
+        progress.end(f"  reused {what}: trained by an earlier run with the same inputs ({portable_rel(ws, ctx.work)})")
+        return step
+    _fresh_workspace(ws, ctx)
+    progress.begin(what)
     with open_registry(ws) as reg:
-        for i, exp in enumerate(stream.experiences):
-            progress.begin(f"{spec.name}, seed {seed}, {exp.name} ({i + 1}/{len(stream.experiences)})")
-            s = run_step(spec, i, seed, ws, reg, suite, stream, settings, root, tokenizer)
+        step = run_step(spec, 0, seed, ws, reg, ctx.suite, ctx.stream, ctx.settings, ctx.root, _tokenizer(ctx.base_dir))
+    atomic_write_json(ws / "first.json", {"fingerprint": sig, "result": step})
+    progress.end(_step_line(spec, seed, step, ctx.stream))
+    return step
+
+
+def run_line(spec: StrategySpec, seed: int, ctx: Context, progress: Progress) -> dict:
+    """Learn the stream with one strategy and one seed in a fresh workspace: a copy of its
+    first experience's (run_first), then every later experience. The finished line is kept
+    as line.json and reused by a later run while its fingerprint holds."""
+    stream, work = ctx.stream, ctx.work
+    ws = work / "strategies" / spec.name / f"seed-{seed}"
+    sig = fingerprint(ctx, spec, seed, range(len(stream.experiences)))
+    line = _stored(ws / "line.json", sig, ctx)
+    if line is not None:
+        for i in range(1, len(stream.experiences)):
+            progress.end(f"  reused {spec.name}, seed {seed}, {stream.experiences[i].name}: an earlier run's, same inputs")
+        return line
+    first = work / FIRSTS / ctx.firsts[(spec.name, seed)]
+    shutil.rmtree(ws, ignore_errors=True)
+    ws.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(first, ws, ignore=shutil.ignore_patterns("first.json"))
+    steps = [{**json.loads((first / "first.json").read_text())["result"], "trained_in": portable_rel(first, work)}]
+    with open_registry(ws) as reg:
+        for i in range(1, len(stream.experiences)):
+            progress.begin(f"{spec.name}, seed {seed}, {stream.experiences[i].name} ({i + 1}/{len(stream.experiences)})")
+            s = run_step(spec, i, seed, ws, reg, ctx.suite, stream, ctx.settings, ctx.root, _tokenizer(ctx.base_dir))
             steps.append(s)
-            head = stream.suites[0]
-            general = "".join(f", general {v:.0%}" for v in list(s[GENERAL].values())[:1])
-            progress.end(f"  {spec.name} {s['version']} (seed {seed}): {s['step_seconds']:.0f} s, "
-                         f"{s['optimizer_steps'] or '?'} steps, {s['training_tokens']} tokens; "
-                         f"{head} {_pct(s[head])}{general}")
-    return {"seed": seed, "workspace": portable_rel(ws, work), "steps": steps, **stats.line_metrics(steps, stream)}
+            progress.end(_step_line(spec, seed, s, stream))
+    line = {"seed": seed, "workspace": portable_rel(ws, work), "steps": steps, **stats.line_metrics(steps, stream)}
+    atomic_write_json(ws / "line.json", {"fingerprint": sig, "result": line})
+    return line
+
+
+_MESSAGES = None  # in a worker process: the queue its progress lines go to (the parent says them)
+
+
+def _init_worker(log: str, messages) -> None:
+    """A worker's own output (the trainings' bars, library warnings) goes to its log file,
+    so two workers never write over each other's live bars; its progress lines go to the
+    parent through `messages`."""
+    global _MESSAGES
+    _MESSAGES = messages
+    f = open(log, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - the worker's stderr while it lives
+    os.dup2(f.fileno(), 2)
+    sys.stderr = f
+
+
+def _first_job(spec: StrategySpec, seed: int, key: str, ctx: Context) -> dict:
+    return run_first(spec, seed, key, ctx, Progress(None, _MESSAGES.put))
+
+
+def _line_job(spec: StrategySpec, seed: int, ctx: Context) -> dict:
+    return run_line(spec, seed, ctx, Progress(None, _MESSAGES.put))
+
+
+def _relay(messages, say: Callable[[str], None]) -> None:
+    for message in iter(messages.get, None):
+        say(message)
+
+
+def run_all(ctx: Context, jobs: int, say: Callable[[str], None]) -> tuple[dict, dict]:
+    """Every first experience once, then every (strategy, seed) line: in this process with
+    one progress count, or in `jobs` worker processes (each training pinned to its own
+    threads, so 2 jobs on 2 cores train about twice as fast as one; each worker's own output
+    goes to WORK/logs/). Returns ({key: first step}, {strategy: [line per seed]})."""
+    stream = ctx.stream
+    firsts: dict[str, tuple[StrategySpec, int]] = {}
+    for spec in stream.strategies:
+        for seed in stream.seeds:
+            firsts.setdefault(ctx.firsts[(spec.name, seed)], (spec, seed))
+    lines = [(spec, seed) for spec in stream.strategies for seed in stream.seeds]
+    if jobs <= 1:
+        progress = Progress(len(firsts) + len(lines) * (len(stream.experiences) - 1), say)
+        done = {k: run_first(spec, seed, k, ctx, progress) for k, (spec, seed) in firsts.items()}
+        out = [run_line(spec, seed, ctx, progress) for spec, seed in lines]
+    else:
+        import multiprocessing
+        import threading
+        from concurrent.futures import ProcessPoolExecutor
+
+        logs = ctx.work / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        say(f"{len(firsts)} first experiences, then {len(lines)} lines, in {jobs} worker processes "
+            f"(their own output: {display(logs)}/)")
+        mp = multiprocessing.get_context("spawn")
+        with mp.Manager() as manager:
+            messages = manager.Queue()
+            relay = threading.Thread(target=_relay, args=(messages, say), daemon=True)
+            relay.start()
+            try:
+                with ProcessPoolExecutor(jobs, mp_context=mp, initializer=_init_worker,
+                                         initargs=(str(logs / f"workers-{os.getpid()}.log"), messages)) as pool:
+                    done = dict(zip(firsts, _gather(pool, [(_first_job, spec, seed, k, ctx)
+                                                           for k, (spec, seed) in firsts.items()],
+                                                    "first experiences", say), strict=True))
+                    out = _gather(pool, [(_line_job, spec, seed, ctx) for spec, seed in lines], "lines", say)
+            finally:
+                messages.put(None)
+                relay.join()
+    runs: dict[str, list] = {}
+    for (spec, _), line in zip(lines, out, strict=True):
+        runs.setdefault(spec.name, []).append(line)
+    return done, runs
+
+
+def _gather(pool, calls: list[tuple], what: str, say: Callable[[str], None]) -> list:
+    """Submit every call, say each completion with the time left at the pace so far, and
+    return the results in the calls' order."""
+    from concurrent.futures import as_completed
+
+    start = time.monotonic()
+    futures = {pool.submit(*call): n for n, call in enumerate(calls)}
+    results: list = [None] * len(calls)
+    for k, future in enumerate(as_completed(futures), 1):
+        results[futures[future]] = future.result()
+        pace = (time.monotonic() - start) / k
+        say(f"{what}: {k}/{len(calls)} done, about {pace * (len(calls) - k) / 60:.0f} min left")
+    return results
 
 
 def _pct(values: list[float]) -> str:
@@ -340,8 +549,6 @@ def setup_base(stream: Stream, settings: BenchSettings, root: Path, work: Path, 
 def run_benchmark(stream: Stream, root: Path, work: Path, workspace: Path, settings: BenchSettings,
                   say: Callable[[str], None] = lambda m: None) -> dict:
     """Run every strategy with every seed over the stream; the whole result document."""
-    from transformers import AutoTokenizer
-
     stream = narrow(stream, settings)
     start, started_at = time.monotonic(), utc_now()
     host = machine()
@@ -349,14 +556,14 @@ def run_benchmark(stream: Stream, root: Path, work: Path, workspace: Path, setti
     (work / "suite.jsonl").parent.mkdir(parents=True, exist_ok=True)
     (work / "suite.jsonl").write_bytes(jsonl_bytes(build_cases(stream, root, settings.max_rows)))
     suite = load_suite(work / "suite.jsonl")
-    progress = Progress(len(stream.strategies) * len(stream.seeds) * len(stream.experiences), say)
     with thread_env(settings.train_threads):
         base, base_dir = setup_base(stream, settings, root, work, say)
         base["accuracy"] = evaluate(work / "base", base_record(stream.model, base_dir), suite, stream, settings)
         say("base: " + ", ".join(f"general ({k}) {v:.0%}" for k, v in base["accuracy"][GENERAL].items()))
-        tokenizer = AutoTokenizer.from_pretrained(base_dir)
-        runs = {s.name: [run_line(s, seed, work, base, suite, stream, settings, root,
-                                  tokenizer, progress) for seed in stream.seeds] for s in stream.strategies}
+        keys = {(s.name, seed): first_key(stream, s, seed, settings, root, work / "strategies" / "_plan")
+                for s in stream.strategies for seed in stream.seeds}
+        ctx = Context(stream, settings, root, work, base, base_dir, suite, keys)
+        firsts, runs = run_all(ctx, settings.jobs, say)
     base.pop("copy_to", None)
     return {
         "benchmark": "continual-learning", "toolkit_version": __version__, "started_at": started_at,
@@ -367,7 +574,11 @@ def run_benchmark(stream: Stream, root: Path, work: Path, workspace: Path, setti
         "work_dir": portable_path(work, root, workspace),
         "suite": {"path": "suite.jsonl", "sha256": suite.sha256, "cases": len(suite.cases)},
         "profile": {"path": stream.profile, "sha256": sha256_file(root / stream.profile)},
-        "base": base, "runs": runs,
+        "base": base, "firsts": {k: {"experience": v["experience"], "trained_in": f"{FIRSTS}/{k}",
+                                     "strategies": [s.name for s in stream.strategies
+                                                    for seed in stream.seeds if keys[(s.name, seed)] == k]}
+                                 for k, v in firsts.items()},
+        "runs": runs,
         "strategies": {s.name: {"about": s.about, **stats.summarize_runs(runs[s.name], base, stream)}
                        for s in stream.strategies},
         "comparison": stats.compare_all(runs, base, stream),

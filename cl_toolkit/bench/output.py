@@ -194,11 +194,58 @@ def plot(doc: dict, path: Path) -> Path:
     return path
 
 
+def tradeoff_points(doc: dict) -> list[dict]:
+    """Each strategy on the stability-plasticity plane (headline suite, mean ± std over the
+    seeds, in points): plasticity against BWT, and whether its tokens per experience stay
+    within COST_BOUND× the reference's."""
+    suite = doc["stream"]["suites"][0]
+    out = []
+    for name in _order(doc):
+        m, c = doc["strategies"][name]["metrics"][suite], doc["comparison"]["strategies"][name]
+        if m["bwt"]["mean"] is None:
+            continue
+        ratio = c["max_tokens_vs_reference"]
+        out.append({"strategy": name, "plasticity": m["plasticity_mean"], "bwt": m["bwt"],
+                    "bounded": ratio is not None and ratio <= COST_BOUND, "tokens_vs_reference": ratio})
+    return out
+
+
+def tradeoff_plot(doc: dict, path: Path) -> Path:
+    """The stability-plasticity plane: a point per strategy (plasticity, BWT) with the seeds'
+    standard deviation as error bars; filled where the tokens per experience are bounded
+    (≤ COST_BOUND× the reference's), hollow where they are not. A sweep of one knob (the
+    anchor strength λ, the rehearsal ratio) reads as a curve across it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 5.5))
+    for p in tradeoff_points(doc):
+        x, y = p["plasticity"], p["bwt"]
+        ax.errorbar(x["mean"] * 100, y["mean"] * 100, xerr=(x["std"] or 0) * 100, yerr=(y["std"] or 0) * 100,
+                    fmt="o", ms=7, capsize=2, mfc=None if p["bounded"] else "white")
+        ax.annotate(p["strategy"], (x["mean"] * 100, y["mean"] * 100), fontsize=7, xytext=(4, 4), textcoords="offset points")
+    ax.axhline(0, color="grey", lw=0.5)
+    ax.set_xlabel(f"plasticity (% of a quarter learned right after it), `{doc['stream']['suites'][0]}` suites")
+    ax.set_ylabel("BWT (points; negative = forgetting)")
+    ax.set_title(f"{doc['stream']['name']}: stability against plasticity, mean ± std over "
+                 f"{len(doc['settings']['seeds'])} seed(s); hollow: tokens > {COST_BOUND}× "
+                 f"{doc['comparison']['reference']}", fontsize=9)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
 def write_results(doc: dict, out_dir: Path, stem: str) -> dict[str, Path]:
-    """`<stem>.json`, `<stem>.md` and `<stem>.png` in `out_dir`."""
+    """`<stem>.json`, `<stem>.md`, `<stem>.png` (matrices and metrics) and
+    `<stem>-tradeoff.png` (the stability-plasticity plane) in `out_dir`."""
     out_dir = Path(out_dir)
-    paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "plot": out_dir / f"{stem}.png"}
+    paths = {"json": out_dir / f"{stem}.json", "markdown": out_dir / f"{stem}.md", "plot": out_dir / f"{stem}.png",
+             "tradeoff": out_dir / f"{stem}-tradeoff.png"}
     atomic_write_json(paths["json"], doc)
     atomic_write_text(paths["markdown"], markdown(doc))
     plot(doc, paths["plot"])
+    tradeoff_plot(doc, paths["tradeoff"])
     return paths

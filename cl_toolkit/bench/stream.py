@@ -20,6 +20,11 @@ PATHS = {"type": "array", "minItems": 1, "items": {"type": "string", "minLength"
 SUITES = {"type": "object", "minProperties": 1, "propertyNames": {"pattern": NAME},
           "additionalProperties": {"type": "string", "minLength": 1}}
 
+# what a strategy's rehearsal takes from the earlier experiences (besides rehearsal_sources):
+# their rows (replay), the parent's own answers to their prompts (self: old prompts only),
+# or nothing (none: the old training data is gone)
+OLD_DATA = ("replay", "self", "none")
+
 SET = {"type": "object", "propertyNames": {"pattern": r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$"}}
 
 SCHEMA = {
@@ -51,6 +56,7 @@ SCHEMA = {
                     "first": {"type": "string", "minLength": 1},
                     "recipe": {"type": "string", "minLength": 1},
                     "rehearsal": {"type": "number", "minimum": 0, "exclusiveMaximum": 1},
+                    "old_data": {"enum": list(OLD_DATA)},
                     "set": SET,
                     "first_set": SET,
                 },
@@ -73,7 +79,8 @@ class StrategySpec:
     """How a line learns the stream: `first` trains experience 1, `recipe` every later one;
     `rehearsal` (a share of the mix, drawn from the earlier experiences and the stream's
     `rehearsal_sources`) on top, then `set` (dotted recipe keys, like `--set`) on every later
-    experience and `first_set` on the first."""
+    experience and `first_set` on the first. `old_data` is what the rehearsal takes from the
+    earlier experiences: their rows, the parent's answers to their prompts, or nothing."""
 
     name: str
     about: str
@@ -82,6 +89,7 @@ class StrategySpec:
     rehearsal: float | None
     set: tuple[tuple[str, object], ...]
     first_set: tuple[tuple[str, object], ...] = ()
+    old_data: str = "replay"
 
 
 @dataclass(frozen=True)
@@ -162,6 +170,9 @@ def _semantic_problems(data: dict, root: Path) -> list[tuple[tuple, str]]:
             if re.match(OWNED, key):
                 problems.append((("strategies", name, block, key),
                                  f"{key} is set by the benchmark for every step; use the stream's keys instead"))
+        if s.get("old_data", "replay") != "replay" and "rehearsal" not in s:
+            problems.append((("strategies", name, "old_data"), "old_data says what a rehearsal ratio draws from: "
+                             "give the strategy a rehearsal ratio too"))
         if "rehearsal" in s and not data.get("rehearsal_sources") and s["rehearsal"] > 0:
             problems.append((("strategies", name, "rehearsal"),
                              "a rehearsal ratio needs the stream's rehearsal_sources (besides the earlier experiences)"))
@@ -177,7 +188,7 @@ def _freeze(data: dict, path: Path, root: Path) -> Stream:
     strategies = tuple(
         StrategySpec(name=name, about=s.get("about", ""), first=s.get("first", first), recipe=s["recipe"],
                      rehearsal=s.get("rehearsal"), set=tuple(s.get("set", {}).items()),
-                     first_set=tuple(s.get("first_set", {}).items()))
+                     first_set=tuple(s.get("first_set", {}).items()), old_data=s.get("old_data", "replay"))
         for name, s in data["strategies"].items())
     experiences = tuple(Experience(e["name"], tuple(e["train"]), tuple(e["tests"].items())) for e in data["experiences"])
     rel = Path(path).resolve()
