@@ -222,3 +222,19 @@ def test_a_bad_self_rehearsal_source_exits_2_with_file_line_and_key(proj, clt, s
     code, _out, err = clt("recipe", "validate", path)
     assert code == 2 and "Traceback" not in err
     assert f"1.0.0.yml:{line_of(text, needle)}: [{key}]" in err and says in err, err
+
+
+def test_the_documented_example_loads_and_the_schema_gives_the_defaults(workspace, parent):
+    import yaml
+    from test_docs import blocks
+
+    from cl_toolkit.training.self_rehearsal import settings
+
+    (text,) = blocks("formats.md", "Self-synthesised rehearsal", "yaml")
+    reh = yaml.safe_load(text)["rehearsal"]
+    lr = loaded(workspace, f"data.rehearsal={json.dumps(reh)}")
+    (source,) = lr.recipe.data.rehearsal.sources
+    assert settings(source["self_rehearsal"]) == {"prompts": {"parent_data": True}, "n": 200, "max_new_tokens": 64,
+                                                  "min_quality": 0.5}
+    assert settings({"prompts": {"path": "x.jsonl"}, "n": 3}) == {"prompts": {"path": "x.jsonl"}, "n": 3,
+                                                                  "max_new_tokens": 64, "min_quality": 0.5}
