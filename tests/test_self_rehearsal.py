@@ -211,7 +211,7 @@ def test_clt_data_build_records_the_source_in_mix_json(workspace, parent, clt, t
     ("{self_rehearsal: {prompts: {path: data/nope.jsonl}, n: 3}}",
      "data.rehearsal.sources[0].self_rehearsal.prompts.path", "path: data/nope", "file not found"),
     ("{self_rehearsal: {prompts: {file: x}, n: 3}}", "data.rehearsal.sources[0].self_rehearsal.prompts",
-     "prompts:", "{path: FILE}, {parent_data: true} or a list"),
+     "prompts:", "{path: FILE}, {parent_data: true}, {store: true} or a list"),
 ])
 def test_a_bad_self_rehearsal_source_exits_2_with_file_line_and_key(proj, clt, source, key, needle, says):
     import yaml
@@ -238,3 +238,25 @@ def test_the_documented_example_loads_and_the_schema_gives_the_defaults(workspac
                                                   "min_quality": 0.5}
     assert settings({"prompts": {"path": "x.jsonl"}, "n": 3}) == {"prompts": {"path": "x.jsonl"}, "n": 3,
                                                                   "max_new_tokens": 64, "min_quality": 0.5}
+
+
+def test_prompts_from_the_feedback_store_are_the_lines_own(workspace, parent):
+    from cl_toolkit.core.errors import BadInput
+    from cl_toolkit.feedback.store import open_store
+
+    store_prompts = "data.rehearsal.sources=[{self_rehearsal: {prompts: {store: true}, n: 10}}]"
+    with pytest.raises(BadInput, match="store.*hold no prompts"):
+        rows_of(workspace, store_prompts)  # no store yet: nothing to answer
+    assert not (workspace / "feedback.db").exists()  # and none was created
+    with open_store(workspace) as store:
+        store.log_prediction("r1", "What is the LEL of methane?", "5 %", "1.0.0", timestamp="2025-04-01T00:00:00Z")
+        store.log_prediction("r2", "What is the IDLH of ammonia?", "300 ppm", "1.0.0",
+                             timestamp="2025-04-02T00:00:00Z", metadata={"model": "firefighter"})
+        store.log_prediction("r3", "Another line's question?", "x", "1.0.0", timestamp="2025-04-03T00:00:00Z",
+                             metadata={"model": "hazmat"})
+        store.log_prediction("r4", "An unregistered version's question?", "x", "9.9.9",
+                             timestamp="2025-04-04T00:00:00Z")
+    rows, block = rows_of(workspace, store_prompts)
+    assert block["prompts"][0]["source"] == "store" and block["prompts"][0]["prompts"] == 2 and block["drawn"] == 2
+    assert len(rows) + sum(block["dropped"].values()) == 2
+    assert {r["messages"][0]["content"] for r in rows} <= {"What is the LEL of methane?", "What is the IDLH of ammonia?"}

@@ -107,7 +107,7 @@ def schema_for(strategies: Mapping[str, Any]) -> dict:
 
 
 _ONE_OF = {"sources": "must be one of {path: FILE}, {parent_data: true}, {buffer: true} or {self_rehearsal: {...}}",
-           "prompts": "must be {path: FILE}, {parent_data: true} or a list of these"}
+           "prompts": "must be {path: FILE}, {parent_data: true}, {store: true} or a list of these"}
 
 
 def _schema_problems(data: dict, lines: LineMap, fname: str, schema: dict) -> list[Problem]:

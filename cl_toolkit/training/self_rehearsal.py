@@ -3,7 +3,8 @@ training data is gone (`{self_rehearsal: {prompts: SOURCE, n: N}}` in data.rehea
 
 The parent answers n prompts drawn (seeded by data.seed, without replacement) from the
 prompt sources: a file (chat rows: the first user turn; a regression suite: `input`; rows
-`{"prompt"}`) or `parent_data` (the first user turn of every ancestor's training row).
+`{"prompt"}`), `parent_data` (the first user turn of every ancestor's training row) or
+`store` (the line's predictions logged in the feedback store).
 Greedy decoding, batched, left padding, the tokenizer's chat template. The answers then go
 through the rules of `clt feedback extract`: the heuristic quality score of
 `clt feedback score` (below `min_quality`: dropped, counted), PII redaction of prompt and
@@ -26,6 +27,7 @@ from cl_toolkit.core.workspace import resolve_path, workspace_ref
 from cl_toolkit.core.yamlio import display
 from cl_toolkit.feedback.extract import dedupe_key
 from cl_toolkit.feedback.redact import PLACEHOLDERS, may_hold_pii, redact
+from cl_toolkit.feedback.rehearsal import logged_prompts
 from cl_toolkit.feedback.scoring import PENALTIES, heuristic_flags, log_length_reference
 from cl_toolkit.recipe.model import LoadedRecipe, recipe_schema, thaw
 from cl_toolkit.registry import VersionRecord, weights_sha256
@@ -87,6 +89,10 @@ def gather_prompts(lr: LoadedRecipe, registry, prompts_spec) -> tuple[list[str],
         if "path" in spec:
             path = resolve_path(spec["path"], lr.root, lr.workspace)
             got, label, digest = read_prompts(path), source_label(spec["path"]), sha256_file(path)
+        elif "store" in spec:
+            versions = [rec.version for rec in registry.versions(lr.recipe.model)]
+            got = [p for p in logged_prompts(lr.workspace, lr.recipe.model, versions) if p.strip()]
+            label, digest = "store", sha256_bytes(jsonl_bytes({"prompt": p} for p in got))
         else:
             rows, _ = ancestor_rows(lr, registry)
             got = [p for p in map(_prompt_of, rows) if p is not None]
@@ -169,6 +175,8 @@ def self_rehearsal_rows(lr: LoadedRecipe, registry, spec) -> tuple[list[dict], d
     opts = settings(spec)
     rec = registry.require(lr.recipe.model, lr.recipe.parent)
     pool, sources = gather_prompts(lr, registry, opts["prompts"])
+    if not pool:
+        raise BadInput(f"self_rehearsal: its prompt sources ({', '.join(s['source'] for s in sources)}) hold no prompts")
     drawn, unique = draw_prompts(pool, opts["n"], lr.recipe.data.seed)
     key = {"format": CACHE_FORMAT, "parent": f"{rec.model} {rec.version}", "weights_sha256": weights_sha256(rec),
            "base_model": rec.base_model, "prompts_sha256": sha256_bytes(jsonl_bytes({"prompt": p} for p in drawn)),
