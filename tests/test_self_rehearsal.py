@@ -260,3 +260,16 @@ def test_prompts_from_the_feedback_store_are_the_lines_own(workspace, parent):
     assert block["prompts"][0]["source"] == "store" and block["prompts"][0]["prompts"] == 2 and block["drawn"] == 2
     assert len(rows) + sum(block["dropped"].values()) == 2
     assert {r["messages"][0]["content"] for r in rows} <= {"What is the LEL of methane?", "What is the IDLH of ammonia?"}
+
+
+def test_a_second_self_rehearsal_source_is_refused_at_its_line(proj, clt):
+    one = {"self_rehearsal": {"prompts": {"parent_data": True}, "n": 4}}
+    two = {"self_rehearsal": {"prompts": {"path": "data/firefighter/regression.jsonl"}, "n": 4}}
+    text = recipe_text(version="1.1.0", parent="1.0.0", strategy="continued_lora",
+                       data={"train": [{"path": "data/firefighter/q2.jsonl"}],
+                             "rehearsal": {"ratio": 0.2, "sources": [one, two]}, "seed": 7})
+    path = write_recipe(proj, text, "1.1.0")
+    code, _out, err = clt("recipe", "validate", path)
+    second = [i for i, line in enumerate(text.splitlines(), 1) if "self_rehearsal:" in line][1]
+    assert code == 2 and f"1.1.0.yml:{second}: [data.rehearsal.sources[1].self_rehearsal] only one" in err, err
+    assert "sources[0].self_rehearsal] only one" not in err
