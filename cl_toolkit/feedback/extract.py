@@ -120,7 +120,8 @@ def _judge(row: tuple, min_rating: int, max_bad: int, min_quality: float | None,
     return "neutral", None
 
 
-def _dedupe_key(prompt: str, answer: str) -> bytes:
+def dedupe_key(prompt: str, answer: str) -> bytes:
+    """The key two examples are duplicates by: prompt and answer, case and whitespace normalised."""
     text = " ".join(prompt.casefold().split()) + "\x00" + " ".join(answer.casefold().split())
     return hashlib.blake2b(text.encode(), digest_size=16).digest()
 
@@ -159,7 +160,7 @@ def _examples(rows, job: dict, counts: Counter, redactions: Counter,
         # one cheap check for both texts: most examples hold nothing to redact
         if job["redact_pii"] and may_hold_pii(f"{prompt}\n{answer}"):
             prompt, answer = redact(prompt, redactions), redact(answer, redactions)
-        key = _dedupe_key(prompt, answer) if job["dedupe"] else None
+        key = dedupe_key(prompt, answer) if job["dedupe"] else None
         yield key, render(prompt, answer, system), rule
 
 

@@ -7,7 +7,8 @@ learned. Layout, under the workspace::
     rehearsal/<model>/index.json        # per version: seen, kept, capacity, seed, sha256
 
 Adding a version again replaces its sample (same examples and seed: same bytes).
-load_buffer returns every version's sample, oldest version first.
+load_buffer returns every version's sample, oldest version first. logged_prompts reads
+what a line was asked in production (self-rehearsal's `{store: true}` prompts).
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from cl_toolkit.core.errors import BadInput
 from cl_toolkit.core.files import atomic_write_bytes, atomic_write_json, jsonl_bytes, sha256_bytes
+from cl_toolkit.feedback.store import open_store, store_target
 
 ROLES = ("system", "user", "assistant")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._+-]{0,127}\Z")
@@ -97,3 +99,17 @@ def load_buffer(workspace: Path, model: str) -> list[dict]:
         with open(path, encoding="utf-8") as f:
             examples += [json.loads(line) for line in f if line.strip()]
     return examples
+
+
+def logged_prompts(workspace: Path, model: str, versions: list[str]) -> list[str]:
+    """The inputs of the predictions logged for `versions` of `model`, oldest first (one
+    without a `model` in its metadata counts as this line's); [] when there is no store."""
+    if not versions or not store_target(workspace).exists():
+        return []
+    marks = ", ".join("?" * len(versions))
+    with open_store(workspace) as store:
+        rows = store.conn.execute(
+            f"SELECT input FROM predictions WHERE model_version IN ({marks}) "
+            "AND COALESCE(json_extract(metadata, '$.model'), ?) = ? ORDER BY timestamp, request_id",
+            [*versions, model, model])
+        return [r[0] for r in rows]

@@ -90,7 +90,12 @@ def heuristic_flags(answer: str, reference: tuple[float, float] | None = None) -
 
 def length_reference(store: FeedbackStore) -> tuple[float, float] | None:
     """(median, MAD) of log(1 + answer length) over the store; None when too few."""
-    logs = [math.log1p(n) for (n,) in store.conn.execute("SELECT length(output) FROM predictions")]
+    return log_length_reference(n for (n,) in store.conn.execute("SELECT length(output) FROM predictions"))
+
+
+def log_length_reference(lengths) -> tuple[float, float] | None:
+    """(median, MAD) of log(1 + length) over answer lengths; None when too few."""
+    logs = [math.log1p(n) for n in lengths]
     if len(logs) < MIN_REFERENCE:
         return None
     median = statistics.median(logs)

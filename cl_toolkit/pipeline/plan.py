@@ -63,6 +63,8 @@ def _label(source: dict) -> str:
         return "parent_data"
     if "buffer" in source:
         return "buffer"
+    if "self_rehearsal" in source:
+        return "self_rehearsal"
     return str(source["path"]) if str(source["path"]).startswith(WORKSPACE_PREFIX) else str(Path(source["path"]))
 
 

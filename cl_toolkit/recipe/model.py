@@ -16,6 +16,8 @@ import jsonschema
 
 from cl_toolkit.core.workspace import WORKSPACE_PREFIX
 
+NAMED_SOURCES = ("parent_data", "buffer", "self_rehearsal")  # the rehearsal sources that are not a file
+
 
 @cache
 def recipe_schema() -> dict:
@@ -65,22 +67,22 @@ def _fill(obj: Any, schema: dict) -> None:
 
 def source_name(source: Any) -> str:
     """A rehearsal source's name in `split:` and the manifest: its path as written
-    (normalised; a `workspace:` path kept as is), `parent_data` or `buffer`."""
+    (normalised; a `workspace:` path kept as is), `parent_data`, `buffer` or `self_rehearsal`."""
     if "path" in source:
         raw = source["path"]
         return raw if raw.startswith(WORKSPACE_PREFIX) else str(Path(raw))
-    return "parent_data" if "parent_data" in source else "buffer"
+    return next(k for k in NAMED_SOURCES if k in source)
 
 
 def split_key(key: str) -> str:
     """The source a key of `split: {source: weight}` names (a path is normalised as in source_name)."""
-    return key if key in ("parent_data", "buffer") else source_name({"path": key})
+    return key if key in NAMED_SOURCES else source_name({"path": key})
 
 
 @dataclass(frozen=True)
 class Rehearsal:
     ratio: float
-    sources: tuple  # of mappings: {path}|{parent_data: true}|{buffer: true}
+    sources: tuple  # of mappings: {path}|{parent_data: true}|{buffer: true}|{self_rehearsal: {...}}
     resample: str  # per_epoch | once (the schema's default depends on the parent)
     split: Any  # even | proportional | {source name: weight}
     unit: str  # rows | tokens

@@ -106,22 +106,41 @@ def schema_for(strategies: Mapping[str, Any]) -> dict:
     return schema
 
 
+_ONE_OF = {"sources": "must be one of {path: FILE}, {parent_data: true}, {buffer: true} or {self_rehearsal: {...}}",
+           "prompts": "must be {path: FILE}, {parent_data: true}, {store: true} or a list of these"}
+
+
 def _schema_problems(data: dict, lines: LineMap, fname: str, schema: dict) -> list[Problem]:
-    problems = []
     validator = jsonschema.Draft202012Validator(schema)
-    for err in sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path))):
-        path = list(err.absolute_path)
-        if err.validator == "additionalProperties" and isinstance(err.instance, dict):
-            allowed = set(err.schema.get("properties", {}))
-            for extra in sorted(set(err.instance) - allowed):
-                problems.append(Problem(fname, f"unknown key {extra!r} (allowed: {', '.join(sorted(allowed))})",
-                                        lines.line_for([*path, extra]), format_key([*path, extra])))
-            continue
-        msg = err.message
-        if err.validator == "oneOf":
-            msg = "must be one of {path: FILE}, {parent_data: true} or {buffer: true}"
-        problems.append(Problem(fname, msg, lines.line_for(path), format_key(path) or None))
-    return problems
+    errors = sorted(validator.iter_errors(data), key=lambda e: list(map(str, e.absolute_path)))
+    return [p for err in errors for p in _error_problems(err, lines, fname)]
+
+
+def _error_problems(err, lines: LineMap, fname: str) -> list[Problem]:
+    path = list(err.absolute_path)
+    if err.validator == "additionalProperties" and isinstance(err.instance, dict):
+        allowed = set(err.schema.get("properties", {}))
+        return [Problem(fname, f"unknown key {extra!r} (allowed: {', '.join(sorted(allowed))})",
+                        lines.line_for([*path, extra]), format_key([*path, extra]))
+                for extra in sorted(set(err.instance) - allowed)]
+    msg = err.message
+    if err.validator == "oneOf":
+        branch = _chosen_branch(err)
+        if branch:  # the entry says which kind it is (its key): that kind's own errors, with their keys
+            return [p for sub in branch for p in _error_problems(sub, lines, fname)]
+        named = [k for k in path if isinstance(k, str)]
+        msg = _ONE_OF.get(named[-1] if named else "", msg)
+    return [Problem(fname, msg, lines.line_for(path), format_key(path) or None)]
+
+
+def _chosen_branch(err) -> list:
+    """The errors of the one `oneOf` branch that failed only below the entry (an entry
+    `{self_rehearsal: {n: 0}}` is a self_rehearsal source with a bad n); [] when none or several."""
+    by_branch: dict = {}
+    for sub in err.context:
+        by_branch.setdefault(sub.relative_schema_path[0], []).append(sub)
+    deep = [subs for subs in by_branch.values() if all(sub.relative_path for sub in subs)]
+    return deep[0] if len(deep) == 1 else []
 
 
 def _path_problems(data: dict, lines: LineMap, fname: str, root: Path, ws: Path) -> list[Problem]:
@@ -131,6 +150,9 @@ def _path_problems(data: dict, lines: LineMap, fname: str, root: Path, ws: Path)
     for i, s in enumerate(data["data"].get("rehearsal", {}).get("sources", [])):
         if "path" in s:
             refs.append((("data", "rehearsal", "sources", i, "path"), s["path"]))
+        for key, prompt_source in _prompt_sources(s, i):
+            if "path" in prompt_source:
+                refs.append(((*key, "path"), prompt_source["path"]))
     gate = data.get("gate") or {}
     if "suite" in gate:
         refs.append((("gate", "suite"), gate["suite"]))
@@ -147,6 +169,14 @@ def _path_problems(data: dict, lines: LineMap, fname: str, root: Path, ws: Path)
         if not path.is_file():
             problems.append(Problem(fname, f"file not found: {raw}", lines.line_for(key), format_key(key)))
     return problems
+
+
+def _prompt_sources(source: dict, i: int) -> list[tuple[tuple, dict]]:
+    """(key path, prompt source) of a self_rehearsal source's `prompts` (one or a list)."""
+    if "self_rehearsal" not in source:
+        return []
+    prompts, at = source["self_rehearsal"]["prompts"], ("data", "rehearsal", "sources", i, "self_rehearsal", "prompts")
+    return [(at, prompts)] if isinstance(prompts, dict) else [((*at, j), p) for j, p in enumerate(prompts)]
 
 
 def _domain_problems(data: dict, lines: LineMap, fname: str, root: Path, ws: Path) -> list[Problem]:
@@ -201,6 +231,15 @@ def _semantic_problems(data: dict, lines: LineMap, fname: str, recipe_file: Path
     sources = data["data"].get("rehearsal", {}).get("sources", [])
     if parent is None and any("parent_data" in s for s in sources):
         problems.append(Problem(fname, "parent_data needs a parent", lines.line_for(["data", "rehearsal"]), "data.rehearsal.sources"))
+    selfs = [i for i, s in enumerate(sources) if "self_rehearsal" in s]
+    for i in selfs if parent is None else ():
+        key = ["data", "rehearsal", "sources", i, "self_rehearsal"]
+        problems.append(Problem(fname, "self_rehearsal needs a parent: the parent version writes its rows",
+                                lines.line_for(key), format_key(key)))
+    for i in selfs[1:]:
+        key = ["data", "rehearsal", "sources", i, "self_rehearsal"]
+        problems.append(Problem(fname, "only one self_rehearsal source (give it a list of prompts sources)",
+                                lines.line_for(key), format_key(key)))
     return problems
 
 

@@ -4,7 +4,8 @@ A file under STREAM_BYTES is read and checked whole, as it always was (a bad row
 reported with its line). A larger file is streamed: one pass in blocks hashes it and finds the
 byte offset of every line (numpy over each block), and a row is read, parsed and checked only
 when it is drawn, so the pool is never held in memory; what it costs is the index (16 bytes a
-row). `parent_data` and the rehearsal buffer are in memory (they are the line's own history)."""
+row). `parent_data`, the rehearsal buffer and self_rehearsal (the parent's own answers,
+training/self_rehearsal.py) are in memory (they are the line's own history)."""
 
 from __future__ import annotations
 
@@ -132,6 +133,12 @@ def open_pools(lr: LoadedRecipe, registry, sources) -> list[Pool]:
         elif "parent_data" in src:
             rows, inputs = ancestor_rows(lr, registry)
             pools.append(Pool("parent_data", len(rows), inputs, memory=rows))
+        elif "self_rehearsal" in src:
+            from cl_toolkit.training.self_rehearsal import LABEL, self_rehearsal_rows
+
+            rows, block = self_rehearsal_rows(lr, registry, src["self_rehearsal"])
+            entry = {**_input(LABEL, sha256_bytes(jsonl_bytes(rows)), len(rows)), "self_rehearsal": block}
+            pools.append(Pool(LABEL, len(rows), [entry], memory=rows))
         else:
             from cl_toolkit.feedback.rehearsal import load_buffer
 
