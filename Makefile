@@ -19,6 +19,8 @@ PYTEST_ARGS ?=
 # Test processes (pytest-xdist): one per core; whole files go to one worker (module fixtures
 # that train are built once). Each worker and its training processes run one thread.
 PYTEST_WORKERS ?= auto
+# two one-thread trainings side by side on 2 cores (clt bench cl --jobs)
+BENCH_CL_JOBS ?= 2
 PYTEST_PARALLEL = -n $(PYTEST_WORKERS) --dist loadfile
 
 .PHONY: setup demo test test-fast lint bench bench-cl quarter dry-run clean help
@@ -29,7 +31,7 @@ help:
 	@echo "make test-fast  the suite without tests marked slow"
 	@echo "make lint       ruff"
 	@echo "make bench      every benchmarks/bench_*.py, printed as tables"
-	@echo "make bench-cl   the continual-learning benchmark: benchmarks/streams/firefighter-3q.yml, 3 seeds (BENCH_CL_ARGS=--stream ...)"
+	@echo "make bench-cl   the continual-learning benchmark: benchmarks/streams/firefighter-3q.yml, 3 seeds, 2 jobs (BENCH_CL_ARGS=--stream ..., BENCH_CL_JOBS=1)"
 	@echo "make quarter RECIPE=recipes/<model>/<version>.yml   one resumable cycle (clt cycle)"
 	@echo "make dry-run    the CI path: 1.0.0 then 1.1.0 cycles on the tiny model, short epochs, in CLT_HOME/dry-run"
 	@echo "make setup      create .venv with everything installed (idempotent)"
@@ -61,7 +63,7 @@ bench: $(STAMP)
 	if [ -n "$$failed" ]; then echo "missed a target:$$failed"; exit 1; fi
 
 bench-cl: $(STAMP)
-	@start=$$(date +%s); $(BIN)/clt bench cl $(BENCH_CL_ARGS); code=$$?; t=$$(( $$(date +%s) - start )); \
+	@start=$$(date +%s); $(BIN)/clt bench cl --jobs $(BENCH_CL_JOBS) $(BENCH_CL_ARGS); code=$$?; t=$$(( $$(date +%s) - start )); \
 	echo "make bench-cl: $$(( t / 60 )) min $$(( t % 60 )) s"; exit $$code
 
 quarter: $(STAMP)

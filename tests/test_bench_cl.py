@@ -485,6 +485,7 @@ def test_the_documented_stream_example_is_a_valid_stream(tmp_path):
     (example,) = re.findall(r"```yaml\n(.*?)```", section.split("### Your own stream")[0], re.DOTALL)
     s = load_stream(write(tmp_path, example), REPO)
     assert [e.name for e in s.experiences] == ["q1", "q2"] and s.strategy("continued_r0.2").first_set
+    assert s.strategy("self_rehearsal").old_data == "self"
 
 
 def test_stored_paths_are_relative_to_the_work_folder_project_or_workspace(tmp_path):

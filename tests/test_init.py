@@ -203,8 +203,8 @@ def test_recipe_new_writes_the_profiles_defaults_for_the_strategy(repo, clt):
     data = yaml.safe_load((line_dir / "1.1.0.yml").read_text())
     assert data["profile"] == "tiny-cpu"  # kept as written
     assert data["train"] == {"learning_rate": 0.001, "num_epochs": 20, "lora_dropout": 0.0}
-    assert data["data"]["rehearsal"] == {"ratio": 0.6, "sources": [{"parent_data": True},
-                                                                    {"path": "toolkit:general/general.jsonl"}]}
+    assert data["data"]["rehearsal"] == {"ratio": 0.6, "resample": "per_epoch",
+                                         "sources": [{"parent_data": True}, {"path": "toolkit:general/general.jsonl"}]}
     assert data["gate"]["suites"]["q2"] == {"path": f"data/{LINE}/q2_asked.jsonl", "role": "learning"}
 
 
@@ -212,7 +212,8 @@ def test_recipe_new_reads_the_defaults_of_the_users_own_profile(repo, clt):
     line_dir = _started_line(repo, clt)
     own = yaml.safe_load((REPO / "configs" / "profiles" / "tiny-cpu.yml").read_text())
     own["name"] = "my-cpu"
-    own["defaults"]["continued_lora"] = {"learning_rate": 0.0005, "num_epochs": 7, "rehearsal_ratio": 0.45}
+    own["defaults"]["continued_lora"] = {"learning_rate": 0.0005, "num_epochs": 7, "rehearsal_ratio": 0.45,
+                                         "rehearsal_resample": "once"}
     (repo / "configs" / "profiles").mkdir(parents=True)
     (repo / "configs" / "profiles" / "my-cpu.yml").write_text(yaml.safe_dump(own))
     recipe = line_dir / "1.0.0.yml"
@@ -222,7 +223,7 @@ def test_recipe_new_reads_the_defaults_of_the_users_own_profile(repo, clt):
     assert code == 0, err
     data = yaml.safe_load((line_dir / "1.1.0.yml").read_text())
     assert data["train"] == {"learning_rate": 0.0005, "num_epochs": 7, "lora_dropout": 0.1}  # dropout: the strategy's
-    assert data["data"]["rehearsal"]["ratio"] == 0.45
+    assert data["data"]["rehearsal"]["ratio"] == 0.45 and data["data"]["rehearsal"]["resample"] == "once"
 
 
 def test_a_profile_default_of_the_wrong_type_names_its_line(repo, clt):

@@ -34,6 +34,8 @@ def test_recipe_new_writes_a_valid_next_recipe_with_the_profiles_defaults(proj, 
     assert (data["version"], data["parent"], data["strategy"]) == (version, "1.1.0", strategy)
     assert data["data"]["train"] == [{"path": "data/firefighter/q3.jsonl"}]
     assert data["data"]["rehearsal"]["ratio"] == ratio
+    # continued_lora writes the rehearsal mode the benchmark measured (a fresh draw each epoch)
+    assert data["data"]["rehearsal"].get("resample") == ("per_epoch" if strategy == "continued_lora" else None)
     assert data.get("train") == train
     has_parent_data = {"parent_data": True} in data["data"]["rehearsal"]["sources"]
     assert has_parent_data == (strategy != "merge_and_retrain")  # merge trains on all history anyway

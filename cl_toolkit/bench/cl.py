@@ -249,7 +249,7 @@ def run_step(spec: StrategySpec, i: int, seed: int, ws: Path, reg, suite, stream
     return {"experience": stream.experiences[i].name, "version": rec.version, "parent": rec.parent,
             "strategy": rec.strategy, "recipe": recipe, "recipe_sha256": lr.sha256, "overrides": overrides,
             "mix": manifest["mix"], "train_loss": rec.metrics.get("train_loss"),
-            **({"finish": rec.metrics["finish"]} if "finish" in rec.metrics else {}),
+            **{k: v for k, v in rec.metrics.items() if k.startswith("merge_")},  # merge_adapters' choice
             "optimizer_steps": counted.get("steps"), "training_tokens": training_tokens(run, tokenizer),
             "trainer_seconds": summary.get("train_runtime"),  # Axolotl's training loop alone
             "train_seconds": rec.train_seconds,  # the whole training process, imports included

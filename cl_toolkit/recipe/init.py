@@ -55,7 +55,7 @@ def first_recipe(line: str, profile: str, defaults: dict, data_paths: list[str],
     """The first recipe of a line as data: a fresh LoRA (initial_lora) on the profile's base,
     trained with the profile's `initial_lora` defaults; the gate holds the regression suite
     and, as the quarter being learned, each training file's `<name>_asked.jsonl`."""
-    train = {k: v for k, v in defaults.items() if k != "rehearsal_ratio"}
+    train = {k: v for k, v in defaults.items() if not k.startswith("rehearsal_")}
     suites: dict = {"regression": regression}
     for raw in data_paths:
         p = Path(raw)

@@ -50,6 +50,7 @@ class ScaffoldDefaults:
     train: dict = field(default_factory=dict)   # the recipe's `train:` block (none if empty)
     blocks: dict = field(default_factory=dict)  # further top-level blocks, e.g. `distillation:`
     parent: bool = True  # False: a fresh start (parent null), as initial_lora
+    resample: str | None = None  # data.rehearsal.resample to write (None: leave it to the schema's default)
 
 
 def with_profile_defaults(defaults: ScaffoldDefaults, profile: Mapping) -> ScaffoldDefaults:
@@ -57,9 +58,10 @@ def with_profile_defaults(defaults: ScaffoldDefaults, profile: Mapping) -> Scaff
     was measured to work on that base and hardware wins over a strategy's generic guess."""
     if not profile:
         return defaults
-    train = {**defaults.train, **{k: v for k, v in profile.items() if k != "rehearsal_ratio"}}
+    train = {**defaults.train, **{k: v for k, v in profile.items() if not k.startswith("rehearsal_")}}
     return dataclasses.replace(defaults, train=train,
-                               rehearsal_ratio=profile.get("rehearsal_ratio", defaults.rehearsal_ratio))
+                               rehearsal_ratio=profile.get("rehearsal_ratio", defaults.rehearsal_ratio),
+                               resample=profile.get("rehearsal_resample", defaults.resample))
 
 
 def scaffold_names(strategies: Mapping[str, Any]) -> list[str]:
@@ -128,7 +130,9 @@ def scaffold(source: dict, strategy: str, version: str, data_paths: list[str], *
         "strategy": strategy, "description": f"TODO: why {version} exists",
         "profile": source["profile"],
         "data": {"train": [{"path": p} for p in data_paths] or source["data"]["train"],
-                 "rehearsal": {"ratio": defaults.rehearsal_ratio, "sources": sources},
+                 "rehearsal": {"ratio": defaults.rehearsal_ratio,
+                               **({"resample": defaults.resample} if defaults.resample and sources else {}),
+                               "sources": sources},
                  "seed": source["data"].get("seed", 42)},
     }
     if defaults.train:

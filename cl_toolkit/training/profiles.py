@@ -49,11 +49,13 @@ class TinySpec:
 
 
 def _defaults_schema() -> dict:
-    """One strategy's defaults: the recipe's `train:` keys (same types) and rehearsal_ratio."""
+    """One strategy's defaults: the recipe's `train:` keys (same types), rehearsal_ratio and
+    rehearsal_resample."""
     train = recipe_schema()["properties"]["train"]["properties"]
-    ratio = recipe_schema()["properties"]["data"]["properties"]["rehearsal"]["properties"]["ratio"]
+    rehearsal = recipe_schema()["properties"]["data"]["properties"]["rehearsal"]["properties"]
     return {"type": "object", "additionalProperties": False,
-            "properties": {**train, "rehearsal_ratio": ratio}}
+            "properties": {**train, "rehearsal_ratio": rehearsal["ratio"],
+                           "rehearsal_resample": {k: v for k, v in rehearsal["resample"].items() if k != "default"}}}
 
 
 PROFILE_SCHEMA = {
