@@ -475,6 +475,9 @@ def test_a_reduced_stream_trains_through_axolotl(clt, tmp_path, monkeypatch):
     assert err.count("  reused ") == 2 + 3 and "training firefighter" not in err
     again = json.loads((out / "stream.json").read_text())
     assert again["runs"] == doc["runs"] and again["strategies"] == doc["strategies"]
+    assert doc["reused"] == {"first_experiences": 0, "lines": 0, "of": {"first_experiences": 2, "lines": 3}}
+    assert again["reused"] == {"first_experiences": 2, "lines": 3, "of": {"first_experiences": 2, "lines": 3}}
+    assert "3 of 3 lines and 2 of 2 first experiences were reused" in (out / "stream.md").read_text()
 
 
 def test_the_documented_stream_example_is_a_valid_stream(tmp_path):

@@ -202,8 +202,8 @@ def test_recipe_new_writes_the_profiles_defaults_for_the_strategy(repo, clt):
     assert code == 0, err
     data = yaml.safe_load((line_dir / "1.1.0.yml").read_text())
     assert data["profile"] == "tiny-cpu"  # kept as written
-    assert data["train"] == {"learning_rate": 0.001, "num_epochs": 20, "lora_dropout": 0.0}
-    assert data["data"]["rehearsal"] == {"ratio": 0.6, "resample": "per_epoch",
+    assert data["train"] == {"learning_rate": 0.006, "num_epochs": 10, "lora_dropout": 0.0}
+    assert data["data"]["rehearsal"] == {"ratio": 0.67, "resample": "per_epoch",
                                          "sources": [{"parent_data": True}, {"path": "toolkit:general/general.jsonl"}]}
     assert data["gate"]["suites"]["q2"] == {"path": f"data/{LINE}/q2_asked.jsonl", "role": "learning"}
 
@@ -230,7 +230,7 @@ def test_a_profile_default_of_the_wrong_type_names_its_line(repo, clt):
     line_dir = _started_line(repo, clt)
     (repo / "configs" / "profiles").mkdir(parents=True)
     text = (REPO / "configs" / "profiles" / "tiny-cpu.yml").read_text().replace(
-        "continued_lora: {learning_rate: 0.001,", "continued_lora: {learning_rate: fast,")
+        "continued_lora: {learning_rate: 0.006,", "continued_lora: {learning_rate: fast,")
     (repo / "configs" / "profiles" / "bad.yml").write_text(text)
     lineno = next(i for i, x in enumerate(text.splitlines(), 1) if "learning_rate: fast" in x)
     recipe = line_dir / "1.0.0.yml"

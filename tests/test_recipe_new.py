@@ -18,7 +18,7 @@ def proj(shipped_project):
 
 # the tiny-cpu profile's `defaults:` (measured on the firefighter recipes), not the strategies' own
 @pytest.mark.parametrize("strategy, bump, version, train, ratio", [
-    ("continued_lora", "minor", "1.2.0", {"learning_rate": 0.001, "num_epochs": 20, "lora_dropout": 0.0}, 0.6),
+    ("continued_lora", "minor", "1.2.0", {"learning_rate": 0.006, "num_epochs": 10, "lora_dropout": 0.0}, 0.67),
     ("merge_and_retrain", "major", "2.0.0", {"learning_rate": 0.002, "num_epochs": 10}, 0.15),
     ("distillation", "patch", "1.1.1", {"learning_rate": 0.003, "num_epochs": 10}, 0.6),
 ])

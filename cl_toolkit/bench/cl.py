@@ -356,10 +356,10 @@ def _stored(path: Path, key: str, ctx: Context) -> dict | None:
     return doc.get("result") if doc.get("fingerprint") == key else None
 
 
-def run_first(spec: StrategySpec, seed: int, key: str, ctx: Context, progress: Progress) -> dict:
+def run_first(spec: StrategySpec, seed: int, key: str, ctx: Context, progress: Progress) -> tuple[dict, bool]:
     """Train the first experience in its own workspace, FIRSTS/<key>, which every line that
     shares it starts from (a copy); its step is kept there as first.json, and reused by a
-    later run while its fingerprint holds."""
+    later run while its fingerprint holds. Returns (the step, whether it was reused)."""
     ws = ctx.work / FIRSTS / key
     shared = ", ".join(s.name for s in ctx.stream.strategies if ctx.firsts[(s.name, seed)] == key)
     what = f"{ctx.stream.experiences[0].name} for {shared}, seed {seed} (1/{len(ctx.stream.experiences)})"
@@ -367,20 +367,21 @@ def run_first(spec: StrategySpec, seed: int, key: str, ctx: Context, progress: P
     step = _stored(ws / "first.json", sig, ctx)
     if step is not None:
         progress.end(f"  reused {what}: trained by an earlier run with the same inputs ({portable_rel(ws, ctx.work)})")
-        return step
+        return step, True
     _fresh_workspace(ws, ctx)
     progress.begin(what)
     with open_registry(ws) as reg:
         step = run_step(spec, 0, seed, ws, reg, ctx.suite, ctx.stream, ctx.settings, ctx.root, _tokenizer(ctx.base_dir))
     atomic_write_json(ws / "first.json", {"fingerprint": sig, "result": step})
     progress.end(_step_line(spec, seed, step, ctx.stream))
-    return step
+    return step, False
 
 
-def run_line(spec: StrategySpec, seed: int, ctx: Context, progress: Progress) -> dict:
+def run_line(spec: StrategySpec, seed: int, ctx: Context, progress: Progress) -> tuple[dict, bool]:
     """Learn the stream with one strategy and one seed in a fresh workspace: a copy of its
     first experience's (run_first), then every later experience. The finished line is kept
-    as line.json and reused by a later run while its fingerprint holds."""
+    as line.json and reused by a later run while its fingerprint holds. Returns (the line,
+    whether it was reused)."""
     stream, work = ctx.stream, ctx.work
     ws = work / "strategies" / spec.name / f"seed-{seed}"
     sig = fingerprint(ctx, spec, seed, range(len(stream.experiences)))
@@ -388,7 +389,7 @@ def run_line(spec: StrategySpec, seed: int, ctx: Context, progress: Progress) ->
     if line is not None:
         for i in range(1, len(stream.experiences)):
             progress.end(f"  reused {spec.name}, seed {seed}, {stream.experiences[i].name}: an earlier run's, same inputs")
-        return line
+        return line, True
     first = work / FIRSTS / ctx.firsts[(spec.name, seed)]
     shutil.rmtree(ws, ignore_errors=True)
     ws.parent.mkdir(parents=True, exist_ok=True)
@@ -402,7 +403,7 @@ def run_line(spec: StrategySpec, seed: int, ctx: Context, progress: Progress) ->
             progress.end(_step_line(spec, seed, s, stream))
     line = {"seed": seed, "workspace": portable_rel(ws, work), "steps": steps, **stats.line_metrics(steps, stream)}
     atomic_write_json(ws / "line.json", {"fingerprint": sig, "result": line})
-    return line
+    return line, False
 
 
 _MESSAGES = None  # in a worker process: the queue its progress lines go to (the parent says them)
@@ -419,11 +420,11 @@ def _init_worker(log: str, messages) -> None:
     sys.stderr = f
 
 
-def _first_job(spec: StrategySpec, seed: int, key: str, ctx: Context) -> dict:
+def _first_job(spec: StrategySpec, seed: int, key: str, ctx: Context) -> tuple[dict, bool]:
     return run_first(spec, seed, key, ctx, Progress(None, _MESSAGES.put))
 
 
-def _line_job(spec: StrategySpec, seed: int, ctx: Context) -> dict:
+def _line_job(spec: StrategySpec, seed: int, ctx: Context) -> tuple[dict, bool]:
     return run_line(spec, seed, ctx, Progress(None, _MESSAGES.put))
 
 
@@ -432,11 +433,12 @@ def _relay(messages, say: Callable[[str], None]) -> None:
         say(message)
 
 
-def run_all(ctx: Context, jobs: int, say: Callable[[str], None]) -> tuple[dict, dict]:
+def run_all(ctx: Context, jobs: int, say: Callable[[str], None]) -> tuple[dict, dict, dict]:
     """Every first experience once, then every (strategy, seed) line: in this process with
     one progress count, or in `jobs` worker processes (each training pinned to its own
     threads, so 2 jobs on 2 cores train about twice as fast as one; each worker's own output
-    goes to WORK/logs/). Returns ({key: first step}, {strategy: [line per seed]})."""
+    goes to WORK/logs/). Returns ({key: first step}, {strategy: [line per seed]}, how many of
+    each were reused from an earlier run)."""
     stream = ctx.stream
     firsts: dict[str, tuple[StrategySpec, int]] = {}
     for spec in stream.strategies:
@@ -447,6 +449,7 @@ def run_all(ctx: Context, jobs: int, say: Callable[[str], None]) -> tuple[dict, 
         progress = Progress(len(firsts) + len(lines) * (len(stream.experiences) - 1), say)
         done = {k: run_first(spec, seed, k, ctx, progress) for k, (spec, seed) in firsts.items()}
         out = [run_line(spec, seed, ctx, progress) for spec, seed in lines]
+        done = list(done.values())
     else:
         import multiprocessing
         import threading
@@ -464,17 +467,18 @@ def run_all(ctx: Context, jobs: int, say: Callable[[str], None]) -> tuple[dict, 
             try:
                 with ProcessPoolExecutor(jobs, mp_context=mp, initializer=_init_worker,
                                          initargs=(str(logs / f"workers-{os.getpid()}.log"), messages)) as pool:
-                    done = dict(zip(firsts, _gather(pool, [(_first_job, spec, seed, k, ctx)
-                                                           for k, (spec, seed) in firsts.items()],
-                                                    "first experiences", say), strict=True))
+                    done = _gather(pool, [(_first_job, spec, seed, k, ctx) for k, (spec, seed) in firsts.items()],
+                                   "first experiences", say)
                     out = _gather(pool, [(_line_job, spec, seed, ctx) for spec, seed in lines], "lines", say)
             finally:
                 messages.put(None)
                 relay.join()
     runs: dict[str, list] = {}
-    for (spec, _), line in zip(lines, out, strict=True):
+    for (spec, _), (line, _) in zip(lines, out, strict=True):
         runs.setdefault(spec.name, []).append(line)
-    return done, runs
+    reused = {"first_experiences": sum(r for _, r in done), "lines": sum(r for _, r in out),
+              "of": {"first_experiences": len(firsts), "lines": len(lines)}}
+    return dict(zip(firsts, (step for step, _ in done), strict=True)), runs, reused
 
 
 def _gather(pool, calls: list[tuple], what: str, say: Callable[[str], None]) -> list:
@@ -563,11 +567,12 @@ def run_benchmark(stream: Stream, root: Path, work: Path, workspace: Path, setti
         keys = {(s.name, seed): first_key(stream, s, seed, settings, root, work / "strategies" / "_plan")
                 for s in stream.strategies for seed in stream.seeds}
         ctx = Context(stream, settings, root, work, base, base_dir, suite, keys)
-        firsts, runs = run_all(ctx, settings.jobs, say)
+        firsts, runs, reused = run_all(ctx, settings.jobs, say)
     base.pop("copy_to", None)
     return {
         "benchmark": "continual-learning", "toolkit_version": __version__, "started_at": started_at,
         "wall_seconds": round(time.monotonic() - start, 2),
+        "reused": reused,  # from an earlier run in the same work folder: their seconds are that run's
         "machine": {**host, "load_average_at_end": [round(x, 2) for x in os.getloadavg()]},
         "stream": stream_doc(stream, root, workspace), "settings": {**asdict(settings), "strategies": [s.name for s in stream.strategies],
                                                    "seeds": list(stream.seeds)},

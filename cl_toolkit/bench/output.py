@@ -122,6 +122,15 @@ def matrix_table(doc: dict, suite: str) -> str:
     return "\n".join(_table(head, rows))
 
 
+def _reused(doc: dict) -> str:
+    r = doc.get("reused") or {}
+    if not r.get("lines") and not r.get("first_experiences"):
+        return ""
+    return (f"; {r['lines']} of {r['of']['lines']} lines and {r['first_experiences']} of "
+            f"{r['of']['first_experiences']} first experiences were reused from an earlier run in the same work "
+            "folder (same inputs), so the minutes are this run's and the seconds per training that run's")
+
+
 def markdown(doc: dict) -> str:
     st, m, base = doc["stream"], doc["machine"], doc["base"]
     suite = st["suites"][0]
@@ -133,7 +142,7 @@ def markdown(doc: dict) -> str:
         f"Stream `{st['path']}`: {', '.join(e['name'] for e in st['experiences'])}; seeds "
         f"{', '.join(map(str, doc['settings']['seeds']))}{built}; the base answers the general questions: "
         f"{general or '—'}. {m['nproc']} CPU cores; {doc['wall_seconds'] / 60:.1f} min in all "
-        f"(load average at start {m['load_average_at_start'][0]}).", "",
+        f"(load average at start {m['load_average_at_start'][0]}){_reused(doc)}.", "",
         f"Accuracy in % on the `{suite}` suites, mean ± standard deviation over the seeds; BWT in points "
         "(negative = forgetting). ACC: mean over every experience after the last; forgetting: mean drop "
         "from the best accuracy an experience had to its final one; plasticity: mean accuracy on an "
