@@ -13,10 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import REPO
-from project import line_of, recipe_text, write_recipe
+from project import line_of, recipe_text, register_untrained_parent, write_recipe
 
 from cl_toolkit.core.errors import BadInput
-from cl_toolkit.core.files import jsonl_bytes, sha256_bytes, sha256_file
+from cl_toolkit.core.files import sha256_file
 from cl_toolkit.training.chat_rows import read_chat_jsonl
 from cl_toolkit.training.determinism import PLUGIN as DETERMINISM
 
@@ -175,33 +175,7 @@ def test_penalty_scale_counts_the_penalty_once_per_optimizer_step():
 def parent(workspace):
     """firefighter 1.0.0 registered in the workspace: a LoRA on the tiny base (lora_B
     random so every parameter has a gradient), its run folder with Q1 as its new data."""
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    from cl_toolkit.registry import VersionRecord, open_registry
-
-    base = workspace / "models" / "tiny-llama"
-    run = workspace / "runs" / "firefighter-1.0.0"
-    torch.manual_seed(1)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
-                           LoraConfig(r=4, lora_alpha=8, target_modules="all-linear", modules_to_save=["lm_head"]))
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.02)
-    model.save_pretrained(run / "adapter")
-    AutoTokenizer.from_pretrained(base).save_pretrained(run / "adapter")
-    new = jsonl_bytes(read_chat_jsonl(REPO / "data" / "firefighter" / "q1.jsonl"))
-    (run / "data").mkdir(parents=True)
-    (run / "data" / "new.jsonl").write_bytes(new)
-    (run / "manifest.json").write_text(json.dumps({"outputs": {"data/new.jsonl": {"sha256": sha256_bytes(new)}}}))
-    for name in ("axolotl.yml", "recipe.yml"):
-        (run / name).write_text("{}\n")
-    with open_registry(workspace) as reg:
-        rec = reg.register(VersionRecord(model="firefighter", version="1.0.0", parent=None, strategy="initial_lora",
-                                         base_model=str(base), recipe_sha256="0" * 64, data_sha256="0" * 64,
-                                         run_dir=str(run), adapter_dir=str(run / "adapter")))
-    return rec
+    return register_untrained_parent(workspace, modules_to_save=["lm_head"])
 
 
 def ewc_recipe(workspace, samples=12, *more):
