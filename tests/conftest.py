@@ -104,6 +104,16 @@ def clt_proc(ws, *args) -> subprocess.CompletedProcess:
                           cwd=REPO, capture_output=True, text=True)
 
 
+def trained_workspace(ws: Path, tiny_model_dir: Path, *trainings: tuple) -> Path:
+    """A workspace holding the tiny base, then `clt train ARGS...` for each of `trainings`
+    in order (each in a process of its own, each required to succeed)."""
+    shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")
+    for args in trainings:
+        proc = clt_proc(ws, "train", *args)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    return ws
+
+
 def files_under(path: Path) -> set[str]:
     return {str(p.relative_to(path)) for p in path.rglob("*")} if path.exists() else set()
 

@@ -7,10 +7,9 @@ Each continued run saves one checkpoint at its last step so the Trainer's own lo
 from __future__ import annotations
 
 import json
-import shutil
 
 import pytest
-from conftest import REPO, clt_proc
+from conftest import REPO, trained_workspace
 
 pytestmark = pytest.mark.slow
 RECIPES = REPO / "recipes" / "firefighter"
@@ -29,14 +28,10 @@ RUNS = {  # version -> extra overrides
 
 @pytest.fixture(scope="module")
 def line(tmp_path_factory, tiny_model_dir):
-    ws = tmp_path_factory.mktemp("anchor") / "ws"
-    shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")
-    proc = clt_proc(ws, "train", RECIPES / "1.0.0.yml", "--set", "train.num_epochs=2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    for version, extra in RUNS.items():
-        proc = clt_proc(ws, "train", RECIPES / "1.1.0.yml", "--set", f"version={version}", *CONTINUE, *extra)
-        assert proc.returncode == 0, proc.stderr[-3000:]
-    return ws
+    return trained_workspace(tmp_path_factory.mktemp("anchor") / "ws", tiny_model_dir,
+                             (RECIPES / "1.0.0.yml", "--set", "train.num_epochs=2"),
+                             *((RECIPES / "1.1.0.yml", "--set", f"version={version}", *CONTINUE, *extra)
+                               for version, extra in RUNS.items()))
 
 
 def run(ws, version):

@@ -7,10 +7,9 @@ from __future__ import annotations
 import json
 import math
 import re
-import shutil
 
 import pytest
-from conftest import REPO, clt_proc
+from conftest import REPO, trained_workspace
 
 pytestmark = pytest.mark.slow
 RECIPES = REPO / "recipes" / "firefighter"
@@ -18,13 +17,11 @@ RECIPES = REPO / "recipes" / "firefighter"
 
 @pytest.fixture(scope="module")
 def per_epoch_run(tmp_path_factory, tiny_model_dir):
-    ws = tmp_path_factory.mktemp("per-epoch") / "ws"
-    shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")
-    first = clt_proc(ws, "train", RECIPES / "1.0.0.yml", "--set", "train.num_epochs=2")
-    assert first.returncode == 0, first.stderr[-3000:]
-    proc = clt_proc(ws, "train", RECIPES / "1.1.0.yml", "--set", "data.rehearsal.resample=per_epoch",
-                    "--set", "data.rehearsal.ratio=0.5", "--set", "train.num_epochs=3", "--set", "axolotl.logging_steps=1")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    ws = trained_workspace(tmp_path_factory.mktemp("per-epoch") / "ws", tiny_model_dir,
+                           (RECIPES / "1.0.0.yml", "--set", "train.num_epochs=2"),
+                           (RECIPES / "1.1.0.yml", "--set", "data.rehearsal.resample=per_epoch",
+                            "--set", "data.rehearsal.ratio=0.5", "--set", "train.num_epochs=3",
+                            "--set", "axolotl.logging_steps=1"))
     return ws / "runs" / "firefighter-1.1.0"
 
 

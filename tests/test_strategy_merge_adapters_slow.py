@@ -6,12 +6,11 @@ whose delta is the chosen weight's combination of the fresh adapter's and the pa
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO, clt_proc
+from conftest import REPO, clt_proc, trained_workspace
 from merge_support import deltas
 
 from cl_toolkit.core.files import sha256_file
@@ -25,11 +24,8 @@ MERGE = ["--set", "strategy=merge_adapters", "--set", "merge={weights: [0.3, 0.7
 
 @pytest.fixture(scope="module")
 def line(tmp_path_factory, tiny_model_dir):
-    ws = tmp_path_factory.mktemp("merge_adapters") / "ws"
-    shutil.copytree(tiny_model_dir, ws / "models" / "tiny-llama")
-    for args in ((RECIPES / "1.0.0.yml", *ONE_EPOCH), (RECIPES / "1.1.0.yml", *MERGE)):
-        proc = clt_proc(ws, "train", *args)
-        assert proc.returncode == 0, proc.stderr[-3000:]
+    ws = trained_workspace(tmp_path_factory.mktemp("merge_adapters") / "ws", tiny_model_dir,
+                           (RECIPES / "1.0.0.yml", *ONE_EPOCH), (RECIPES / "1.1.0.yml", *MERGE))
     proc = clt_proc(ws, "cycle", RECIPES / "1.1.0.yml", *MERGE, "--set", "version=1.1.1", "--until", "register")
     assert proc.returncode == 0, proc.stderr[-3000:]
     return ws
