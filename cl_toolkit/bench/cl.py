@@ -315,6 +315,12 @@ def first_key(stream: Stream, spec: StrategySpec, seed: int, settings: BenchSett
     return f"seed-{seed}-" + sha256_bytes(json.dumps(thaw(loaded.raw), sort_keys=True, default=str).encode())[:12]
 
 
+def sharing(firsts: dict, key: str) -> list[str]:
+    """The strategies whose first experience is the training `key` names (firsts:
+    (strategy, seed) -> key, as Context holds it)."""
+    return [name for (name, _), k in firsts.items() if k == key]
+
+
 def _fresh_workspace(ws: Path, ctx: Context) -> None:
     shutil.rmtree(ws, ignore_errors=True)
     ws.mkdir(parents=True)
@@ -361,8 +367,7 @@ def run_first(spec: StrategySpec, seed: int, key: str, ctx: Context, progress: P
     shares it starts from (a copy); its step is kept there as first.json, and reused by a
     later run while its fingerprint holds. Returns (the step, whether it was reused)."""
     ws = ctx.work / FIRSTS / key
-    shared = ", ".join(s.name for s in ctx.stream.strategies if ctx.firsts[(s.name, seed)] == key)
-    what = f"{ctx.stream.experiences[0].name} for {shared}, seed {seed} (1/{len(ctx.stream.experiences)})"
+    what = f"{ctx.stream.experiences[0].name} for {', '.join(sharing(ctx.firsts, key))}, seed {seed} (1/{len(ctx.stream.experiences)})"
     sig = fingerprint(ctx, spec, seed, range(1))
     step = _stored(ws / "first.json", sig, ctx)
     if step is not None:
@@ -447,9 +452,8 @@ def run_all(ctx: Context, jobs: int, say: Callable[[str], None]) -> tuple[dict, 
     lines = [(spec, seed) for spec in stream.strategies for seed in stream.seeds]
     if jobs <= 1:
         progress = Progress(len(firsts) + len(lines) * (len(stream.experiences) - 1), say)
-        done = {k: run_first(spec, seed, k, ctx, progress) for k, (spec, seed) in firsts.items()}
+        done = [run_first(spec, seed, k, ctx, progress) for k, (spec, seed) in firsts.items()]
         out = [run_line(spec, seed, ctx, progress) for spec, seed in lines]
-        done = list(done.values())
     else:
         import multiprocessing
         import threading
@@ -580,9 +584,7 @@ def run_benchmark(stream: Stream, root: Path, work: Path, workspace: Path, setti
         "suite": {"path": "suite.jsonl", "sha256": suite.sha256, "cases": len(suite.cases)},
         "profile": {"path": stream.profile, "sha256": sha256_file(root / stream.profile)},
         "base": base, "firsts": {k: {"experience": v["experience"], "trained_in": f"{FIRSTS}/{k}",
-                                     "strategies": [s.name for s in stream.strategies
-                                                    for seed in stream.seeds if keys[(s.name, seed)] == k]}
-                                 for k, v in firsts.items()},
+                                     "strategies": sharing(keys, k)} for k, v in firsts.items()},
         "runs": runs,
         "strategies": {s.name: {"about": s.about, **stats.summarize_runs(runs[s.name], base, stream)}
                        for s in stream.strategies},
